@@ -1,0 +1,155 @@
+"""The notebooks of the walk: what each asks, and how to execute them with papermill.
+
+Executing is crash-safe: papermill writes into a temporary file; only a run that finished
+replaces the target (so a failure never clobbers a committed, executed notebook), and a
+failed run is kept beside the results for inspection. Volatile metadata (timestamps,
+durations, machine paths) is stripped so that re-running with the same seed changes nothing.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import nbformat
+
+from .profiles import COMMON, DEFAULT_PROFILE, ParameterError, check_profile, notebook_names, resolve
+from .storage import atomic_path
+
+NOTEBOOK_DIR = Path(__file__).resolve().parents[1] / "notebooks"
+
+
+@dataclass(frozen=True)
+class Notebook:
+    """One notebook of the walk."""
+
+    name: str
+    question: str
+    paper: str
+
+    @property
+    def path(self) -> Path:
+        return NOTEBOOK_DIR / f"{self.name}.ipynb"
+
+    @property
+    def ready(self) -> bool:
+        """Written and runnable (the file exists and its parameters are specified)."""
+        return self.path.is_file() and self.name in notebook_names()
+
+
+CATALOGUE: tuple[Notebook, ...] = (
+    Notebook("00_overview", "What is neuromodulation, what will we build, which device am I on?", "—"),
+    Notebook("01_gain_modulation",
+             "Can per-task multiplicative gains on a frozen CNN adapt it to many tasks?",
+             "Boeshertz, Haimerl & Savin 2023"),
+    Notebook("02_stochastic_comodulation",
+             "Does a shared random modulator tag task-relevant units and beat deterministic gains?",
+             "Boeshertz, Haimerl & Savin 2023"),
+    Notebook("03_architecture_study", "How does that depend on the backbone and on where gains act?",
+             "Boeshertz, Haimerl & Savin 2023"),
+    Notebook("04_rnn_task_packing",
+             "Excitability vs synaptic modulation vs both: how many tasks fit in N neurons?",
+             "Vedovati & Ching 2024"),
+    Notebook("05_rnn_ambiguity_and_dynamics",
+             "Which pathway survives ambiguous context, and what do the dynamics look like?",
+             "Vedovati & Ching 2024"),
+    Notebook("06_random_weight_continual_learning",
+             "Can learned contexts on fixed random weights learn task after task with no forgetting?",
+             "Hong & Pavlic 2022"),
+    Notebook("07_modulation_families_compared", "One table: every modulation family on the same tasks",
+             "all three"),
+)
+
+
+def ready() -> list[Notebook]:
+    """The notebooks that can be run now, in walk order."""
+    return [nb for nb in CATALOGUE if nb.ready]
+
+
+def select(names: Sequence[str]) -> list[Notebook]:
+    """Notebooks named by full name or number prefix (``01``); ``all`` or nothing means every ready one."""
+    available = ready()
+    if not names or list(names) == ["all"]:
+        return available
+    chosen: list[Notebook] = []
+    for name in names:
+        matches = [nb for nb in available if nb.name == name or nb.name.split("_")[0] == name]
+        if len(matches) != 1:
+            allowed = ", ".join(nb.name for nb in available)
+            raise ParameterError(f"notebook={name!r} is unknown or not written yet; allowed: all, {allowed}")
+        if matches[0] not in chosen:
+            chosen.append(matches[0])
+    return chosen
+
+
+def tidy(nb: nbformat.NotebookNode) -> nbformat.NotebookNode:
+    """Strip what changes on every run although nothing changed: timings and machine paths."""
+    meta = nb.metadata.get("papermill", {})
+    for key in ("start_time", "end_time", "duration", "input_path", "output_path", "environment_variables"):
+        meta.pop(key, None)
+    for cell in nb.cells:
+        cell.metadata.pop("execution", None)
+        cell.metadata.pop("papermill", None)
+    return nb
+
+
+def injected_parameters(notebook: Notebook, profile: str, overrides: Mapping[str, Any],
+                        results_dir: Path) -> dict[str, Any]:
+    """The papermill parameters that differ from the notebook's own defaults.
+
+    Injecting only what differs keeps committed notebooks free of machine paths.
+    """
+    params: dict[str, Any] = dict(overrides)
+    if profile != DEFAULT_PROFILE:
+        params["profile"] = profile
+    default_results = (NOTEBOOK_DIR / COMMON["results_dir"].value).resolve()
+    if Path(results_dir).resolve() != default_results:
+        params["results_dir"] = str(Path(results_dir).resolve())
+    return params
+
+
+def execute(notebook: Notebook, output: Path, *, profile: str = DEFAULT_PROFILE,
+            overrides: Mapping[str, Any] | None = None, results_dir: Path | None = None,
+            progress: bool = False, timeout: int | None = None) -> float:
+    """Run ``notebook`` with papermill into ``output``; return the wall time in seconds.
+
+    Parameters are validated first (nothing runs on bad input). On failure the partial
+    notebook is kept as ``<results_dir>/failed/<name>.ipynb`` and the error re-raised.
+    """
+    import papermill as pm
+
+    overrides = dict(overrides or {})
+    check_profile(profile)
+    resolve(notebook.name, profile, **overrides)
+    results_dir = Path(results_dir) if results_dir is not None else (NOTEBOOK_DIR / "../results").resolve()
+    params = injected_parameters(notebook, profile, overrides, results_dir)
+    env_before = os.environ.get("NEUROMOD_PROGRESS")
+    os.environ["NEUROMOD_PROGRESS"] = "1" if progress else "0"
+    start = time.perf_counter()
+    try:
+        with atomic_path(output) as tmp:
+            tmp_nb = tmp.with_suffix(".ipynb")
+            try:
+                pm.execute_notebook(
+                    str(notebook.path), str(tmp_nb), parameters=params, cwd=str(NOTEBOOK_DIR),
+                    kernel_name="python3", language="python", progress_bar=False,
+                    request_save_on_cell_execute=False, execution_timeout=timeout,
+                )
+            except BaseException:
+                if tmp_nb.exists():
+                    failed = results_dir / "failed" / f"{notebook.name}.ipynb"
+                    failed.parent.mkdir(parents=True, exist_ok=True)
+                    os.replace(tmp_nb, failed)
+                raise
+            nbformat.write(tidy(nbformat.read(tmp_nb, as_version=4)), tmp)
+            tmp_nb.unlink()
+    finally:
+        if env_before is None:
+            os.environ.pop("NEUROMOD_PROGRESS", None)
+        else:
+            os.environ["NEUROMOD_PROGRESS"] = env_before
+    return time.perf_counter() - start

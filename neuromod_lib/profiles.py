@@ -1,0 +1,208 @@
+"""Validated parameter sets for every notebook: the ``smoke``, ``quick`` and ``paper`` profiles.
+
+A notebook's parameters cell lists every tunable with the value ``None`` ("take the
+profile's value"); its next cell calls :func:`resolve`, which fills in the profile, applies
+the user's overrides and checks every value, so that a typo or an out-of-range number
+fails at once, before any training, with a message naming the parameter and what is allowed.
+
+- ``smoke``: seconds; for the test suite's papermill runs.
+- ``quick``: minutes on a laptop CPU with the embedded data; the committed notebooks.
+- ``paper``: the full reproduction, on a GPU with the real data sets.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from .device import _DEVICE_PATTERN
+
+PROFILES: tuple[str, ...] = ("smoke", "quick", "paper")
+DEFAULT_PROFILE = "quick"
+_KINDS = {int: "an integer", float: "a number", str: "a string", bool: "true or false"}
+
+
+class ParameterError(ValueError):
+    """A notebook parameter, profile or notebook name that is not allowed."""
+
+
+@dataclass(frozen=True)
+class Param:
+    """One tunable: its type, its value per profile, and what values are allowed.
+
+    ``value`` is one value for every profile or a dict ``{profile: value}`` (a missing
+    ``smoke`` falls back to ``quick``). ``low``/``high`` are inclusive bounds,
+    ``above`` an exclusive lower bound, ``choices`` a closed set, ``pattern`` a check on
+    strings (a compiled regex) described by ``allowed``.
+    """
+
+    kind: type
+    value: Any
+    help: str
+    low: float | None = None
+    high: float | None = None
+    above: float | None = None
+    choices: tuple[Any, ...] | None = None
+    pattern: Any = None
+    allowed: str | None = None
+
+    def default(self, profile: str) -> Any:
+        """The value this parameter takes under ``profile``."""
+        if not isinstance(self.value, dict):
+            return self.value
+        return self.value.get(profile, self.value.get("quick"))
+
+    def describe(self) -> str:
+        """What is allowed, in words (used in every error message)."""
+        if self.allowed:
+            return self.allowed
+        if self.choices is not None:
+            return "one of " + ", ".join(map(str, self.choices))
+        parts = [_KINDS[self.kind]]
+        if self.above is not None:
+            parts.append(f"> {self.above}")
+        if self.low is not None:
+            parts.append(f">= {self.low}")
+        if self.high is not None:
+            parts.append(f"<= {self.high}")
+        return " ".join(parts)
+
+    def check(self, name: str, value: Any) -> Any:
+        """Return ``value`` converted to this parameter's type, or raise ParameterError."""
+        bad = ParameterError(f"parameter {name}={value!r} is not allowed; allowed: {self.describe()}")
+        if self.kind is bool:
+            if not isinstance(value, bool):
+                raise bad
+        elif self.kind is int:
+            if isinstance(value, bool) or not isinstance(value, int):
+                raise bad
+        elif self.kind is float:
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+                raise bad
+            value = float(value)
+        elif not isinstance(value, self.kind):
+            raise bad
+        if self.choices is not None and value not in self.choices:
+            raise bad
+        if self.pattern is not None and not self.pattern.match(value):
+            raise bad
+        if self.low is not None and value < self.low:
+            raise bad
+        if self.high is not None and value > self.high:
+            raise bad
+        if self.above is not None and value <= self.above:
+            raise bad
+        return value
+
+    def parse(self, name: str, text: str) -> Any:
+        """Convert command-line text (``-p name=text``) to this parameter's type, then check it."""
+        try:
+            if self.kind is bool:
+                lowered = text.strip().lower()
+                if lowered not in {"true", "false", "1", "0", "yes", "no"}:
+                    raise ValueError
+                value: Any = lowered in {"true", "1", "yes"}
+            else:
+                value = self.kind(text)
+        except ValueError:
+            raise ParameterError(
+                f"parameter {name}={text!r} is not {_KINDS[self.kind]}; allowed: {self.describe()}"
+            ) from None
+        return self.check(name, value)
+
+
+#: Parameters every notebook takes.
+COMMON: dict[str, Param] = {
+    "seed": Param(int, 0, "seed of every random draw", low=0),
+    "device": Param(
+        str, "auto", "where to compute", pattern=_DEVICE_PATTERN, allowed="auto, cpu, cuda, cuda:N or mps"
+    ),
+    "results_dir": Param(str, "../results", "folder for the recorded results (relative to notebooks/)"),
+}
+
+#: Each notebook's own parameters (besides COMMON), by notebook name.
+NOTEBOOK_PARAMS: dict[str, dict[str, Param]] = {
+    "00_overview": {
+        "n_neurons": Param(int, {"smoke": 8, "quick": 16, "paper": 64}, "neurons in the tuned population",
+                           low=1, high=4096),
+        "kappa": Param(float, 2.0, "concentration of the tuning curves (larger: narrower)", above=0.0),
+        "gain": Param(float, 2.0, "multiplicative gain of the modulated population", low=0.0),
+        "threshold": Param(float, 0.3, "threshold (excitability) of the modulated population", low=0.0,
+                           high=0.95),
+    },
+}
+
+
+class Config(dict):
+    """A resolved, validated parameter set; read values as ``cfg.name`` or ``cfg["name"]``."""
+
+    def __getattr__(self, name: str) -> Any:
+        try:
+            return self[name]
+        except KeyError:
+            raise AttributeError(f"no parameter {name!r}; parameters: {', '.join(self)}") from None
+
+    @property
+    def notebook(self) -> str:
+        """The notebook this configuration belongs to."""
+        return self["notebook"]
+
+    @property
+    def profile(self) -> str:
+        """The profile it was resolved from."""
+        return self["profile"]
+
+
+def notebook_names() -> list[str]:
+    """Notebooks that have a parameter specification."""
+    return list(NOTEBOOK_PARAMS)
+
+
+def spec(notebook: str) -> dict[str, Param]:
+    """Every parameter ``notebook`` takes (common ones first)."""
+    if notebook not in NOTEBOOK_PARAMS:
+        raise ParameterError(f"notebook={notebook!r} is unknown; allowed: {', '.join(NOTEBOOK_PARAMS)}")
+    return {**COMMON, **NOTEBOOK_PARAMS[notebook]}
+
+
+def check_profile(profile: str) -> str:
+    """Return ``profile`` if it is one of PROFILES, else raise ParameterError."""
+    if profile not in PROFILES:
+        raise ParameterError(f"profile={profile!r} is unknown; allowed: {', '.join(PROFILES)}")
+    return profile
+
+
+def _check_known(notebook: str, names: Mapping[str, Any] | list[str]) -> dict[str, Param]:
+    params = spec(notebook)
+    for name in names:
+        if name not in params:
+            raise ParameterError(
+                f"parameter {name!r} is unknown to notebook {notebook}; allowed: {', '.join(params)}"
+            )
+    return params
+
+
+def resolve(notebook: str, profile: str = DEFAULT_PROFILE, **overrides: Any) -> Config:
+    """Validated parameters of ``notebook`` under ``profile``; ``None`` overrides are ignored.
+
+    Raises ParameterError (a ValueError) naming the parameter and the allowed values.
+    """
+    check_profile(profile)
+    params = _check_known(notebook, overrides)
+    values = {name: p.check(name, p.default(profile)) for name, p in params.items()}
+    values.update({name: params[name].check(name, v) for name, v in overrides.items() if v is not None})
+    return Config(notebook=notebook, profile=profile, **values)
+
+
+def parse_overrides(notebook: str, pairs: list[str]) -> dict[str, Any]:
+    """Parse ``["key=value", ...]`` from the command line into typed, checked values."""
+    texts: dict[str, str] = {}
+    for pair in pairs:
+        key, sep, text = pair.partition("=")
+        if not sep or not key.strip():
+            raise ParameterError(f"-p {pair!r} is not of the form key=value")
+        texts[key.strip()] = text.strip()
+    params = _check_known(notebook, texts)
+    return {key: params[key].parse(key, text) for key, text in texts.items()}

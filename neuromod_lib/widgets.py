@@ -1,0 +1,88 @@
+"""Interactive panels for the notebooks: sliders over a figure function of :mod:`neuromod_lib.plots`.
+
+Every panel follows one pattern, so later notebooks add a panel in a few lines:
+
+* the figure is drawn by a plain function of :mod:`neuromod_lib.plots` that returns a
+  :class:`~matplotlib.figure.Figure` (testable without any widget);
+* :func:`_panel` wraps it in :class:`ipywidgets.interactive` with named sliders
+  (``continuous_update=False``: the figure is redrawn when a slider is released, not on
+  every pixel of a drag);
+* each redraw shows the figure (``plt.show()`` inside the panel's output area) and closes
+  it, so figures do not pile up in pyplot however long the slider is played with. The last
+  figure stays available as ``panel.result`` (closed), which is what the tests inspect.
+
+Panels work headless: they can be built and updated without a display or a kernel.
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Callable
+
+import ipywidgets as widgets
+import matplotlib.pyplot as plt
+from matplotlib.figure import Figure
+
+from . import plots
+
+__all__ = ["tuning_widget"]
+
+
+def _slider(description: str, low: float, high: float, step: float, value: float) -> widgets.FloatSlider:
+    """A float slider that updates on release and reads out two decimals."""
+    return widgets.FloatSlider(
+        value=value,
+        min=low,
+        max=high,
+        step=step,
+        description=description,
+        continuous_update=False,
+        readout_format=".2f",
+    )
+
+
+def _panel(draw: Callable[..., Figure], **sliders: widgets.ValueWidget) -> widgets.interactive:
+    """Wrap a figure-returning ``draw(**values)`` in an ``interactive`` panel with ``sliders``.
+
+    Each keyword names an argument of ``draw`` and gives its widget (in display order). On
+    every change, ``draw`` is called with the current values, the figure is shown in the
+    panel's output and then closed; the closed figure is returned, so ``panel.result`` holds
+    the latest one.
+    """
+
+    def show(**values: float) -> Figure:
+        fig = draw(**values)
+        try:
+            plt.show()
+        finally:
+            plt.close(fig)
+        return fig
+
+    # No functools.wraps: ``interactive`` reads the signature (via ``__wrapped__``) to find its
+    # arguments, and ``show`` must expose only the sliders given here, not every argument of ``draw``.
+    return widgets.interactive(show, **sliders)
+
+
+def tuning_widget(
+    n_neurons: int = 16,
+    kappa: float = 2.0,
+    *,
+    gain: float = 1.0,
+    threshold: float = 0.0,
+    fraction: float = 1.0,
+) -> widgets.interactive:
+    """Sliders for gain, threshold and the modulated fraction over :func:`plots.tuning_figure`.
+
+    ``gain`` 0..3 (multiplicative; 1 = baseline), ``threshold`` 0..0.9 (subtractive shift of
+    the drive; 0 = baseline) and ``fraction`` 0..1 (share of neurons modulated), all in steps
+    of 0.05, starting at the given values (so a notebook can draw the same figure with a plain
+    call before the panel). ``n_neurons`` and ``kappa`` are fixed for the panel. The children
+    are the three sliders in that order, then the output area.
+    """
+    draw = functools.partial(plots.tuning_figure, n_neurons=n_neurons, kappa=kappa)
+    return _panel(
+        draw,
+        gain=_slider("gain", 0.0, 3.0, 0.05, gain),
+        threshold=_slider("threshold", 0.0, 0.9, 0.05, threshold),
+        fraction=_slider("fraction", 0.0, 1.0, 0.05, fraction),
+    )

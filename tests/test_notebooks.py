@@ -1,0 +1,136 @@
+"""Notebooks: papermill smoke runs through the CLI, the committed notebooks' shape, crash safety.
+
+nbval (see tests/README.md) re-executes the committed notebooks on their `quick` profile;
+here each ready notebook runs once more on the tiny `smoke` profile with a non-default seed,
+which checks parameter injection, the recorded results and the claims the notebook prints.
+"""
+
+import ast
+import json
+from pathlib import Path
+
+import nbformat
+import pytest
+
+from neuromod_lib import cli, notebooks, profiles
+
+READY = [nb.name for nb in notebooks.ready()]
+
+#: The scientific claims each notebook computes, prints and records as booleans.
+CLAIMS = {
+    "00_overview": ["gain_keeps_width", "gain_keeps_decoding", "threshold_narrows"],
+}
+
+
+def _code_cells(nb):
+    return [c for c in nb.cells if c.cell_type == "code"]
+
+
+def _parameters_cell(nb):
+    cells = [c for c in _code_cells(nb) if "parameters" in c.metadata.get("tags", [])]
+    assert len(cells) == 1, "exactly one cell must be tagged 'parameters'"
+    return cells[0]
+
+
+@pytest.fixture(scope="module")
+def smoke_runs(tmp_path_factory):
+    """Every ready notebook executed once through the CLI on the smoke profile, seed 1."""
+    root = tmp_path_factory.mktemp("smoke")
+    status = cli.main(["run", "all", "--profile", "smoke", "-p", "seed=1",
+                       "--output-dir", str(root / "nb"), "--results-dir", str(root / "results")])
+    return status, root
+
+
+def test_every_catalogued_notebook_has_a_spec_and_every_spec_a_notebook():
+    files = {p.stem for p in notebooks.NOTEBOOK_DIR.glob("*.ipynb")}
+    assert files == set(READY) == set(profiles.notebook_names()) == set(CLAIMS)
+    assert files <= {nb.name for nb in notebooks.CATALOGUE}
+
+
+@pytest.mark.parametrize("name", READY)
+def test_parameters_cell_lists_exactly_the_specified_parameters(name):
+    nb = nbformat.read(notebooks.NOTEBOOK_DIR / f"{name}.ipynb", as_version=4)
+    assigned = {}
+    for node in ast.parse(_parameters_cell(nb).source).body:
+        assert isinstance(node, ast.Assign), "the parameters cell holds only assignments"
+        assigned[node.targets[0].id] = ast.literal_eval(node.value)
+    spec = profiles.spec(name)
+    assert set(assigned) == {"profile", *spec}
+    assert assigned["profile"] == profiles.DEFAULT_PROFILE
+    for key, param in spec.items():
+        expected = param.value if key in profiles.COMMON else None
+        assert assigned[key] == expected, key
+
+
+@pytest.mark.parametrize("name", READY)
+def test_committed_notebook_is_executed_clean_and_tidy(name):
+    nb = nbformat.read(notebooks.NOTEBOOK_DIR / f"{name}.ipynb", as_version=4)
+    assert nb.metadata.kernelspec.name == "python3" and nb.metadata.language_info.name == "python"
+    cells = _code_cells(nb)
+    assert [c.execution_count for c in cells] == list(range(1, len(cells) + 1)), "not executed top to bottom"
+    for cell in cells:
+        assert all(out.output_type != "error" for out in cell.outputs)
+        assert not any(out.get("name") == "stderr" for out in cell.outputs), cell.source[:60]
+        assert "execution" not in cell.metadata and "papermill" not in cell.metadata
+        if "interact" in cell.source or "_widget(" in cell.source:
+            assert cell.source.startswith("# NBVAL_IGNORE_OUTPUT"), "widget cells must be marked for nbval"
+    assert "start_time" not in nb.metadata.get("papermill", {})
+    assert any(o.output_type == "display_data" and "image/png" in o.data for c in cells for o in c.outputs)
+
+
+def test_smoke_runs_succeed_and_record_results(smoke_runs):
+    status, root = smoke_runs
+    assert status == 0
+    for name in READY:
+        out = nbformat.read(root / "nb" / f"{name}.ipynb", as_version=4)
+        assert all(o.output_type != "error" for c in _code_cells(out) for o in c.outputs)
+        injected = [c for c in out.cells if "injected-parameters" in c.metadata.get("tags", [])]
+        assert injected and "profile = \"smoke\"" in injected[0].source
+        record = json.loads((root / "results" / f"{name}.json").read_text())
+        assert record["profile"] == "smoke" and record["seed"] == 1
+        expected = profiles.resolve(name, "smoke", seed=1, results_dir=str(root / "results"))
+        assert record["parameters"] == dict(expected)
+        for claim in CLAIMS.get(name, []):
+            assert record["metrics"][claim] is True, f"{name}: claim {claim} does not hold on the smoke profile"
+    summary = (root / "results" / "summary.md").read_text()
+    assert all(f"| {name} | smoke | 1 |" in summary for name in READY)
+
+
+def test_failed_run_keeps_the_target_and_the_partial_notebook(tmp_path, monkeypatch):
+    broken = nbformat.v4.new_notebook(
+        cells=[nbformat.v4.new_code_cell("profile = 'quick'", metadata={"tags": ["parameters"]}),
+               nbformat.v4.new_code_cell("raise RuntimeError('boom')")],
+        metadata={"kernelspec": {"name": "python3", "display_name": "Python 3", "language": "python"}},
+    )
+    nbdir = tmp_path / "notebooks"
+    nbdir.mkdir()
+    nbformat.write(broken, nbdir / "00_overview.ipynb")
+    monkeypatch.setattr(notebooks, "NOTEBOOK_DIR", nbdir)
+    target = tmp_path / "out" / "00_overview.ipynb"
+    target.parent.mkdir()
+    target.write_text("precious executed notebook")
+    argv = ["run", "00", "--output-dir", str(target.parent), "--results-dir", str(tmp_path / "res")]
+    status = cli.main(argv)
+    assert status == 1
+    assert target.read_text() == "precious executed notebook"
+    partial = nbformat.read(tmp_path / "res" / "failed" / "00_overview.ipynb", as_version=4)
+    assert "boom" in json.dumps(partial.cells[-1].outputs)
+    assert sorted(p.name for p in target.parent.iterdir()) == ["00_overview.ipynb"], "temporary files left"
+
+
+def test_tidy_strips_timestamps_but_keeps_outputs():
+    nb = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell("1")])
+    nb.metadata["papermill"] = {"start_time": "t", "duration": 1.0, "parameters": {"seed": 1}}
+    nb.cells[0].metadata.update({"execution": {"iopub.status.busy": "t"}, "papermill": {"duration": 2.0}})
+    nb.cells[0].outputs = [nbformat.v4.new_output("stream", text="hi")]
+    tidy = notebooks.tidy(nb)
+    assert tidy.metadata.papermill == {"parameters": {"seed": 1}}
+    assert tidy.cells[0].metadata == {} and tidy.cells[0].outputs[0].text == "hi"
+
+
+def test_injected_parameters_only_what_differs(tmp_path):
+    nb = notebooks.CATALOGUE[0]
+    default_results = (notebooks.NOTEBOOK_DIR / "../results").resolve()
+    assert notebooks.injected_parameters(nb, "quick", {}, default_results) == {}
+    params = notebooks.injected_parameters(nb, "paper", {"seed": 2}, tmp_path)
+    assert params == {"seed": 2, "profile": "paper", "results_dir": str(Path(tmp_path).resolve())}

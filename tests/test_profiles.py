@@ -1,0 +1,88 @@
+"""Profiles: every parameter is validated, named in errors, and typed from the command line."""
+
+import pytest
+
+from neuromod_lib import profiles
+from neuromod_lib.profiles import ParameterError
+
+
+def test_every_profile_resolves_for_every_notebook():
+    for name in profiles.notebook_names():
+        for profile in profiles.PROFILES:
+            cfg = profiles.resolve(name, profile)
+            assert cfg.notebook == name and cfg.profile == profile
+            assert set(cfg) == {"notebook", "profile", *profiles.spec(name)}
+
+
+def test_overrides_apply_and_none_means_profile_value():
+    quick = profiles.resolve("00_overview", "quick")
+    cfg = profiles.resolve("00_overview", "quick", n_neurons=None, gain=3, seed=7)
+    assert cfg.n_neurons == quick.n_neurons
+    assert cfg.gain == 3.0 and isinstance(cfg.gain, float)
+    assert cfg.seed == 7
+
+
+def test_profiles_differ_where_specified():
+    smoke, paper = (profiles.resolve("00_overview", p) for p in ("smoke", "paper"))
+    assert smoke.n_neurons < paper.n_neurons
+
+
+@pytest.mark.parametrize(
+    ("overrides", "named"),
+    [
+        ({"n_neurons": 0}, "n_neurons"),
+        ({"n_neurons": 2.5}, "n_neurons"),
+        ({"n_neurons": True}, "n_neurons"),
+        ({"kappa": 0.0}, "kappa"),
+        ({"kappa": float("nan")}, "kappa"),
+        ({"gain": -1.0}, "gain"),
+        ({"threshold": 1.5}, "threshold"),
+        ({"seed": -1}, "seed"),
+        ({"device": "gpu"}, "device"),
+        ({"device": 3}, "device"),
+        ({"n_nuerons": 4}, "n_nuerons"),
+    ],
+)
+def test_bad_values_name_the_parameter_and_what_is_allowed(overrides, named):
+    with pytest.raises(ParameterError, match=named) as info:
+        profiles.resolve("00_overview", "quick", **overrides)
+    assert "allowed" in str(info.value)
+
+
+def test_unknown_profile_and_notebook():
+    with pytest.raises(ParameterError, match="profile='fast'.*smoke, quick, paper"):
+        profiles.resolve("00_overview", "fast")
+    with pytest.raises(ParameterError, match="notebook='99_nope'.*00_overview"):
+        profiles.resolve("99_nope")
+
+
+@pytest.mark.parametrize(
+    ("pair", "expected"),
+    [("n_neurons=12", 12), ("gain=0.5", 0.5), ("gain=2", 2.0), ("device=cpu", "cpu"), ("seed= 3 ", 3)],
+)
+def test_parse_overrides_types_command_line_text(pair, expected):
+    (value,) = profiles.parse_overrides("00_overview", [pair]).values()
+    assert value == expected and type(value) is type(expected)
+
+
+@pytest.mark.parametrize(
+    ("pair", "named"),
+    [("n_neurons=abc", "n_neurons"), ("gain=lots", "gain"), ("nope=1", "nope"), ("gain", "gain"),
+     ("=3", "=3")],
+)
+def test_parse_overrides_rejects_bad_text(pair, named):
+    with pytest.raises(ParameterError, match=named):
+        profiles.parse_overrides("00_overview", [pair])
+
+
+def test_bool_parameters_parse_words():
+    p = profiles.Param(bool, False, "a flag")
+    assert p.parse("flag", "yes") is True and p.parse("flag", "0") is False
+    with pytest.raises(ParameterError, match="flag='maybe'.*true or false"):
+        p.parse("flag", "maybe")
+
+
+def test_config_attribute_errors_list_parameters():
+    cfg = profiles.resolve("00_overview")
+    with pytest.raises(AttributeError, match="n_neurons"):
+        cfg.n_nuerons  # noqa: B018
