@@ -8,7 +8,9 @@ durations, machine paths) is stripped so that re-running with the same seed chan
 
 from __future__ import annotations
 
+import json
 import os
+import re
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -87,14 +89,42 @@ def select(names: Sequence[str]) -> list[Notebook]:
 
 
 def tidy(nb: nbformat.NotebookNode) -> nbformat.NotebookNode:
-    """Strip what changes on every run although nothing changed: timings and machine paths."""
+    """Strip what changes on every run although nothing changed: timings, machine paths and
+    the random ids of widget models (renumbered in a fixed order)."""
     meta = nb.metadata.get("papermill", {})
     for key in ("start_time", "end_time", "duration", "input_path", "output_path", "environment_variables"):
         meta.pop(key, None)
     for cell in nb.cells:
         cell.metadata.pop("execution", None)
         cell.metadata.pop("papermill", None)
-    return nb
+    return _renumber_widget_ids(nb)
+
+
+_WIDGET_ID = re.compile(r"[0-9a-f]{32}")
+
+
+def _renumber_widget_ids(nb: nbformat.NotebookNode) -> nbformat.NotebookNode:
+    """Replace ipywidgets' random model ids by ``000...1``, ``000...2``, ... in the order in
+    which they are reached from the cell outputs, so a re-run gives the same file."""
+    state = nb.metadata.get("widgets", {}).get("application/vnd.jupyter.widget-state+json", {}).get("state")
+    if not state:
+        return nb
+    outputs = json.dumps([cell.get("outputs", []) for cell in nb.cells], sort_keys=True)
+    queue = [i for i in _WIDGET_ID.findall(outputs) if i in state]
+    queue += sorted(set(state) - set(queue), key=lambda i: json.dumps(state[i], sort_keys=True))
+    order: dict[str, str] = {}
+    while queue:
+        old = queue.pop(0)
+        if old in order:
+            continue
+        order[old] = f"{len(order) + 1:032x}"
+        refs = re.findall(r"IPY_MODEL_([0-9a-f]{32})", json.dumps(state.get(old, {}), sort_keys=True))
+        queue[:0] = [r for r in refs if r not in order]
+    text = _WIDGET_ID.sub(lambda m: order.get(m.group(), m.group()), json.dumps(nb, sort_keys=True))
+    renumbered = nbformat.reads(text, as_version=4)
+    widget_state = renumbered.metadata.widgets["application/vnd.jupyter.widget-state+json"]
+    widget_state["state"] = dict(sorted(widget_state["state"].items()))
+    return renumbered
 
 
 def injected_parameters(notebook: Notebook, profile: str, overrides: Mapping[str, Any],

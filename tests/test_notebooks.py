@@ -91,7 +91,7 @@ def test_smoke_runs_succeed_and_record_results(smoke_runs):
         expected = profiles.resolve(name, "smoke", seed=1, results_dir=str(root / "results"))
         assert record["parameters"] == dict(expected)
         for claim in CLAIMS.get(name, []):
-            assert record["metrics"][claim] is True, f"{name}: claim {claim} does not hold on the smoke profile"
+            assert record["metrics"][claim] is True, f"{name}: {claim} does not hold on the smoke profile"
     summary = (root / "results" / "summary.md").read_text()
     assert all(f"| {name} | smoke | 1 |" in summary for name in READY)
 
@@ -134,3 +134,26 @@ def test_injected_parameters_only_what_differs(tmp_path):
     assert notebooks.injected_parameters(nb, "quick", {}, default_results) == {}
     params = notebooks.injected_parameters(nb, "paper", {"seed": 2}, tmp_path)
     assert params == {"seed": 2, "profile": "paper", "results_dir": str(Path(tmp_path).resolve())}
+
+
+def _widget_notebook(root_id: str, child_id: str) -> nbformat.NotebookNode:
+    nb = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell("w", id="cell-1")])
+    view = {"application/vnd.jupyter.widget-view+json": {"model_id": root_id, "version_major": 2,
+                                                         "version_minor": 0}, "text/plain": "VBox()"}
+    nb.cells[0].outputs = [nbformat.v4.new_output("display_data", data=view)]
+    nb.metadata["widgets"] = {"application/vnd.jupyter.widget-state+json": {"state": {
+        child_id: {"model_name": "FloatSliderModel", "state": {"value": 1.5}},
+        root_id: {"model_name": "VBoxModel", "state": {"children": [f"IPY_MODEL_{child_id}"]}},
+    }, "version_major": 2, "version_minor": 0}}
+    return nb
+
+
+def test_tidy_renumbers_widget_ids_deterministically():
+    a = notebooks.tidy(_widget_notebook("f" * 32, "a" * 32))
+    b = notebooks.tidy(_widget_notebook("1234abcd" * 4, "9" * 32))
+    assert nbformat.writes(a) == nbformat.writes(b)
+    state = a.metadata.widgets["application/vnd.jupyter.widget-state+json"]["state"]
+    root, child = f"{1:032x}", f"{2:032x}"
+    assert a.cells[0].outputs[0].data["application/vnd.jupyter.widget-view+json"]["model_id"] == root
+    assert state[root]["state"]["children"] == [f"IPY_MODEL_{child}"]
+    assert state[child]["state"]["value"] == 1.5
