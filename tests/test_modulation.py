@@ -1,0 +1,344 @@
+"""Tests of the modulators: exact gains per sample and site, stochastic comodulation, hooks, errors.
+
+Each site's output is recorded twice in the same forward pass, by a hook registered before the
+modulator's (the raw output) and one registered after it (the modulated output), so the gain a
+modulator applied can be read off exactly, even though it also changes the following layers.
+"""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+from torch import nn
+
+from neuromod_lib.models import ConvNet, count_parameters
+from neuromod_lib.modulation import (
+    FiLM,
+    GainModulation,
+    SEGain,
+    make_modulation,
+    trainable_parameters_per_task,
+)
+
+TASKS = torch.tensor([0, 2, 1, 2, 0])  # mixed tasks in one batch
+
+
+class DenseNet(nn.Module):
+    """A minimal backbone with dense sites (B, D), not derived from Backbone (duck typing)."""
+
+    sites = {"fc1": 5, "fc2": 4}
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.fc1, self.fc2 = nn.Linear(3, 5), nn.Linear(5, 4)
+
+    def site_module(self, name: str) -> nn.Module:
+        return getattr(self, name)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.fc2(torch.tanh(self.fc1(x)))
+
+
+def convnet() -> ConvNet:
+    torch.manual_seed(0)
+    return ConvNet().freeze()
+
+
+def randomise(module: nn.Module, scale: float = 0.5, seed: int = 1) -> nn.Module:
+    g = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for p in module.parameters():
+            p.add_(scale * torch.randn(p.shape, generator=g))
+    return module
+
+
+def has_hooks(backbone: nn.Module) -> bool:
+    return any(m._forward_hooks for m in backbone.modules())
+
+
+def run_recorded(backbone, modulation, x, task_ids):
+    """One forward pass; return (raw site outputs, modulated site outputs, backbone output)."""
+    raw, out = {}, {}
+
+    def recorder(store, site):
+        return lambda module, inputs, output: store.__setitem__(site, output.detach().clone())
+
+    handles = [backbone.site_module(s).register_forward_hook(recorder(raw, s)) for s in modulation.sites]
+    modulation.attach(backbone)
+    handles += [backbone.site_module(s).register_forward_hook(recorder(out, s)) for s in modulation.sites]
+    try:
+        with modulation.context(task_ids):
+            result = backbone(x)
+    finally:
+        modulation.detach()
+        for handle in handles:
+            handle.remove()
+    return raw, out, result
+
+
+def expand(values: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
+    return values.reshape(*values.shape, *([1] * (like.dim() - 2)))
+
+
+# --- gain modulation -------------------------------------------------------------------------
+
+
+def test_deterministic_gains_leave_features_unchanged_at_init():
+    net, x = convnet(), torch.randn(5, 3, 16, 16)
+    reference = net(x)
+    mod = GainModulation(net.sites, n_tasks=3).attach(net)
+    with mod.context(TASKS):
+        assert torch.allclose(net(x), reference)
+    assert all(torch.equal(c, torch.zeros_like(c)) for c in mod.coupling.values())
+
+
+@pytest.mark.parametrize("make_net", [convnet, DenseNet])
+def test_deterministic_gains_multiply_each_site_by_exp_c_of_the_sample_task(make_net):
+    net = make_net()
+    mod = randomise(GainModulation(net.sites, n_tasks=3))
+    x = torch.randn(5, 3, 16, 16) if isinstance(net, ConvNet) else torch.randn(5, 3)
+    raw, out, _ = run_recorded(net, mod, x, TASKS)
+    for site in net.sites:
+        gain = mod.coupling[site].detach()[TASKS].exp()  # (B, C), one row per sample's task
+        assert torch.allclose(out[site], raw[site] * expand(gain, raw[site]), rtol=1e-5, atol=1e-6)
+    last = list(net.sites)[-1]
+    assert not torch.allclose(out[last], raw[last])  # the gains did something
+
+
+@pytest.mark.parametrize("make_net", [convnet, DenseNet])
+def test_stochastic_gains_share_one_modulator_per_sample_across_sites(make_net):
+    net, s = make_net(), 0.5
+    mod = randomise(GainModulation(net.sites, n_tasks=3, mode="stochastic", sigma_m=s), scale=1.0).train()
+    x = torch.randn(5, 3, 16, 16) if isinstance(net, ConvNet) else torch.randn(5, 3)
+    raw, out, _ = run_recorded(net, mod, x, TASKS)
+    m = mod.last_m
+    assert m.shape == (5,) and m.std() > 0.05  # one distinct draw per sample
+    for site in net.sites:
+        c = mod.coupling[site].detach()[TASKS]
+        log_gain = c * m[:, None] - s**2 * c**2 / 2
+        assert torch.allclose(out[site], raw[site] * expand(log_gain.exp(), raw[site]), rtol=1e-5, atol=1e-6)
+    if isinstance(net, DenseNet):  # read m back from each site's gains: the same value everywhere
+        for site in net.sites:
+            c = mod.coupling[site].detach()[TASKS]
+            m_hat = (torch.log(out[site] / raw[site]) + s**2 * c**2 / 2) / c
+            assert torch.allclose(m_hat, m[:, None].expand_as(m_hat), atol=1e-4)
+
+
+def test_stochastic_mean_gain_is_one():
+    net, s, n = DenseNet(), 0.5, 20_000
+    mod = GainModulation(net.sites, n_tasks=1, mode="stochastic", sigma_m=s, generator=torch.Generator())
+    with torch.no_grad():
+        mod.coupling["fc1"].copy_(torch.tensor([[-2.0, -1.0, 0.5, 1.0, 2.0]]))
+    mod.generator.manual_seed(0)
+    raw, out, _ = run_recorded(net, mod, torch.randn(n, 3), torch.zeros(n, dtype=torch.long))
+    gains = out["fc1"] / raw["fc1"]  # (n, 5)
+    standard_error = gains.std(dim=0) / math.sqrt(n)
+    assert ((gains.mean(dim=0) - 1).abs() < 5 * standard_error).all()
+    # without the -Var c²/2 term the mean gain would be exp(s² c² / 2): up to 1.65 here
+    assert torch.allclose(
+        gains.log().mean(dim=0), -(s**2) * mod.coupling["fc1"][0].detach() ** 2 / 2, atol=0.03
+    )
+    assert abs(float(mod.last_m.std()) - s) < 0.02
+
+
+def test_same_seed_same_draws_and_fresh_draws_each_batch():
+    def draws(seed):
+        mod = GainModulation({"a": 2}, 2, mode="stochastic", generator=torch.Generator().manual_seed(seed))
+        out = []
+        for _ in range(2):
+            mod.set_context(torch.tensor([0, 1, 1]))
+            out.append(mod.last_m.clone())
+        return out
+
+    first, again, other = draws(7), draws(7), draws(8)
+    assert all(torch.equal(a, b) for a, b in zip(first, again, strict=True))
+    assert not torch.equal(first[0], first[1])  # a new m for every batch
+    assert not torch.equal(first[0], other[0])
+
+
+def test_generator_state_travels_with_the_state_dict():
+    mod = GainModulation({"a": 2}, 1, mode="stochastic", generator=torch.Generator().manual_seed(3))
+    state = {k: v.clone() for k, v in mod.state_dict().items()}
+    mod.set_context(torch.zeros(4, dtype=torch.long))
+    first = mod.last_m.clone()
+    mod.load_state_dict(state)
+    mod.set_context(torch.zeros(4, dtype=torch.long))
+    assert torch.equal(mod.last_m, first)
+
+
+def test_without_a_generator_draws_follow_the_global_seed():
+    mod = GainModulation({"a": 2}, 1, mode="stochastic")
+    torch.manual_seed(5)
+    mod.set_context(torch.zeros(3, dtype=torch.long))
+    first = mod.last_m.clone()
+    torch.manual_seed(5)
+    mod.set_context(torch.zeros(3, dtype=torch.long))
+    assert torch.equal(mod.last_m, first)
+
+
+def test_eval_mode_uses_the_expected_modulator_unless_eval_noise():
+    net, s = DenseNet(), 0.3
+    g = torch.Generator().manual_seed(0)
+    mod = randomise(GainModulation(net.sites, 3, mode="stochastic", sigma_m=s, generator=g)).eval()
+    state = g.get_state()
+    raw, out, _ = run_recorded(net, mod, torch.randn(5, 3), TASKS)
+    assert torch.equal(g.get_state(), state)  # nothing drawn
+    assert torch.equal(mod.last_m, torch.zeros(5))
+    for site in net.sites:
+        c = mod.coupling[site].detach()[TASKS]
+        assert torch.allclose(out[site], raw[site] * torch.exp(-(s**2) * c**2 / 2), rtol=1e-5, atol=1e-6)
+    x = torch.randn(5, 3)
+    first, second = run_recorded(net, mod, x, TASKS)[2], run_recorded(net, mod, x, TASKS)[2]
+    assert torch.equal(first, second)  # deterministic evaluation
+
+    noisy = GainModulation(net.sites, 3, mode="stochastic", sigma_m=s, eval_noise=True, generator=g).eval()
+    noisy.set_context(TASKS)
+    assert noisy.last_m.abs().min() > 0 and not torch.equal(g.get_state(), state)
+
+
+def test_off_mode_is_identity_without_trainable_parameters():
+    net, x = DenseNet(), torch.randn(5, 3)
+    mod = randomise(GainModulation(net.sites, 3, mode="off"))
+    raw, out, result = run_recorded(net, mod, x, TASKS)
+    assert all(torch.equal(raw[s], out[s]) for s in net.sites)
+    assert torch.equal(result, net(x))
+    assert trainable_parameters_per_task(mod) == 0 and mod.last_m is None
+    empty = make_modulation("none", {}, 3).attach(net)  # no sites at all: a valid "no modulation"
+    assert not has_hooks(net) and trainable_parameters_per_task(empty) == 0
+    with empty.context(TASKS):
+        assert torch.equal(net(x), result)
+
+
+def test_only_coupling_is_trainable_and_receives_gradients():
+    net = convnet()
+    mod = GainModulation(net.sites, 3, mode="stochastic", sigma_m=0.5).attach(net).train()
+    trainable = [n for n, p in [*net.named_parameters(), *mod.named_parameters()] if p.requires_grad]
+    assert trainable == [f"coupling.block{i}" for i in (1, 2, 3)]
+    with mod.context(TASKS):
+        loss = (net(torch.randn(5, 3, 16, 16)) ** 2).sum()
+    loss.backward()
+    for site in net.sites:
+        grad = mod.coupling[site].grad
+        assert grad is not None and grad[:3].abs().sum() > 0
+    assert all(p.grad is None for p in net.parameters())
+
+
+def test_detach_removes_the_hooks():
+    net, x = convnet(), torch.randn(2, 3, 8, 8)
+    reference = net(x)
+    mod = randomise(GainModulation(net.sites, 2)).attach(net)
+    mod.attach(net)  # re-attaching replaces the hooks instead of doubling them
+    assert sum(len(m._forward_hooks) for m in net.modules()) == 3
+    with mod.context(torch.tensor([0, 1])):
+        assert not torch.allclose(net(x), reference)
+    mod.detach()
+    assert not has_hooks(net) and not mod.attached
+    assert torch.allclose(net(x), reference)
+
+
+def test_attach_refuses_missing_or_mismatched_sites_before_hooking():
+    net = convnet()
+    with pytest.raises(ValueError, match=r"sites \['layer9'\].*available sites: \{'block1': 16"):
+        GainModulation({"block1": 16, "layer9": 3}, 2).attach(net)
+    assert not has_hooks(net)
+    with pytest.raises(ValueError, match=r"sites have the wrong number of channels.*'block2': \(5, 32\)"):
+        GainModulation({"block1": 16, "block2": 5}, 2).attach(net)
+    assert not has_hooks(net)
+
+
+def test_invalid_arguments_are_errors():
+    with pytest.raises(ValueError, match=r"mode='noisy'.*allowed: deterministic, stochastic, off"):
+        GainModulation({"a": 2}, 2, mode="noisy")
+    with pytest.raises(ValueError, match="sigma_m=-0.1"):
+        GainModulation({"a": 2}, 2, sigma_m=-0.1)
+    with pytest.raises(ValueError, match="n_tasks=0"):
+        GainModulation({"a": 2}, 0)
+    for bad in ({"a.b": 2}, {"a": 0}, ["a"]):
+        with pytest.raises(ValueError, match="sites="):
+            FiLM(bad, 2)
+    mod = GainModulation({"a": 2}, 3)
+    for bad in (torch.tensor([0, 3]), torch.tensor([-1, 0])):
+        with pytest.raises(ValueError, match=r"task_ids must lie in \[0, 2\]"):
+            mod.set_context(bad)
+    with pytest.raises(ValueError, match="task_ids must be a"):
+        mod.set_context(torch.tensor([0.0, 1.0]))
+
+
+def test_context_is_required_and_must_match_the_batch():
+    net = DenseNet()
+    mod = GainModulation(net.sites, 2).attach(net)
+    with pytest.raises(RuntimeError, match="no context"):
+        net(torch.randn(2, 3))
+    with mod.context(torch.tensor([0, 1, 1])), pytest.raises(ValueError, match="task_ids has 3 entries"):
+        net(torch.randn(2, 3))
+    assert mod.task_ids is None  # the context manager cleared it
+
+
+# --- FiLM and SE gains -----------------------------------------------------------------------
+
+
+def test_film_is_identity_at_init_and_affine_per_task():
+    net, x = DenseNet(), torch.randn(5, 3)
+    film = FiLM(net.sites, 3)
+    raw, out, _ = run_recorded(net, film, x, TASKS)
+    assert all(torch.allclose(raw[s], out[s]) for s in net.sites)
+    randomise(film)
+    raw, out, _ = run_recorded(net, film, x, TASKS)
+    for s in net.sites:
+        expected = film.gamma[s].detach()[TASKS] * raw[s] + film.beta[s].detach()[TASKS]
+        assert torch.allclose(out[s], expected, atol=1e-6)
+
+
+def test_se_gain_is_identity_at_init():
+    net, x = convnet(), torch.randn(5, 3, 16, 16)
+    se = SEGain(net.sites, 3)
+    raw, out, _ = run_recorded(net, se, x, TASKS)
+    assert all(torch.allclose(raw[s], out[s]) for s in net.sites)
+
+
+def test_se_gain_matches_a_per_sample_reference():
+    net, x = convnet(), torch.randn(5, 3, 16, 16)
+    se = randomise(SEGain(net.sites, 3))
+    raw, out, _ = run_recorded(net, se, x, TASKS)
+    for s in net.sites:
+        w1, b1, w2, b2 = (p[s].detach() for p in (se.w1, se.b1, se.w2, se.b2))
+        for b, t in enumerate(TASKS.tolist()):
+            z = raw[s][b].mean(dim=(1, 2))
+            gain = 2 * torch.sigmoid(torch.relu(z @ w1[t] + b1[t]) @ w2[t] + b2[t])
+            assert torch.allclose(out[s][b], raw[s][b] * gain[:, None, None], rtol=1e-5, atol=1e-6)
+    assert not torch.allclose(out["block3"], raw["block3"])
+
+
+# --- sizes and factory -----------------------------------------------------------------------
+
+
+def test_trainable_parameters_per_task():
+    sites = ConvNet().sites  # 16, 32, 64 channels
+    assert trainable_parameters_per_task(GainModulation(sites, 5)) == 112
+    assert trainable_parameters_per_task(GainModulation(sites, 5, mode="stochastic")) == 112
+    assert trainable_parameters_per_task(FiLM(sites, 5)) == 224
+    se = SEGain(sites, 5)  # bottleneck of 4 units at every site: C*4 + 4 + 4*C + C
+    assert se.hidden == {"block1": 4, "block2": 4, "block3": 4}
+    assert trainable_parameters_per_task(se) == sum(9 * c + 4 for c in (16, 32, 64)) == 1020
+    assert count_parameters(se) == 5 * 1020
+    with pytest.raises(ValueError, match="6 trainable parameters are not a multiple of n_tasks=4"):
+        trainable_parameters_per_task(nn.Linear(2, 2), n_tasks=4)
+
+
+def test_make_modulation_kinds():
+    sites = {"a": 2}
+    expected = {
+        "deterministic_gain": (GainModulation, "deterministic"),
+        "stochastic_gain": (GainModulation, "stochastic"),
+        "none": (GainModulation, "off"),
+        "film": (FiLM, None),
+        "se_gain": (SEGain, None),
+    }
+    for kind, (cls, mode) in expected.items():
+        mod = make_modulation(kind, sites, 2)
+        assert type(mod) is cls and getattr(mod, "mode", None) == mode
+    assert make_modulation("stochastic_gain", sites, 2, sigma_m=0.2).sigma_m == 0.2
+    with pytest.raises(ValueError, match=r"kind='gain'.*allowed: deterministic_gain, stochastic_gain"):
+        make_modulation("gain", sites, 2)
