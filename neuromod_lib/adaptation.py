@@ -4,18 +4,24 @@ The question of Boeshertz, Haimerl & Savin (2023) is how much of a new task a pr
 network already "knows", and how little has to be learned to bring it out. The protocol is
 the same for every condition, so that only the adaptation mechanism differs:
 
-1. :func:`pretrain` trains a backbone on one set of binary tasks (attributes), then freezes it.
+1. :func:`pretrain` trains a backbone (with one head per task) on a set of pretraining
+   tasks, then freezes it.
 2. :func:`adapt` learns each *held-out* task with one condition of :data:`CONDITIONS`: a
-   linear head per task (all conditions), plus per-task gains (deterministic or stochastic
-   comodulation with the modulator-guided readout), FiLM, task-specific squeeze-and-excitation
-   gains, or fine-tuning the whole backbone. Same optimiser, step budget, batch and early
-   stopping for all.
+   linear head per task (all conditions), plus per-task gains (deterministic, or stochastic
+   comodulation read out by the modulator-guided readout), FiLM, task-specific
+   squeeze-and-excitation gains, or fine-tuning the whole backbone. Same optimiser, step
+   budget, batch and early stopping for all.
+
+Tasks are classification problems on a shared image set: ``labels[i, t]`` is image i's class
+in task t, or -1 where image i does not belong to task t (a superclass task only sees its
+own images). Binary attributes are tasks with two classes and no -1.
 
 Vectorised: every (seed, task) pair is one *context* with its own parameters, and one batch
 holds samples of all contexts, so all tasks and seeds of a condition train in one pass.
 Adam updates each context's parameters from its own samples only, so this equals separate
-runs. Full fine-tuning changes the shared backbone, so it trains one backbone per seed
-(shared by that seed's tasks, multi-task fine-tuning — our design choice).
+runs. Everything below the first modulated site is computed once and cached. Full
+fine-tuning changes the backbone, so it trains one backbone copy per seed, shared by that
+seed's tasks (multi-task fine-tuning — our design choice).
 """
 
 from __future__ import annotations
@@ -39,10 +45,14 @@ CONDITIONS: dict[str, tuple[str, bool, bool]] = {
     "head_only": ("none", False, False),
     "deterministic_gain": ("deterministic_gain", False, False),
     "stochastic_gain": ("stochastic_gain", True, False),
+    "stochastic_gain_plain_readout": ("stochastic_gain", False, False),
     "film": ("film", False, False),
     "se_gain": ("se_gain", False, False),
     "full_finetune": ("none", False, True),
 }
+
+#: where gains act, as a share of the backbone's sites (in forward order)
+PLACEMENTS = ("early", "late", "all")
 
 
 def check_condition(condition: str) -> str:
@@ -50,6 +60,21 @@ def check_condition(condition: str) -> str:
     if condition not in CONDITIONS:
         raise ValueError(f"condition={condition!r} is unknown; allowed: {', '.join(CONDITIONS)}")
     return condition
+
+
+def placement_sites(backbone: nn.Module, placement: str) -> tuple[str, ...]:
+    """Sites for ``early`` (first half), ``late`` (second half), ``all``, or a comma list of sites."""
+    sites = list(backbone.sites)
+    half = len(sites) // 2
+    named = {"early": sites[: max(half, 1)], "late": sites[half:], "all": sites}
+    chosen = named.get(placement) or [s.strip() for s in placement.split(",") if s.strip()]
+    unknown = [s for s in chosen if s not in sites]
+    if unknown or not chosen:
+        raise ValueError(
+            f"gain_sites={placement!r} names no sites of this backbone; allowed: "
+            f"{', '.join(PLACEMENTS)} or a comma list of {', '.join(sites)}"
+        )
+    return tuple(chosen)
 
 
 _MEAN = torch.tensor(IMAGENET_MEAN).view(1, 3, 1, 1)
@@ -62,13 +87,77 @@ def to_input(images: torch.Tensor, device: torch.device | str) -> torch.Tensor:
     return (x - _MEAN.to(x.device)) / _STD.to(x.device)
 
 
+@dataclass(frozen=True)
+class TaskSplit:
+    """Classification tasks on one image set, split into train / validation / test indices.
+
+    ``images`` uint8 (N, 3, H, W); ``labels`` long (N, T): class of image i in task t, or -1
+    where image i is not part of task t; ``names`` the T task names; ``n_classes`` per task.
+    """
+
+    images: torch.Tensor
+    labels: torch.Tensor
+    names: tuple[str, ...]
+    train: torch.Tensor
+    val: torch.Tensor
+    test: torch.Tensor
+    n_classes: int = 2
+
+    @classmethod
+    def random(
+        cls,
+        images: torch.Tensor,
+        labels: torch.Tensor,
+        names: tuple[str, ...],
+        *,
+        n_val: int,
+        n_test: int,
+        seed: int = 0,
+        n_classes: int = 2,
+    ) -> TaskSplit:
+        """A seeded random split: ``n_val`` and ``n_test`` images held out, the rest for training."""
+        n = images.shape[0]
+        if n_val < 1 or n_test < 1 or n_val + n_test >= n:
+            raise ValueError(f"n_val={n_val}, n_test={n_test} must be >= 1 and leave training images (N={n})")
+        order = torch.randperm(n, generator=torch.Generator().manual_seed(seed))
+        n_train = n - n_val - n_test
+        return cls(
+            images,
+            labels.long(),
+            tuple(names),
+            order[:n_train],
+            order[n_train : n_train + n_val],
+            order[n_train + n_val :],
+            n_classes,
+        )
+
+    def tasks(self, names: list[str] | tuple[str, ...]) -> TaskSplit:
+        """The same split restricted to the tasks ``names``."""
+        missing = [n for n in names if n not in self.names]
+        if missing:
+            raise ValueError(f"attributes {missing} are unknown; allowed: {', '.join(self.names)}")
+        cols = [self.names.index(n) for n in names]
+        return TaskSplit(
+            self.images, self.labels[:, cols], tuple(names), self.train, self.val, self.test, self.n_classes
+        )
+
+    def pools(self, split: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Per task, the images of ``split`` that belong to it: padded (T, L) indices and lengths (T,)."""
+        member = self.labels[split] >= 0  # (n, T)
+        lengths = member.sum(0)
+        pool = torch.zeros(len(self.names), int(lengths.max()), dtype=torch.long)
+        for t in range(len(self.names)):  # once per task at set-up, not per step
+            pool[t, : lengths[t]] = split[member[:, t]]
+        return pool, lengths
+
+
 class _Inputs:
-    """What the adapter consumes for a batch of image indices, computed once where possible.
+    """What the model consumes for a batch of image indices, computed once where possible.
 
     Everything below ``start`` (the first modulated site) is the same for every task, so its
     output is computed once for all images and cached (the frozen backbone makes this exact);
     ``start=None`` caches the pooled features themselves (head-only). Images that would not
-    fit in ``max_bytes`` are pushed through the prefix batch by batch instead.
+    fit in ``max_bytes`` go through the prefix batch by batch instead.
     """
 
     def __init__(
@@ -80,90 +169,30 @@ class _Inputs:
         max_bytes: float = 2e9,
     ) -> None:
         self.backbone, self.images, self.start, self.device = backbone, images, start, device
-        probe = self._compute(images[:1])
         self.cache = None
+        probe = self._compute(images[:1])
         if probe.numel() * probe.element_size() * len(images) <= max_bytes:
-            with torch.no_grad():
-                self.cache = torch.cat(
-                    [self._compute(images[i]) for i in torch.arange(len(images)).split(512)]
-                )
+            self.cache = torch.cat([self._compute(images[i]) for i in torch.arange(len(images)).split(512)])
 
     @torch.no_grad()
     def _compute(self, images: torch.Tensor) -> torch.Tensor:
         x = to_input(images, self.device)
-        if self.start is None:
-            return self.backbone.features(x)
-        return self.backbone.prefix(x, self.start)
+        return self.backbone.features(x) if self.start is None else self.backbone.prefix(x, self.start)
 
     def __call__(self, idx: torch.Tensor) -> torch.Tensor:
-        return (
-            self.cache[idx.to(self.cache.device)]
-            if self.cache is not None
-            else self._compute(self.images[idx])
-        )
-
-
-@dataclass(frozen=True)
-class TaskSplit:
-    """Binary tasks on one image set, split into train / validation / test indices.
-
-    ``labels`` (N, T) in {0, 1}; ``names`` the T task names; index tensors into the N images.
-    """
-
-    images: torch.Tensor
-    labels: torch.Tensor
-    names: tuple[str, ...]
-    train: torch.Tensor
-    val: torch.Tensor
-    test: torch.Tensor
-
-    @classmethod
-    def from_arrays(
-        cls,
-        images: torch.Tensor,
-        labels: torch.Tensor,
-        names: tuple[str, ...],
-        *,
-        n_val: int,
-        n_test: int,
-        seed: int = 0,
-    ) -> TaskSplit:
-        """Random split (seeded) of N images: the last ``n_val + n_test`` of a permutation are held out."""
-        n = images.shape[0]
-        if n_val < 1 or n_test < 1 or n_val + n_test >= n:
-            raise ValueError(f"n_val={n_val}, n_test={n_test} must be >= 1 and leave training images (N={n})")
-        order = torch.randperm(n, generator=torch.Generator().manual_seed(seed))
-        n_train = n - n_val - n_test
-        return cls(
-            images,
-            labels.float(),
-            tuple(names),
-            order[:n_train],
-            order[n_train : n_train + n_val],
-            order[n_train + n_val :],
-        )
-
-    def tasks(self, names: list[str] | tuple[str, ...]) -> TaskSplit:
-        """The same split restricted to the tasks ``names``."""
-        missing = [n for n in names if n not in self.names]
-        if missing:
-            raise ValueError(f"attributes {missing} are unknown; allowed: {', '.join(self.names)}")
-        cols = [self.names.index(n) for n in names]
-        return TaskSplit(self.images, self.labels[:, cols], tuple(names), self.train, self.val, self.test)
+        if self.cache is None:
+            return self._compute(self.images[idx])
+        return self.cache[idx.to(self.cache.device)]
 
 
 @dataclass(frozen=True)
 class PretrainConfig:
-    """Backbone pretraining on the pretraining tasks (multi-label, one logistic output each)."""
+    """Backbone pretraining: epochs over the training images, one head per pretraining task."""
 
-    epochs: int = 4
+    epochs: int = 6
     batch_size: int = 128
     lr: float = 2e-3
     patience: int | None = 2
-
-
-def _error(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
-    return ((logits > 0).float() != labels).float().mean(0)
 
 
 def pretrain(
@@ -174,36 +203,35 @@ def pretrain(
     seed: int = 0,
     device: torch.device | str = "cpu",
     checkpoint: Any = None,
+    heads: TaskHeads | None = None,
 ) -> dict[str, float]:
-    """Train ``backbone`` with a linear multi-label head on ``data``'s tasks, then freeze it.
+    """Train ``backbone`` with a linear head per task on all of ``data``'s tasks, then freeze it.
 
-    Returns the validation error (%) per task of the best epoch. With ``checkpoint`` (a path)
-    a finished pretraining is loaded instead of repeated — the cache notebooks share.
+    Returns the validation error (%) per task at the best epoch. With ``checkpoint`` (a path)
+    a finished pretraining is loaded instead of repeated: the cache notebooks share. Pass
+    ``heads`` (a :class:`TaskHeads` for these tasks) to keep the trained heads.
     """
     torch.manual_seed(seed)
-    head = nn.Linear(backbone.feature_dim, len(data.names))
-    model = nn.ModuleDict({"backbone": backbone, "head": head}).to(device)
+    heads = heads if heads is not None else TaskHeads(len(data.names), backbone.feature_dim, data.n_classes)
+    model = nn.ModuleDict({"backbone": backbone, "heads": heads}).to(device)
+
+    def all_logits(m: nn.Module, idx: torch.Tensor) -> torch.Tensor:
+        h = m["backbone"].features(to_input(data.images[idx], device))  # (B, D)
+        return torch.einsum("bd,tkd->btk", h, m["heads"].weight) + m["heads"].bias  # (B, T, K)
 
     def loss_fn(m: nn.Module, idx: torch.Tensor) -> torch.Tensor:
-        logits = m["head"](m["backbone"].features(to_input(data.images[idx], device)))
-        return F.binary_cross_entropy_with_logits(logits, data.labels[idx].to(device))
+        logits = all_logits(m, idx)
+        return F.cross_entropy(logits.flatten(0, 1), data.labels[idx].flatten().to(device), ignore_index=-1)
+
+    labelled = data.train[(data.labels[data.train] >= 0).any(1)]  # images of some pretraining task
 
     def batches(gen: torch.Generator):
-        order = data.train[torch.randperm(len(data.train), generator=gen)]
-        return order.split(config.batch_size)
+        return labelled[torch.randperm(len(labelled), generator=gen)].split(config.batch_size)
 
     def evaluate(m: nn.Module) -> dict[str, float]:
-        logits = torch.cat(
-            [
-                m["head"](m["backbone"].features(to_input(data.images[i], device))).cpu()
-                for i in data.val.split(512)
-            ]
-        )
-        errors = _error(logits, data.labels[data.val])
-        return {
-            "val_error": errors.mean().item(),
-            **{n: e.item() for n, e in zip(data.names, errors, strict=True)},
-        }
+        pred = torch.cat([all_logits(m, i).argmax(2).cpu() for i in data.val.split(512)])
+        err = _masked_error(pred, data.labels[data.val])
+        return {"val_error": err.mean().item(), **{n: e.item() for n, e in zip(data.names, err, strict=True)}}
 
     optimizer = torch.optim.Adam(model.parameters(), lr=config.lr)
     fit_config = FitConfig(
@@ -218,38 +246,40 @@ def pretrain(
         fit_config,
         generator=torch.Generator().manual_seed(seed),
     )
-    freeze(backbone)
+    backbone.freeze()
     return {n: round(100 * result.best[n], 2) for n in data.names}
 
 
-def freeze(module: nn.Module) -> nn.Module:
-    """Eval mode (BatchNorm statistics fixed) and no gradients."""
-    module.eval()
-    for p in module.parameters():
-        p.requires_grad_(False)
-    return module
+def _masked_error(pred: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+    """Error rate per task (column) over the images that belong to it; ``pred``, ``labels`` (n, T)."""
+    member = labels >= 0
+    wrong = ((pred != labels) & member).sum(0).float()
+    return wrong / member.sum(0).clamp(min=1)
 
 
 @dataclass(frozen=True)
 class AdaptConfig:
-    """One budget for every condition. ``sites``: where gains/FiLM/SE act."""
+    """One budget for every condition. ``sites``: where gains / FiLM / SE act."""
 
     sites: tuple[str, ...]
     steps: int = 300
-    batch_per_task: int = 16
+    batch_per_task: int = 8
     eval_every: int = 50
-    lr: float = 1e-3
-    lr_backbone: float = 1e-4
+    lr: float = 1e-2
+    lr_backbone: float = 1e-3
     patience: int | None = None
     sigma_m: float = 0.1
     seeds: tuple[int, ...] = (0, 1, 2)
-    eval_batch: int = 1024
+    eval_batch: int = 4096
 
     def __post_init__(self) -> None:
-        if self.steps < 1 or self.eval_every < 1 or self.batch_per_task < 1:
-            raise ValueError("steps, eval_every and batch_per_task must be >= 1")
+        for name in ("steps", "eval_every", "batch_per_task"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name}={getattr(self, name)} must be >= 1")
+        if self.steps % self.eval_every:
+            raise ValueError(f"steps={self.steps} must be a multiple of eval_every={self.eval_every}")
         if self.sigma_m < 0:
-            raise ValueError(f"sigma_m={self.sigma_m} must be >= 0")
+            raise ValueError(f"sigma_m={self.sigma_m} is not allowed; allowed: sigma_m >= 0")
         if not self.seeds:
             raise ValueError("seeds must name at least one seed")
 
@@ -261,7 +291,7 @@ class AdaptResult:
     condition: str
     tasks: tuple[str, ...]
     seeds: tuple[int, ...]
-    test_error: torch.Tensor  # (S, T)
+    test_error: torch.Tensor  # (S, T), at the best validation point
     curve_steps: list[int]  # evaluation points
     val_curve: torch.Tensor  # (P, S, T)
     trainable_per_task: int
@@ -274,12 +304,9 @@ class AdaptResult:
 
     def steps_to(self, target: float) -> list[int | None]:
         """Per seed: the first evaluation step whose mean validation error is <= ``target`` (%)."""
-        mean = self.val_curve.mean(2)  # (P, S)
-        out: list[int | None] = []
-        for s in range(mean.shape[1]):
-            hit = (mean[:, s] <= target).nonzero()
-            out.append(self.curve_steps[hit[0].item()] if len(hit) else None)
-        return out
+        reached = self.val_curve.mean(2) <= target  # (P, S)
+        first = [reached[:, s].nonzero() for s in range(reached.shape[1])]
+        return [self.curve_steps[f[0].item()] if len(f) else None for f in first]
 
     def row(self) -> dict[str, Any]:
         """Headline numbers: mean ± sd over seeds of the mean test error over tasks."""
@@ -302,25 +329,26 @@ class _Adapter(nn.Module):
         backbone: nn.Module,
         condition: str,
         n_contexts: int,
+        n_classes: int,
         config: AdaptConfig,
         generator: torch.Generator,
     ) -> None:
         super().__init__()
         kind, guided, finetune = CONDITIONS[condition]
-        self.backbone, self.finetune = backbone, finetune
+        self.backbone, self.finetune, self.guided = backbone, finetune, guided
         sites = {s: backbone.sites[s] for s in config.sites} if kind != "none" else {}
         extra = {"sigma_m": config.sigma_m, "generator": generator} if kind == "stochastic_gain" else {}
         self.modulation = make_modulation(kind, sites, n_contexts, **extra)
-        if kind != "none":
+        if sites:
             self.modulation.attach(backbone)
-        heads = TaskHeads(n_contexts, backbone.feature_dim, 2)
+        heads = TaskHeads(n_contexts, backbone.feature_dim, n_classes)
         self.readout = ModulatorGuidedReadout(heads) if guided else heads
-        self.guided = guided
         self.modulated = bool(sites)
         order = list(backbone.sites)
-        #: where the cached inputs enter: the first modulated site (all sites when fine-tuning,
-        #: none for a head on fixed features)
+        #: where the cached inputs enter: the first modulated site; the first site when
+        #: fine-tuning (images go in); None for a head on fixed features
         self.start = order[0] if finetune else min(sites, key=order.index) if sites else None
+        self.last_m: torch.Tensor | None = None
 
     def features(self, z: torch.Tensor, contexts: torch.Tensor) -> torch.Tensor:
         """``z``: inputs of the ``start`` site's stage (pooled features if ``start`` is None)."""
@@ -329,24 +357,11 @@ class _Adapter(nn.Module):
             self.last_m = getattr(self.modulation, "last_m", None)
         return h
 
-    def forward(self, z: torch.Tensor, contexts: torch.Tensor) -> torch.Tensor:
-        h = self.features(z, contexts)
+    def head(self, h: torch.Tensor, contexts: torch.Tensor) -> torch.Tensor:
         return self.readout(h, contexts, self.last_m) if self.guided else self.readout(h, contexts)
 
-    def all_contexts(self, z: torch.Tensor, n_contexts: int) -> torch.Tensor:
-        """Logits of every context for every input: (n_contexts * B, K), context-major.
-
-        Without modulation the features are the same for every context: computed once.
-        """
-        ctx = torch.arange(n_contexts, device=z.device).repeat_interleave(len(z))
-        if self.modulated:
-            return self(z.repeat(n_contexts, *([1] * (z.dim() - 1))), ctx)
-        h = self.features(z, torch.zeros(len(z), dtype=torch.long, device=z.device))
-        return (
-            self.readout(h.repeat(n_contexts, 1), ctx, None)
-            if self.guided
-            else self.readout(h.repeat(n_contexts, 1), ctx)
-        )
+    def forward(self, z: torch.Tensor, contexts: torch.Tensor) -> torch.Tensor:
+        return self.head(self.features(z, contexts), contexts)
 
     def train(self, mode: bool = True) -> _Adapter:
         super().train(mode)
@@ -365,70 +380,139 @@ def _run_group(
     config: AdaptConfig,
     seeds: tuple[int, ...],
     device: torch.device | str,
-) -> tuple[torch.Tensor, list, int]:
-    """Train one group of contexts (seeds x tasks) sharing one backbone; return test errors (S, T),
-    the per-evaluation validation errors [(S, T)] and the trainable parameters per task."""
+) -> tuple[torch.Tensor, list, int, dict[str, Any]]:
+    """Train one group of contexts (seeds x tasks) sharing one backbone.
+
+    Returns the test errors (S, T) at the best validation point, the validation errors at
+    every evaluation [(S, T)] and the trainable parameters per task.
+    """
     n_seeds, n_tasks = len(seeds), len(data.names)
     n_ctx = n_seeds * n_tasks
     torch.manual_seed(seeds[0])
     gen = torch.Generator().manual_seed(seeds[0])
     mod_gen = torch.Generator(device=device).manual_seed(seeds[0] + 1)
-    adapter = _Adapter(backbone, condition, n_ctx, config, mod_gen).to(device)
-    if adapter.finetune:
-        for p in backbone.parameters():
-            p.requires_grad_(True)
+    pool, lengths = data.pools(data.train)
+    if (lengths == 0).any():
+        empty = [n for n, k in zip(data.names, lengths.tolist(), strict=True) if k == 0]
+        raise ValueError(f"tasks {empty} have no training images; use more images (n_images) or other tasks")
     task_of = torch.arange(n_ctx) % n_tasks
-    contexts = torch.arange(n_ctx).repeat_interleave(config.batch_per_task).to(device)
+    adapter = _Adapter(backbone, condition, n_ctx, data.n_classes, config, mod_gen).to(device)
+    try:  # whatever happens, the shared backbone gets its hooks removed and is frozen again
+        return _train_group(
+            adapter, backbone, data, config, n_seeds, n_tasks, task_of, pool, lengths, gen, device
+        )
+    finally:
+        if adapter.modulated:
+            adapter.modulation.detach()
+        backbone.freeze()
+
+
+def _train_group(
+    adapter: _Adapter,
+    backbone: nn.Module,
+    data: TaskSplit,
+    config: AdaptConfig,
+    n_seeds: int,
+    n_tasks: int,
+    task_of: torch.Tensor,
+    pool: torch.Tensor,
+    lengths: torch.Tensor,
+    gen: torch.Generator,
+    device: torch.device | str,
+) -> tuple[torch.Tensor, list, int, dict[str, Any]]:
+    """The body of :func:`_run_group`: train, evaluate, and collect the results."""
+    n_ctx = n_seeds * n_tasks
+    if adapter.finetune:
+        backbone.requires_grad_(True)
+    contexts = torch.arange(n_ctx, device=device).repeat_interleave(config.batch_per_task)
     inputs = _Inputs(backbone, data.images, adapter.start, device, max_bytes=0 if adapter.finetune else 2e9)
+    pool, lengths = pool[task_of], lengths[task_of]  # per context
 
     def loss_fn(model: nn.Module, idx: torch.Tensor) -> torch.Tensor:
-        y = data.labels[idx, task_of[:, None]].flatten().long().to(device)
+        y = data.labels[idx, task_of[:, None]].flatten().to(device)
         return F.cross_entropy(model(inputs(idx.flatten()), contexts), y)
 
     def batches(g: torch.Generator):
-        return (
-            data.train[torch.randint(len(data.train), (n_ctx, config.batch_per_task), generator=g)]
-            for _ in range(config.eval_every)
-        )
+        for _ in range(config.eval_every):
+            pos = (torch.rand(n_ctx, config.batch_per_task, generator=g) * lengths[:, None]).long()
+            yield pool.gather(1, pos)
 
-    def errors(model: nn.Module, split: torch.Tensor) -> torch.Tensor:
-        """Error (%) of every context on ``split``: (S, T)."""
-        wrong = torch.zeros(n_ctx)
-        chunk = max(1, config.eval_batch // n_ctx)
-        for idx in split.split(chunk):
-            pred = model.all_contexts(inputs(idx), n_ctx).argmax(1).cpu().view(n_ctx, len(idx))
-            wrong += (pred != data.labels[idx][:, task_of].T.long()).sum(1)
-        return (100 * wrong / len(split)).view(n_seeds, n_tasks)
+    def pairs(split: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Every (context, image) pair to evaluate on ``split``: image indices, contexts, labels."""
+        pool, lengths = data.pools(split)
+        pool, lengths = pool[task_of], lengths[task_of]
+        mask = torch.arange(pool.shape[1])[None] < lengths[:, None]
+        ctx = torch.arange(n_ctx)[:, None].expand_as(pool)[mask]
+        idx = pool[mask]
+        return idx, ctx, data.labels[idx, task_of[ctx]]
+
+    evaluation = {"val": pairs(data.val), "test": pairs(data.test)}
+
+    @torch.no_grad()
+    def errors(model: nn.Module, which: str) -> torch.Tensor:
+        """Error (%) of every context on the images of a split that belong to its task: (S, T)."""
+        idx, ctx, labels = evaluation[which]
+        wrong, count = torch.zeros(n_ctx), torch.bincount(ctx, minlength=n_ctx).clamp(min=1)
+        if not model.modulated:  # same features in every context: compute each image once
+            images, where = idx.unique(return_inverse=True)
+            h = torch.cat(
+                [
+                    model.features(inputs(i), torch.zeros(len(i), dtype=torch.long, device=device))
+                    for i in images.split(config.eval_batch)
+                ]
+            )
+        for part in torch.arange(len(idx)).split(config.eval_batch):
+            c = ctx[part].to(device)
+            if model.modulated:
+                logits = model(inputs(idx[part]), c)
+            else:
+                model.last_m = None
+                logits = model.head(h[where[part].to(h.device)], c)
+            wrong.index_add_(0, ctx[part], (logits.argmax(1).cpu() != labels[part]).float())
+        return (100 * wrong / count).view(n_seeds, n_tasks)
 
     curve: list[torch.Tensor] = []
+    test_at: list[torch.Tensor] = []
 
     def evaluate(model: nn.Module) -> dict[str, float]:
-        curve.append(errors(model, data.val))
+        curve.append(errors(model, "val"))
+        test_at.append(errors(model, "test"))
         return {"val_error": curve[-1].mean().item()}
 
-    groups = [
-        {
-            "params": [
-                p for n, p in adapter.named_parameters() if p.requires_grad and not n.startswith("backbone.")
-            ],
-            "lr": config.lr,
-        }
-    ]
+    own = [p for n, p in adapter.named_parameters() if p.requires_grad and not n.startswith("backbone.")]
+    groups = [{"params": own, "lr": config.lr}]
     if adapter.finetune:
         groups.append({"params": list(backbone.parameters()), "lr": config.lr_backbone})
-    optimizer = torch.optim.Adam(groups)
     fit_config = FitConfig(
-        max_epochs=-(-config.steps // config.eval_every), patience=config.patience, monitor="val_error"
+        max_epochs=config.steps // config.eval_every,
+        patience=config.patience,
+        monitor="val_error",
+        restore_best=False,
     )
-    fit(adapter, optimizer, loss_fn, batches, evaluate, fit_config, generator=gen)
-    adapter.eval()
-    with torch.no_grad():
-        test = errors(adapter, data.test)
-    per_task = _trainable(adapter) // n_ctx + (_trainable(backbone) // n_tasks if adapter.finetune else 0)
-    if adapter.modulation is not None and hasattr(adapter.modulation, "detach"):
-        adapter.modulation.detach()
-    freeze(backbone)
-    return test, curve, per_task
+    fit(adapter, torch.optim.Adam(groups), loss_fn, batches, evaluate, fit_config, generator=gen)
+    per_task = (
+        _trainable(adapter) // n_ctx
+        if not adapter.finetune
+        else (_trainable(adapter) - _trainable(backbone)) // n_ctx + _trainable(backbone) // n_tasks
+    )
+    extra = _learned(adapter, n_seeds, n_tasks)
+    # each context's test error at its own best validation point (early stopping per task)
+    best = torch.stack(curve).argmin(0)  # (S, T)
+    test = torch.stack(test_at).gather(0, best[None]).squeeze(0)
+    return test, curve, per_task, extra
+
+
+def _learned(adapter: _Adapter, n_seeds: int, n_tasks: int) -> dict[str, Any]:
+    """Learned per-context tensors worth plotting, reshaped to (S, T, ...): gains' coupling per
+    site and, with the guided readout, its unit weights and covariances with the modulator."""
+    out: dict[str, Any] = {}
+    coupling = getattr(adapter.modulation, "coupling", None)
+    if adapter.modulated and coupling is not None:
+        out["coupling"] = {k: v.detach().cpu().view(n_seeds, n_tasks, -1) for k, v in coupling.items()}
+    if adapter.guided:
+        out["readout_weights"] = adapter.readout.weights.detach().cpu().view(n_seeds, n_tasks, -1)
+        out["readout_covariance"] = adapter.readout.covariance.detach().cpu().view(n_seeds, n_tasks, -1)
+    return out
 
 
 def adapt(
@@ -441,7 +525,8 @@ def adapt(
 ) -> AdaptResult:
     """Learn every task of ``data`` on the frozen ``backbone`` with ``condition``, for every seed.
 
-    The backbone is not changed (full fine-tuning works on copies). Errors are in %.
+    The backbone is left unchanged (full fine-tuning works on copies). Errors are in %; the
+    test error of each task is taken at its best validation point.
     """
     check_condition(condition)
     missing = [s for s in config.sites if s not in backbone.sites]
@@ -454,12 +539,14 @@ def adapt(
         runs = [
             _run_group(copy.deepcopy(backbone), data, condition, config, (s,), device) for s in config.seeds
         ]
+        points = min(len(r[1]) for r in runs)
+        extra: dict[str, Any] = {}
         test = torch.cat([r[0] for r in runs])
-        curve = [torch.cat([r[1][p] for r in runs]) for p in range(len(runs[0][1]))]
+        curve = [torch.cat([r[1][p] for r in runs]) for p in range(points)]
         per_task = runs[0][2]
     else:
-        test, curve, per_task = _run_group(backbone, data, condition, config, config.seeds, device)
-    steps = [min(config.eval_every * (p + 1), config.steps) for p in range(len(curve))]
+        test, curve, per_task, extra = _run_group(backbone, data, condition, config, config.seeds, device)
+    steps = [config.eval_every * (p + 1) for p in range(len(curve))]
     return AdaptResult(
         condition,
         data.names,
@@ -469,4 +556,5 @@ def adapt(
         torch.stack(curve),
         per_task,
         time.perf_counter() - start,
+        extra,
     )

@@ -127,3 +127,130 @@ def _draw_population(
         title=f"Stimulus {float(_wrap_deg(stimulus)):.0f}°: decoded {float(decoded[1]):.1f}°",
     )
     ax.legend(loc="upper right", fontsize="x-small", frameon=False)
+
+
+# ----------------------------------------------------------------------------- CNN adaptation
+
+
+def image_grid(images: torch.Tensor, titles: list[str] | None = None, *, columns: int = 8) -> Figure:
+    """uint8 images (N, 3, H, W) in a grid, each with an optional small title."""
+    n = len(images)
+    rows = -(-n // columns)
+    fig, axes = plt.subplots(rows, columns, figsize=(1.4 * columns, 1.6 * rows), squeeze=False)
+    for i, ax in enumerate(axes.flat):
+        ax.axis("off")
+        if i < n:
+            ax.imshow(images[i].permute(1, 2, 0).numpy())
+            if titles:
+                ax.set_title(titles[i], fontsize=6)
+    fig.tight_layout()
+    return fig
+
+
+def gain_figure(
+    maps: torch.Tensor,
+    modulated: torch.Tensor,
+    probs: torch.Tensor,
+    modulated_probs: torch.Tensor,
+    names: list[str],
+    channels: list[int],
+    gains: list[float],
+) -> Figure:
+    """Feature maps of ``channels`` before/after their gains, and the task outputs before/after.
+
+    ``maps``, ``modulated``: (len(channels), H, W) at the modulated site, for one image;
+    ``probs``, ``modulated_probs``: (T,) probability of "attribute present" per task.
+    """
+    k = len(channels)
+    fig = plt.figure(figsize=(1.7 * k + 5, 3.6))
+    grid = fig.add_gridspec(2, k + 1, width_ratios=[1] * k + [2.6])
+    vmax = max(maps.abs().max().item(), modulated.abs().max().item(), 1e-6)
+    for i, (c, g) in enumerate(zip(channels, gains, strict=True)):
+        for row, data in enumerate((maps, modulated)):
+            ax = fig.add_subplot(grid[row, i])
+            ax.imshow(data[i].numpy(), cmap="magma", vmin=0, vmax=vmax)
+            ax.set_xticks([]), ax.set_yticks([])
+            ax.set_title(f"ch {c}" + (f" x{g:.2f}" if row else ""), fontsize=8)
+    ax = fig.add_subplot(grid[:, k])
+    y = torch.arange(len(names)).float()
+    ax.barh(y + 0.2, probs.numpy(), height=0.4, color="0.7", label="gain 1")
+    ax.barh(y - 0.2, modulated_probs.numpy(), height=0.4, color="C3", label="modulated")
+    ax.set_yticks(y.numpy(), names, fontsize=7)
+    ax.set_xlim(0, 1)
+    ax.axvline(0.5, color="k", lw=0.5, ls=":")
+    ax.set_xlabel("P(attribute present)")
+    ax.legend(fontsize=7, loc="lower right")
+    fig.suptitle("top: feature maps at gain 1; bottom: with the gains", fontsize=9)
+    fig.tight_layout()
+    return fig
+
+
+def learning_curves(results: list, *, target: float | None = None) -> Figure:
+    """Mean validation error over tasks vs training step, mean ± sd over seeds, one line per condition."""
+    fig, ax = plt.subplots(figsize=(6.5, 3.8))
+    for r in results:
+        per_seed = r.val_curve.mean(2)  # (P, S)
+        mean, sd = per_seed.mean(1), per_seed.std(1) if per_seed.shape[1] > 1 else torch.zeros(len(per_seed))
+        ax.plot(r.curve_steps, mean.numpy(), marker="o", ms=3, label=r.condition)
+        ax.fill_between(r.curve_steps, (mean - sd).numpy(), (mean + sd).numpy(), alpha=0.15)
+    if target is not None:
+        ax.axhline(target, color="k", lw=0.6, ls=":", label=f"target {target:g}%")
+    ax.set_xlabel("training step")
+    ax.set_ylabel("validation error (%), mean over tasks")
+    ax.legend(fontsize=7, ncol=2)
+    fig.tight_layout()
+    return fig
+
+
+def tagging_scatter(coupling: torch.Tensor, weight: torch.Tensor, *, title: str = "") -> Figure:
+    """Learned coupling of each channel vs the readout weight the modulator gives it (one dot per
+    channel and task): the modulator 'tags' the channels it drives."""
+    fig, ax = plt.subplots(figsize=(4.6, 3.8))
+    ax.scatter(coupling.flatten().numpy(), weight.flatten().numpy(), s=6, alpha=0.5)
+    ax.axvline(0, color="k", lw=0.5)
+    ax.set_xlabel("learned coupling c (last modulated site)")
+    ax.set_ylabel("modulator-guided readout weight")
+    ax.set_title(title, fontsize=9)
+    fig.tight_layout()
+    return fig
+
+
+def gain_distribution(couplings: list[float], sigma_m: float, *, n: int = 4000, seed: int = 0) -> Figure:
+    """Distribution of the stochastic gain exp(c m - sigma^2 c^2 / 2), m ~ N(0, sigma^2), per coupling c:
+    the mean stays 1 while the spread — the 'tag' a unit carries — grows with c."""
+    g = torch.Generator().manual_seed(seed)
+    m = torch.randn(n, generator=g) * sigma_m
+    fig, ax = plt.subplots(figsize=(5.5, 3.4))
+    for c in couplings:
+        gain = torch.exp(c * m - sigma_m**2 * c**2 / 2)
+        ax.hist(
+            gain.numpy(),
+            bins=60,
+            range=(0, 3),
+            histtype="step",
+            lw=1.3,
+            label=f"c={c:g}: mean {gain.mean():.2f}, sd {gain.std():.2f}",
+        )
+    ax.set_xlabel("gain")
+    ax.set_ylabel("samples")
+    ax.set_title(f"sigma_m = {sigma_m:g}", fontsize=9)
+    ax.legend(fontsize=7)
+    fig.tight_layout()
+    return fig
+
+
+def heatmap(
+    values: torch.Tensor, rows: list[str], columns: list[str], *, title: str, fmt: str = ".1f"
+) -> Figure:
+    """A labelled heatmap (e.g. error by backbone x gain placement)."""
+    fig, ax = plt.subplots(figsize=(1.3 * len(columns) + 2.5, 0.6 * len(rows) + 1.5))
+    im = ax.imshow(values.numpy(), cmap="viridis_r", aspect="auto")
+    ax.set_xticks(range(len(columns)), columns)
+    ax.set_yticks(range(len(rows)), rows)
+    for i in range(len(rows)):
+        for j in range(len(columns)):
+            ax.text(j, i, format(values[i, j].item(), fmt), ha="center", va="center", color="w", fontsize=9)
+    fig.colorbar(im, ax=ax, shrink=0.8)
+    ax.set_title(title, fontsize=10)
+    fig.tight_layout()
+    return fig

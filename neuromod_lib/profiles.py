@@ -125,14 +125,102 @@ COMMON: dict[str, Param] = {
 #: Each notebook's own parameters (besides COMMON), by notebook name.
 NOTEBOOK_PARAMS: dict[str, dict[str, Param]] = {
     "00_overview": {
-        "n_neurons": Param(int, {"smoke": 8, "quick": 16, "paper": 64}, "neurons in the tuned population",
-                           low=1, high=4096),
+        "n_neurons": Param(
+            int, {"smoke": 8, "quick": 16, "paper": 64}, "neurons in the tuned population", low=1, high=4096
+        ),
         "kappa": Param(float, 2.0, "concentration of the tuning curves (larger: narrower)", above=0.0),
         "gain": Param(float, 2.0, "multiplicative gain of the modulated population", low=0.0),
-        "threshold": Param(float, 0.3, "threshold (excitability) of the modulated population", low=0.0,
-                           high=0.95),
+        "threshold": Param(
+            float, 0.3, "threshold (excitability) of the modulated population", low=0.0, high=0.95
+        ),
     },
 }
+
+
+def _cnn_params(
+    datasets: tuple[str, ...], paper_dataset: str, n_tasks: dict[str, int], max_tasks: int
+) -> dict:
+    """Parameters shared by the CNN notebooks 01–03 (data, backbone, pretraining, adaptation budget)."""
+    return {
+        "dataset": Param(str, {"quick": "generated", "paper": paper_dataset}, "data set", choices=datasets),
+        "data_root": Param(str, "../data", "folder of the real data sets (paper profile)"),
+        "verify_data": Param(bool, True, "check the real data's published MD5 sums"),
+        "n_images": Param(int, {"smoke": 900, "quick": 6000, "paper": 0}, "images to use (0: all)", low=0),
+        "image_size": Param(int, {"quick": 32, "paper": 64}, "image side in pixels", low=8, high=512),
+        "weights": Param(str, "", "local ImageNet state_dict file for resnet18/50 ('': none)"),
+        "n_tasks": Param(int, n_tasks, "held-out tasks to adapt to", low=1, high=max_tasks),
+        "pretrain_epochs": Param(
+            int, {"smoke": 1, "quick": 6, "paper": 15}, "backbone pretraining epochs", low=1
+        ),
+        "steps": Param(
+            int, {"smoke": 20, "quick": 300, "paper": 3000}, "adaptation steps (all conditions)", low=1
+        ),
+        "eval_every": Param(
+            int, {"smoke": 10, "quick": 60, "paper": 300}, "steps between evaluations", low=1
+        ),
+        "batch_per_task": Param(
+            int, {"smoke": 4, "quick": 8, "paper": 32}, "samples per task per step", low=1
+        ),
+        "lr": Param(float, 0.01, "Adam learning rate of heads, gains, FiLM, SE", above=0.0),
+        "n_seeds": Param(int, {"smoke": 2, "quick": 3, "paper": 3}, "adaptation seeds", low=1, high=10),
+        "sigma_m": Param(float, 0.1, "std of the shared modulator m (stochastic comodulation)", low=0.0),
+        "gain_sites": Param(str, "late", "where gains act: early, late, all, or a comma list of sites"),
+    }
+
+
+def _backbone_param(quick: str, paper: str) -> Param:
+    from .models.cnn import BACKBONES  # local import: profiles stay light to import
+
+    return Param(str, {"quick": quick, "paper": paper}, "backbone network", choices=BACKBONES)
+
+
+NOTEBOOK_PARAMS.update(
+    {
+        "01_gain_modulation": {
+            **_cnn_params(("generated", "celeba"), "celeba", {"smoke": 3, "quick": 8, "paper": 20}, 20),
+            "backbone": _backbone_param("convnet", "resnet18"),
+        },
+        "02_stochastic_comodulation": {
+            **_cnn_params(("generated", "celeba"), "celeba", {"smoke": 3, "quick": 8, "paper": 20}, 20),
+            "backbone": _backbone_param("convnet", "resnet18"),
+        },
+        "03_architecture_study": {
+            **{
+                k: v
+                for k, v in _cnn_params(
+                    ("generated", "cifar100"), "cifar100", {"smoke": 2, "quick": 10, "paper": 10}, 10
+                ).items()
+                if k not in ("gain_sites", "image_size")
+            },
+            "image_size": Param(int, 32, "image side in pixels (CIFAR-100 is 32)", low=8, high=512),
+            # a 3 x 4 grid of runs: fewer tasks and steps than 01-02 keep the quick profile near 3 minutes
+            "n_tasks": Param(
+                int, {"smoke": 2, "quick": 6, "paper": 10}, "held-out superclasses", low=1, high=10
+            ),
+            "steps": Param(int, {"smoke": 20, "quick": 200, "paper": 3000}, "adaptation steps", low=1),
+            "eval_every": Param(
+                int, {"smoke": 10, "quick": 50, "paper": 300}, "steps between evaluations", low=1
+            ),
+            "n_pretrain": Param(
+                int,
+                {"smoke": 4, "quick": 10, "paper": 10},
+                "superclasses that pretrain the backbone",
+                low=1,
+                high=19,
+            ),
+            "backbones": Param(
+                str,
+                {
+                    "smoke": "convnet,resnet_small",
+                    "quick": "convnet,convnet_deep,resnet_small",
+                    "paper": "resnet18,resnet50,convnet_wide",
+                },
+                "comma list of backbones",
+            ),
+            "placements": Param(str, "early,late,all", "comma list of early, late, all"),
+        },
+    }
+)
 
 
 class Config(dict):

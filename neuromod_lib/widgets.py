@@ -21,11 +21,12 @@ from collections.abc import Callable
 
 import ipywidgets as widgets
 import matplotlib.pyplot as plt
+import torch
 from matplotlib.figure import Figure
 
 from . import plots
 
-__all__ = ["tuning_widget"]
+__all__ = ["gain_widget", "sigma_widget", "tuning_widget"]
 
 
 def _slider(description: str, low: float, high: float, step: float, value: float) -> widgets.FloatSlider:
@@ -86,3 +87,24 @@ def tuning_widget(
         threshold=_slider("threshold", 0.0, 0.9, 0.05, threshold),
         fraction=_slider("fraction", 0.0, 1.0, 0.05, fraction),
     )
+
+
+def gain_widget(setup, image: torch.Tensor, site: str, channels: list[int]) -> widgets.interactive:
+    """One gain slider (0..3) per channel of ``channels`` at ``site``: the feature maps and the
+    pretraining tasks' outputs of :meth:`neuromod_lib.setups.Setup.gain_response` redraw live."""
+    task_names = list(setup.pretrain_tasks.names)
+
+    def draw(**values: float) -> Figure:
+        gains = [values[f"ch{c}"] for c in channels]
+        return plots.gain_figure(
+            *setup.gain_response(image, site, channels, gains), task_names, channels, gains
+        )
+
+    return _panel(draw, **{f"ch{c}": _slider(f"ch {c}", 0.0, 3.0, 0.05, 1.0) for c in channels})
+
+
+def sigma_widget(couplings: tuple[float, ...] = (0.5, 2.0, 5.0)) -> widgets.interactive:
+    """A ``sigma_m`` slider over :func:`plots.gain_distribution`: how the shared modulator's
+    strength spreads the gains of units with different couplings (their mean stays 1)."""
+    draw = functools.partial(plots.gain_distribution, list(couplings))
+    return _panel(draw, sigma_m=_slider("sigma_m", 0.0, 0.5, 0.01, 0.1))

@@ -58,17 +58,6 @@ def md5_free(monkeypatch):
     monkeypatch.setattr(tv_cifar, "check_integrity", exists)
 
 
-@pytest.fixture
-def no_download(monkeypatch):
-    """Any download attempt fails the test."""
-
-    def refuse(self):
-        raise AssertionError("a download was attempted")
-
-    monkeypatch.setattr(tv_celeba.CelebA, "download", refuse)
-    monkeypatch.setattr(tv_cifar.CIFAR100, "download", refuse)
-
-
 # --------------------------------------------------------------------------- CelebA
 
 

@@ -1,0 +1,26 @@
+"""Fixtures shared by the test modules."""
+
+import pytest
+import torch
+from torchvision.datasets import celeba as tv_celeba
+from torchvision.datasets import cifar as tv_cifar
+
+
+@pytest.fixture
+def no_download(monkeypatch):
+    """Any download attempt fails the test."""
+
+    def refuse(self):
+        raise AssertionError("a download was attempted")
+
+    monkeypatch.setattr(tv_celeba.CelebA, "download", refuse)
+    monkeypatch.setattr(tv_cifar.CIFAR100, "download", refuse)
+
+
+@pytest.fixture(scope="module")
+def one_thread():
+    """Tiny tensors run fastest on one thread (and a busy second core slows two threads a lot)."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
