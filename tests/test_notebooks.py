@@ -7,6 +7,7 @@ which checks parameter injection, the recorded results and the claims the notebo
 
 import ast
 import json
+import pickle
 from pathlib import Path
 
 import nbformat
@@ -16,10 +17,62 @@ from neuromod_lib import cli, notebooks, profiles
 
 READY = [nb.name for nb in notebooks.ready()]
 
-#: The scientific claims each notebook computes, prints and records as booleans.
+#: The scientific claims each notebook computes, prints and records as booleans, that hold at any
+#: scale (checked on the smoke runs too).
 CLAIMS = {
     "00_overview": ["gain_keeps_width", "gain_keeps_decoding", "threshold_narrows"],
+    "01_gain_modulation": [],
+    "02_stochastic_comodulation": [],
+    "03_architecture_study": [],
 }
+
+
+def _consistent_01(m: dict) -> None:
+    assert not m["gains_beat_head_only"] or m["deterministic_gain_error"] < m["head_only_error"]
+    assert 0 < m["gain_params_per_task"] < m["full_params_per_task"]
+
+
+def _consistent_02(m: dict) -> None:
+    assert m["extra_params_stochastic"] == 0, "stochastic comodulation must add no learnable parameter"
+    diff = m["stochastic_error"] - m["deterministic_error"]
+    assert abs(m["stochastic_minus_deterministic"] - diff) <= 0.02
+    assert not m["stochastic_beats_deterministic"] or diff < 0
+    assert m["modulator_tags_units"] == (m["tagging_correlation"] > 0)
+
+
+def _consistent_03(m: dict) -> None:
+    backbones = [k.removesuffix("_head_only_error") for k in m if k.endswith("_head_only_error")]
+    assert backbones
+    for name in backbones:
+        gains = {
+            p: v
+            for k, v in m.items()
+            if k.startswith(f"{name}_gains_")
+            and (p := k.removeprefix(f"{name}_gains_").removesuffix("_error"))
+            and "_" not in p
+        }
+        assert m[f"{name}_gains_{m[f'{name}_best_placement']}_error"] == min(gains.values())
+
+
+#: What each notebook's printed conclusions must agree with, whatever the numbers are.
+CONSISTENT = {
+    "01_gain_modulation": _consistent_01,
+    "02_stochastic_comodulation": _consistent_02,
+    "03_architecture_study": _consistent_03,
+}
+
+
+def _value(text: str):
+    try:
+        return ast.literal_eval(text)
+    except (ValueError, SyntaxError):
+        return text  # an unquoted string, e.g. a placement name
+
+
+def _printed_metrics(nb) -> dict:
+    """The metrics the notebook's last code cell printed (``k=v, ...``), parsed back to values."""
+    text = "".join(o.get("text", "") for o in _code_cells(nb)[-1].outputs).strip().splitlines()[-1]
+    return {k: _value(v) for k, v in (item.split("=", 1) for item in text.split(", "))}
 
 
 def _code_cells(nb):
@@ -36,8 +89,20 @@ def _parameters_cell(nb):
 def smoke_runs(tmp_path_factory):
     """Every ready notebook executed once through the CLI on the smoke profile, seed 1."""
     root = tmp_path_factory.mktemp("smoke")
-    status = cli.main(["run", "all", "--profile", "smoke", "-p", "seed=1",
-                       "--output-dir", str(root / "nb"), "--results-dir", str(root / "results")])
+    status = cli.main(
+        [
+            "run",
+            "all",
+            "--profile",
+            "smoke",
+            "-p",
+            "seed=1",
+            "--output-dir",
+            str(root / "nb"),
+            "--results-dir",
+            str(root / "results"),
+        ]
+    )
     return status, root
 
 
@@ -85,21 +150,25 @@ def test_smoke_runs_succeed_and_record_results(smoke_runs):
         out = nbformat.read(root / "nb" / f"{name}.ipynb", as_version=4)
         assert all(o.output_type != "error" for c in _code_cells(out) for o in c.outputs)
         injected = [c for c in out.cells if "injected-parameters" in c.metadata.get("tags", [])]
-        assert injected and "profile = \"smoke\"" in injected[0].source
+        assert injected and 'profile = "smoke"' in injected[0].source
         record = json.loads((root / "results" / f"{name}.json").read_text())
         assert record["profile"] == "smoke" and record["seed"] == 1
         expected = profiles.resolve(name, "smoke", seed=1, results_dir=str(root / "results"))
         assert record["parameters"] == dict(expected)
         for claim in CLAIMS.get(name, []):
             assert record["metrics"][claim] is True, f"{name}: {claim} does not hold on the smoke profile"
+        if name in CONSISTENT:
+            CONSISTENT[name](record["metrics"])
     summary = (root / "results" / "summary.md").read_text()
     assert all(f"| {name} | smoke | 1 |" in summary for name in READY)
 
 
 def test_failed_run_keeps_the_target_and_the_partial_notebook(tmp_path, monkeypatch):
     broken = nbformat.v4.new_notebook(
-        cells=[nbformat.v4.new_code_cell("profile = 'quick'", metadata={"tags": ["parameters"]}),
-               nbformat.v4.new_code_cell("raise RuntimeError('boom')")],
+        cells=[
+            nbformat.v4.new_code_cell("profile = 'quick'", metadata={"tags": ["parameters"]}),
+            nbformat.v4.new_code_cell("raise RuntimeError('boom')"),
+        ],
         metadata={"kernelspec": {"name": "python3", "display_name": "Python 3", "language": "python"}},
     )
     nbdir = tmp_path / "notebooks"
@@ -138,13 +207,25 @@ def test_injected_parameters_only_what_differs(tmp_path):
 
 def _widget_notebook(root_id: str, child_id: str) -> nbformat.NotebookNode:
     nb = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell("w", id="cell-1")])
-    view = {"application/vnd.jupyter.widget-view+json": {"model_id": root_id, "version_major": 2,
-                                                         "version_minor": 0}, "text/plain": "VBox()"}
+    view = {
+        "application/vnd.jupyter.widget-view+json": {
+            "model_id": root_id,
+            "version_major": 2,
+            "version_minor": 0,
+        },
+        "text/plain": "VBox()",
+    }
     nb.cells[0].outputs = [nbformat.v4.new_output("display_data", data=view)]
-    nb.metadata["widgets"] = {"application/vnd.jupyter.widget-state+json": {"state": {
-        child_id: {"model_name": "FloatSliderModel", "state": {"value": 1.5}},
-        root_id: {"model_name": "VBoxModel", "state": {"children": [f"IPY_MODEL_{child_id}"]}},
-    }, "version_major": 2, "version_minor": 0}}
+    nb.metadata["widgets"] = {
+        "application/vnd.jupyter.widget-state+json": {
+            "state": {
+                child_id: {"model_name": "FloatSliderModel", "state": {"value": 1.5}},
+                root_id: {"model_name": "VBoxModel", "state": {"children": [f"IPY_MODEL_{child_id}"]}},
+            },
+            "version_major": 2,
+            "version_minor": 0,
+        }
+    }
     return nb
 
 
@@ -157,3 +238,78 @@ def test_tidy_renumbers_widget_ids_deterministically():
     assert a.cells[0].outputs[0].data["application/vnd.jupyter.widget-view+json"]["model_id"] == root
     assert state[root]["state"]["children"] == [f"IPY_MODEL_{child}"]
     assert state[child]["state"]["value"] == 1.5
+
+
+@pytest.mark.parametrize("name", sorted(CONSISTENT))
+def test_committed_conclusions_agree_with_their_numbers(name):
+    nb = nbformat.read(notebooks.NOTEBOOK_DIR / f"{name}.ipynb", as_version=4)
+    CONSISTENT[name](_printed_metrics(nb))
+
+
+def test_committed_overview_claims_hold():
+    nb = nbformat.read(notebooks.NOTEBOOK_DIR / "00_overview.ipynb", as_version=4)
+    metrics = _printed_metrics(nb)
+    assert all(metrics[claim] is True for claim in CLAIMS["00_overview"])
+
+
+PAPER_RUNS = {
+    "01_gain_modulation": ("celeba", ["backbone=resnet18", "n_tasks=2"]),
+    "03_architecture_study": (
+        "cifar100",
+        ["backbones=resnet18", "placements=late", "n_pretrain=2", "n_tasks=2"],
+    ),
+}
+
+
+@pytest.mark.parametrize("name", sorted(PAPER_RUNS))
+def test_paper_profile_runs_end_to_end_on_fixture_data(name, tmp_path):
+    """The paper profile's real-data path (torchvision CelebA / CIFAR-100, ResNet-18) for a few
+    steps on fixture files in the real formats (MD5 check off: fixtures cannot match it)."""
+    from test_data_vision import cifar_pickle, write_celeba
+
+    dataset, extra = PAPER_RUNS[name]
+    root = tmp_path / "data"
+    if dataset == "celeba":
+        write_celeba(root)
+    else:
+        base = root / "cifar-100-python"
+        base.mkdir(parents=True)
+        meta = {
+            "fine_label_names": [f"fine_{i}" for i in range(100)],
+            "coarse_label_names": [f"coarse_{i}" for i in range(20)],
+        }
+        for split, fine, seed in (
+            ("train", list(range(100)) * 2, 1),
+            ("test", list(range(100)), 2),
+            ("meta", None, 0),
+        ):
+            with open(base / split, "wb") as f:
+                pickle.dump(meta if fine is None else cifar_pickle(fine, seed), f)
+    overrides = [
+        f"data_root={root}",
+        "verify_data=false",
+        "device=cpu",
+        "n_images=0",
+        "pretrain_epochs=1",
+        "steps=4",
+        "eval_every=2",
+        "batch_per_task=2",
+        "n_seeds=2",
+        *extra,
+    ]
+    argv = [
+        "run",
+        name,
+        "--profile",
+        "paper",
+        "--output-dir",
+        str(tmp_path / "nb"),
+        "--results-dir",
+        str(tmp_path / "results"),
+    ]
+    for pair in overrides:
+        argv += ["-p", pair]
+    assert cli.main(argv) == 0
+    record = json.loads((tmp_path / "results" / f"{name}.json").read_text())
+    assert record["profile"] == "paper" and record["parameters"]["dataset"] == dataset
+    CONSISTENT[name](record["metrics"])
