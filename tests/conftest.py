@@ -1,15 +1,9 @@
-"""Fixtures shared by the test modules, and the test run's environment."""
-
-import os
+"""Fixtures shared by the test modules (the environment is set by the top-level conftest.py)."""
 
 import pytest
 import torch
 from torchvision.datasets import celeba as tv_celeba
 from torchvision.datasets import cifar as tv_cifar
-
-# No progress bars anywhere in a test run, CI or not: nbval's kernels inherit this environment,
-# and a bar would be an output the committed notebooks do not have.
-os.environ["NEUROMOD_PROGRESS"] = "0"
 
 
 @pytest.fixture
