@@ -270,7 +270,8 @@ class AdaptConfig:
     patience: int | None = None
     sigma_m: float = 0.1
     seeds: tuple[int, ...] = (0, 1, 2)
-    eval_batch: int = 4096
+    eval_batch: int = 1024  # (context, image) pairs per evaluation chunk: bounds peak memory
+    cache_bytes: float = 2.5e8  # largest cache of below-site activations (else computed per batch)
 
     def __post_init__(self) -> None:
         for name in ("steps", "eval_every", "batch_per_task"):
@@ -425,7 +426,9 @@ def _train_group(
     if adapter.finetune:
         backbone.requires_grad_(True)
     contexts = torch.arange(n_ctx, device=device).repeat_interleave(config.batch_per_task)
-    inputs = _Inputs(backbone, data.images, adapter.start, device, max_bytes=0 if adapter.finetune else 2e9)
+    inputs = _Inputs(
+        backbone, data.images, adapter.start, device, max_bytes=0 if adapter.finetune else config.cache_bytes
+    )
     pool, lengths = pool[task_of], lengths[task_of]  # per context
 
     def loss_fn(model: nn.Module, idx: torch.Tensor) -> torch.Tensor:
