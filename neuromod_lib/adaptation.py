@@ -35,7 +35,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .models.cnn import IMAGENET_MEAN, IMAGENET_STD
+from .models.cnn import IMAGENET_MEAN, IMAGENET_STD, count_parameters
 from .modulation import make_modulation
 from .readout import ModulatorGuidedReadout, TaskHeads
 from .training import FitConfig, fit
@@ -217,7 +217,7 @@ def pretrain(
 
     def all_logits(m: nn.Module, idx: torch.Tensor) -> torch.Tensor:
         h = m["backbone"].features(to_input(data.images[idx], device))  # (B, D)
-        return torch.einsum("bd,tkd->btk", h, m["heads"].weight) + m["heads"].bias  # (B, T, K)
+        return m["heads"].all_tasks(h)  # (B, T, K)
 
     def loss_fn(m: nn.Module, idx: torch.Tensor) -> torch.Tensor:
         logits = all_logits(m, idx)
@@ -370,10 +370,6 @@ class _Adapter(nn.Module):
         return self
 
 
-def _trainable(module: nn.Module) -> int:
-    return sum(p.numel() for p in module.parameters() if p.requires_grad)
-
-
 def _run_group(
     backbone: nn.Module,
     data: TaskSplit,
@@ -494,9 +490,10 @@ def _train_group(
     )
     fit(adapter, torch.optim.Adam(groups), loss_fn, batches, evaluate, fit_config, generator=gen)
     per_task = (
-        _trainable(adapter) // n_ctx
+        count_parameters(adapter) // n_ctx
         if not adapter.finetune
-        else (_trainable(adapter) - _trainable(backbone)) // n_ctx + _trainable(backbone) // n_tasks
+        else (count_parameters(adapter) - count_parameters(backbone)) // n_ctx
+        + count_parameters(backbone) // n_tasks
     )
     extra = _learned(adapter, n_seeds, n_tasks)
     # each context's test error at its own best validation point (early stopping per task)

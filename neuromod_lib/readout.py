@@ -61,6 +61,11 @@ class TaskHeads(nn.Module):
         """``forward`` without the checks (for callers that have checked already)."""
         return torch.einsum("bkd,bd->bk", self.weight[task_ids], h) + self.bias[task_ids]
 
+    def all_tasks(self, h: torch.Tensor) -> torch.Tensor:
+        """Features ``(B, D)`` → the outputs of every task's head for every sample ``(B, T, K)``."""
+        _check_features(h, self.in_features)
+        return torch.einsum("bd,tkd->btk", h, self.weight) + self.bias
+
     def extra_repr(self) -> str:
         return f"n_tasks={self.n_tasks}, in_features={self.in_features}, n_outputs={self.n_outputs}"
 

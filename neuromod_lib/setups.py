@@ -66,9 +66,8 @@ class Setup:
             for value in (torch.zeros_like(log_gain), log_gain):
                 mod.coupling[site].data[0, channels] = value
                 with mod.context(ctx):
-                    h = self.backbone.features(x)[0]
-                logits = torch.einsum("d,tkd->tk", h, self.pretrain_heads.weight) + self.pretrain_heads.bias
-                probs.append(logits.softmax(-1)[:, 1].cpu())
+                    h = self.backbone.features(x)
+                probs.append(self.pretrain_heads.all_tasks(h)[0].softmax(-1)[:, 1].cpu())
         finally:
             handle.remove()
             mod.detach()

@@ -219,3 +219,13 @@ def test_stochastic_gains_tag_their_channels_end_to_end():
     assert w[0, tagged].min() > 10 * w[0, others].max()
     # task 1 modulates nothing: its covariances are estimation noise, far below task 0's tagged ones
     assert readout.covariance[1].abs().max() < 0.2 * readout.covariance[0, tagged].min()
+
+
+def test_all_tasks_equals_each_tasks_head():
+    torch.manual_seed(0)
+    heads = TaskHeads(3, D, 2)
+    h = torch.randn(5, D)
+    every = heads.all_tasks(h)
+    assert every.shape == (5, 3, 2)
+    for t in range(3):
+        assert torch.allclose(every[:, t], heads(h, torch.full((5,), t)), atol=1e-6)
