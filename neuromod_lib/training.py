@@ -58,8 +58,11 @@ class FitConfig:
     - ``monitor``/``mode``/``min_delta``: the metric (a key of ``evaluate()``'s dict, or
       ``"train_loss"``) and whether lower (``"min"``) or higher (``"max"``) is better; an
       epoch counts as an improvement only if it beats the best by more than ``min_delta``.
+    - ``target``: stop as soon as ``monitor`` reaches this value (e.g. every task solved); None = never.
     - ``restore_best``: load the best epoch's weights into the model at the end.
-    - ``grad_clip``: clip the gradient norm to this value; None = no clipping.
+    - ``grad_clip``: clip the gradient norm to this value; None = no clipping. A model that
+      stacks independent networks may define ``clip_grad_norm_(max_norm)`` to clip each one
+      separately; :func:`fit` then calls it instead of clipping the global norm.
     - ``checkpoint``: file written atomically at the end of every epoch; None = none.
     - ``resume``: if ``checkpoint`` exists, continue from it (else start over and overwrite it).
     - ``progress``: show an epoch progress bar; None = decided by the environment.
@@ -70,6 +73,7 @@ class FitConfig:
     monitor: str = "val_loss"
     mode: str = "min"
     min_delta: float = 0.0
+    target: float | None = None
     restore_best: bool = True
     grad_clip: float | None = None
     checkpoint: str | os.PathLike | None = None
@@ -87,6 +91,7 @@ class FitConfig:
             ("monitor", isinstance(self.monitor, str) and self.monitor != "", "a non-empty metric name"),
             ("mode", self.mode in ("min", "max"), "'min' or 'max'"),
             ("min_delta", _is_number(self.min_delta) and self.min_delta >= 0, "a finite number >= 0"),
+            ("target", self.target is None or _is_number(self.target), "None or a finite number"),
             ("restore_best", isinstance(self.restore_best, bool), "True or False"),
             (
                 "grad_clip",
@@ -250,7 +255,8 @@ def _train_epoch(
             raise TrainingDiverged(f"loss={value} at epoch {epoch}, step {steps}; {_lr_hint(optimizer)}")
         loss.backward()
         if grad_clip is not None:
-            nn.utils.clip_grad_norm_(model.parameters(), grad_clip)
+            clip = getattr(model, "clip_grad_norm_", None)
+            clip(grad_clip) if callable(clip) else nn.utils.clip_grad_norm_(model.parameters(), grad_clip)
         optimizer.step()
         total += value
     if steps == 0:
@@ -322,7 +328,11 @@ def fit(
                 loop.update(best_epoch=epoch, best_value=value, bad_epochs=0, best_model=best_model)
             else:
                 loop["bad_epochs"] += 1
-            loop["stopped_early"] = config.patience is not None and loop["bad_epochs"] >= config.patience
+            reached = config.target is not None and (
+                value >= config.target if config.mode == "max" else value <= config.target
+            )
+            patience_out = config.patience is not None and loop["bad_epochs"] >= config.patience
+            loop["stopped_early"] = reached or patience_out
             if path is not None:
                 save_checkpoint(_capture_state(loop, model, optimizer, scheduler, generator, setup), path)
             bar.set_postfix({config.monitor: f"{value:.4g}"})

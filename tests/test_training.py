@@ -153,6 +153,51 @@ def test_early_stopping_restores_best_weights(mode):
     assert not all(torch.equal(v, snapshots[5][k]) for k, v in model.state_dict().items())
 
 
+@pytest.mark.parametrize("mode", ["min", "max"])
+def test_target_stops_when_reached(mode):
+    """With ``target``, training stops at the first epoch whose monitored value reaches it."""
+    sign = 1 if mode == "min" else -1
+    values = [5.0, 4.0, 3.0, 2.0, 1.0]
+    calls = []
+
+    def scores(model):
+        calls.append(1)
+        return {"val_loss": 0.0, "score": sign * values[len(calls) - 1]}
+
+    result, _, _ = run(evaluate=scores, monitor="score", mode=mode, target=sign * 3.0, max_epochs=5)
+    assert result.stopped_early and result.epochs_run == 3 and len(calls) == 3
+    with pytest.raises(ValueError, match="target"):
+        FitConfig(3, target=float("nan"))
+
+
+def test_model_clip_grad_norm_is_used_when_defined():
+    """A model's own ``clip_grad_norm_`` (per-network clipping of a stack) replaces the global one."""
+
+    class Recorded(nn.Sequential):
+        clipped: list[float] = []
+
+        def clip_grad_norm_(self, max_norm: float) -> None:
+            self.clipped.append(max_norm)
+            for p in self.parameters():
+                p.grad.zero_()  # visible effect: no update at all
+
+    gen = seed_everything(0)
+    model = Recorded(nn.Linear(N_FEATURES, 1))
+    before = weights(model)
+    fit(
+        model,
+        torch.optim.SGD(model.parameters(), lr=0.1),
+        loss_fn,
+        batches,
+        evaluate,
+        FitConfig(1, grad_clip=0.5, progress=False),
+        generator=gen,
+    )
+    assert Recorded.clipped == [0.5] * (len(X) // BATCH)
+    for k, v in model.state_dict().items():
+        assert torch.equal(v, before[k]), k
+
+
 def test_restore_best_false_keeps_last_weights():
     snapshots = []
 
