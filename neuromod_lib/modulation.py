@@ -69,6 +69,37 @@ def check_task_ids(task_ids: Any, n_tasks: int, batch: int | None = None) -> tor
     return task_ids.long()
 
 
+def context_vectors(context: Any, n_contexts: int) -> torch.Tensor:
+    """A context as vectors ``(..., n_contexts)``: task ids become one-hot rows, vectors are checked.
+
+    The one representation of "which task" that every modulator family accepts: a task id
+    ``e_k``, a mixture ``(1 - lam) e_A + lam e_B`` for an ambiguous context, or a noisy vector.
+    ``context``: an integer tensor of task ids ``(...)`` with values in ``[0, n_contexts)``, or a
+    float tensor ``(..., n_contexts)`` of finite values. Raises ``ValueError`` naming ``context``.
+    """
+    if not isinstance(context, torch.Tensor):
+        raise ValueError(
+            f"context must be a tensor of task ids or of context vectors; got {type(context).__name__}"
+        )
+    if not context.dtype.is_floating_point:
+        if context.dtype == torch.bool:
+            raise ValueError("context must hold integer task ids or float context vectors, not booleans")
+        if context.numel() and (int(context.min()) < 0 or int(context.max()) >= n_contexts):
+            raise ValueError(
+                f"context task ids must lie in [0, {n_contexts - 1}] (n_contexts={n_contexts}); "
+                f"got values in [{int(context.min())}, {int(context.max())}]"
+            )
+        return nn.functional.one_hot(context.long(), n_contexts).float()
+    if context.dim() == 0 or context.shape[-1] != n_contexts:
+        raise ValueError(
+            f"context vectors must have length n_contexts={n_contexts} in their last dimension; "
+            f"got shape {list(context.shape)}"
+        )
+    if not bool(torch.isfinite(context).all()):
+        raise ValueError("context contains NaN or infinite values; every entry must be finite")
+    return context
+
+
 def _check_sites(sites: dict[str, int]) -> dict[str, int]:
     ok = isinstance(sites, dict) and all(
         isinstance(k, str)

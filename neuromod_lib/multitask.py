@@ -1,0 +1,471 @@
+"""Training many context-modulated RNNs on cognitive tasks at once, and the experiments on them.
+
+The protocol of Vedovati & Ching (2024) on the tasks of :mod:`neuromod_lib.data.tasks`:
+
+- :func:`train_networks` trains a stack of networks (:class:`~neuromod_lib.models.rnn.ModulatedRNN`,
+  one pathway each), each on its own list of tasks, in one batched forward pass per step,
+  with :func:`neuromod_lib.training.fit` (an "epoch" is ``eval_every`` steps). Network ``s``
+  learns task ``j`` of its list under the one-hot context ``e_j``. Training stops when every
+  network performs at criterion on every one of its tasks, or after ``steps``.
+- :func:`packing_capacity`: the largest number of tasks K each network size and pathway
+  packs with every task at criterion (the *packing* experiment).
+- :func:`mixture_performance` and :func:`noise_performance`: performance under an ambiguous
+  context ``(1 - lam) e_A + lam e_B`` or a noisy one ``e_A + sigma * xi`` (the *ambiguity*
+  experiment).
+- :func:`trajectories` and :func:`fixed_points`: the dynamics under each context.
+
+Every batch is a function of the seed: the data come from a CPU generator, the noise of the
+networks from the global torch RNG seeded by :func:`neuromod_lib.device.seed_everything`.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+import torch
+
+from .analysis import FixedPoints, find_fixed_points
+from .data.tasks import TASKS, TaskConfig, TrialBatch, generate, performance, task_index
+from .models.rnn import ModulatedRNN, RNNConfig, check_pathways, masked_mse
+from .training import FitConfig, fit
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """How :func:`train_networks` trains (defaults follow Yang et al.: Adam, lr 1e-3, batch 64).
+
+    ``batch``: trials per network per step, spread evenly over its tasks; ``eval_every``: steps
+    between evaluations on ``eval_trials`` fixed trials per task; ``criterion``: the performance
+    every task must reach for a network to count as having learned its tasks.
+    """
+
+    steps: int = 2000
+    batch: int = 64
+    lr: float = 1e-3
+    grad_clip: float = 1.0
+    eval_every: int = 100
+    eval_trials: int = 64
+    criterion: float = 0.9
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        for name in ("steps", "batch", "eval_every", "eval_trials"):
+            value = getattr(self, name)
+            if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+                raise ValueError(f"{name}={value!r} must be an integer >= 1")
+        if self.steps % self.eval_every:
+            raise ValueError(f"steps={self.steps} must be a multiple of eval_every={self.eval_every}")
+        for name, low, high in (("lr", 0, 1), ("grad_clip", 0, math.inf), ("criterion", 0, 1)):
+            value = getattr(self, name)
+            if not isinstance(value, (int, float)) or not low < value <= high:
+                raise ValueError(f"{name}={value!r} must lie in ({low}, {high}]")
+
+
+@dataclass
+class TrainResult:
+    """What :func:`train_networks` returns; ``perf`` and ``history`` are NaN beyond a network's K.
+
+    ``perf`` ``(S, Kmax)``: final performance per network and task position; ``history``
+    ``(E, S, Kmax)`` after each of the ``steps`` in ``history_steps``; ``solved_at`` ``(S,)``:
+    the first evaluated step at which every task was at criterion (NaN if never).
+    """
+
+    pathways: tuple[str, ...]
+    tasks: list[tuple[str, ...]]
+    perf: torch.Tensor
+    history: torch.Tensor
+    history_steps: list[int]
+    solved_at: torch.Tensor
+    criterion: float
+    seconds: float
+    losses: list[float] = field(default_factory=list)
+
+    @property
+    def solved(self) -> torch.Tensor:
+        """``(S,)`` bool: every task of the network at criterion at the end."""
+        return (self.perf.nan_to_num(1.0) >= self.criterion).all(dim=1)
+
+    @property
+    def n_tasks(self) -> torch.Tensor:
+        return torch.tensor([len(t) for t in self.tasks])
+
+
+def _task_table(task_lists: Sequence[Sequence[str]]) -> tuple[torch.Tensor, torch.Tensor]:
+    """Task lists → ``(S, Kmax)`` task indices (padded by repeating each list) and ``(S,)`` K."""
+    if not task_lists:
+        raise ValueError("task_lists must name at least one list of tasks per network")
+    rows = [task_index(list(tasks)) for tasks in task_lists]
+    k = torch.tensor([len(r) for r in rows])
+    kmax = int(k.max())
+    table = torch.stack([r[torch.arange(kmax) % len(r)] for r in rows])
+    return table, k
+
+
+def _groups(table: torch.Tensor, k: torch.Tensor, shift: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
+    """Group ``g`` of network ``s`` holds its task at position ``(g + shift) % k_s``: ids and positions."""
+    kmax = table.shape[1]
+    pos = (torch.arange(kmax)[None] + shift) % k[:, None]
+    return table.gather(1, pos), pos
+
+
+def evaluation_batch(
+    table: torch.Tensor, k: torch.Tensor, trials: int, task_config: TaskConfig, seed: int
+) -> tuple[TrialBatch, torch.Tensor]:
+    """The fixed evaluation trials: ``trials`` per task position, as ``(S, Kmax, trials)``, and positions."""
+    ids, pos = _groups(table, k)
+    gen = torch.Generator().manual_seed(seed)
+    return generate(ids[..., None].expand(-1, -1, trials).contiguous(), task_config, gen), pos
+
+
+def evaluate_networks(
+    model: ModulatedRNN, batch: TrialBatch, positions: torch.Tensor, k: torch.Tensor
+) -> torch.Tensor:
+    """Performance ``(S, Kmax)`` of each network on its evaluation trials (NaN beyond its K)."""
+    device = model.w_in.device
+    with torch.no_grad():
+        outputs, _ = model(batch.inputs.to(device), positions.to(device), noise=True)
+        perf = performance(outputs, batch.to(device)).mean(-1).cpu()
+    return perf.masked_fill(torch.arange(perf.shape[1])[None] >= k[:, None], math.nan)
+
+
+def train_networks(
+    model: ModulatedRNN,
+    task_lists: Sequence[Sequence[str]],
+    task_config: TaskConfig,
+    config: TrainConfig,
+    *,
+    progress: bool | None = None,
+) -> TrainResult:
+    """Train network ``s`` of ``model`` on the tasks ``task_lists[s]`` (see the module docstring).
+
+    All checks happen before any training: one task list per network, known task names, at
+    most ``model``'s number of contexts per list, inputs/outputs sized for ``task_config``.
+    """
+    table, k = _task_table(task_lists)
+    check_model(model, task_config, n_networks=len(task_lists), n_contexts=int(k.max()))
+    device = model.w_in.device
+    eval_batch, eval_pos = evaluation_batch(table, k, config.eval_trials, task_config, config.seed + 1)
+    per_group = math.ceil(config.batch / table.shape[1])
+    epochs = config.steps // config.eval_every
+    history: list[torch.Tensor] = []
+    state = {"step": 0}
+
+    def batches(gen: torch.Generator):
+        for _ in range(config.eval_every):
+            ids, pos = _groups(table, k, shift=state["step"])
+            state["step"] += 1
+            yield (
+                generate(ids[..., None].expand(-1, -1, per_group).contiguous(), task_config, gen).to(device),
+                pos,
+            )
+
+    def loss_fn(net: ModulatedRNN, item) -> torch.Tensor:
+        batch, pos = item
+        outputs, _ = net(batch.inputs, pos.to(device))
+        return masked_mse(outputs, batch.targets, batch.mask).sum()
+
+    def evaluate(net: ModulatedRNN) -> dict[str, float]:
+        perf = evaluate_networks(net, eval_batch, eval_pos, k)
+        history.append(perf)
+        return {"solved": float((perf.nan_to_num(1.0) >= config.criterion).all(1).float().mean())}
+
+    start = time.perf_counter()
+    optimizer = torch.optim.Adam(model.parameters(), lr=config.lr)
+    fit_config = FitConfig(
+        epochs,
+        monitor="solved",
+        mode="max",
+        target=1.0,
+        restore_best=False,
+        grad_clip=config.grad_clip,
+        progress=progress,
+    )
+    result = fit(
+        model,
+        optimizer,
+        loss_fn,
+        batches,
+        evaluate,
+        fit_config,
+        generator=torch.Generator().manual_seed(config.seed),
+    )
+    hist = torch.stack(history)
+    steps = [config.eval_every * (e + 1) for e in range(len(history))]
+    solved = (hist.nan_to_num(1.0) >= config.criterion).all(-1)  # (E, S)
+    first = torch.where(solved.any(0), solved.float().argmax(0).float(), torch.tensor(math.nan))
+    solved_at = torch.where(first.isnan(), first, (first + 1) * config.eval_every)
+    return TrainResult(
+        model.pathways,
+        [tuple(t) for t in task_lists],
+        hist[-1],
+        hist,
+        steps,
+        solved_at,
+        config.criterion,
+        time.perf_counter() - start,
+        [row["train_loss"] for row in result.history],
+    )
+
+
+def check_model(model: ModulatedRNN, task_config: TaskConfig, *, n_networks: int, n_contexts: int) -> None:
+    """``ValueError`` unless ``model`` has ``n_networks`` networks, ``n_contexts`` contexts, the right I/O."""
+    cfg = model.config
+    if model.n_networks != n_networks:
+        raise ValueError(
+            f"task_lists has {n_networks} lists but the model stacks {model.n_networks} networks"
+        )
+    if n_contexts > cfg.n_contexts:
+        raise ValueError(
+            f"a task list has K={n_contexts} tasks but the networks have n_contexts={cfg.n_contexts}"
+        )
+    if (cfg.n_inputs, cfg.n_outputs) != (task_config.n_inputs, task_config.n_outputs):
+        raise ValueError(
+            f"the networks have {cfg.n_inputs} inputs / {cfg.n_outputs} outputs but the tasks need "
+            f"{task_config.n_inputs} / {task_config.n_outputs} (n_ring={task_config.n_ring})"
+        )
+
+
+def rnn_config(task_config: TaskConfig, n_neurons: int, n_contexts: int, **kw) -> RNNConfig:
+    """An :class:`RNNConfig` sized for ``task_config``'s inputs/outputs, with its ``dt``."""
+    return RNNConfig(
+        n_neurons=n_neurons,
+        n_inputs=task_config.n_inputs,
+        n_outputs=task_config.n_outputs,
+        n_contexts=n_contexts,
+        dt=task_config.dt,
+        **kw,
+    )
+
+
+# --- packing --------------------------------------------------------------------------------
+@dataclass
+class PackingSweep:
+    """One row per trained network: its size, pathway, replicate, K, context parameters, outcome."""
+
+    rows: list[dict]
+    criterion: float
+
+    def capacity(self) -> dict[tuple[int, str], list[int]]:
+        """``(N, pathway) -> [capacity per replicate]``: the largest K solved (0 if none).
+
+        "Largest K for which every task reaches criterion", over the K values trained.
+        """
+        out: dict[tuple[int, str], dict[int, int]] = {}
+        for row in self.rows:
+            best = out.setdefault((row["n_neurons"], row["pathway"]), {})
+            rep = row["replicate"]
+            best[rep] = max(best.get(rep, 0), row["k"] if row["solved"] else 0)
+        return {key: [reps[r] for r in sorted(reps)] for key, reps in out.items()}
+
+
+def packing_sweep(
+    sizes: Sequence[int],
+    ks: Sequence[int],
+    pathways: Sequence[str],
+    replicates: int,
+    task_config: TaskConfig,
+    config: TrainConfig,
+    *,
+    order: Sequence[str] | None = None,
+    device: torch.device | str = "cpu",
+    rnn_kw: dict | None = None,
+    progress: bool | None = None,
+) -> tuple[PackingSweep, dict[int, tuple[ModulatedRNN, TrainResult]]]:
+    """Train every (pathway, replicate, K) for each size N as one stack; see :class:`PackingSweep`.
+
+    Network with K tasks learns the first K of ``order`` (default
+    :data:`neuromod_lib.data.tasks.PACKING_ORDER`). Returns the sweep and, per N, the trained
+    stack and its :class:`TrainResult` (for figures and widgets).
+    """
+    from .data.tasks import PACKING_ORDER
+
+    order = tuple(PACKING_ORDER if order is None else order)
+    pathways = check_pathways(pathways)
+    _check_grid(sizes, ks, replicates, len(order))
+    combos = [(p, r, kk) for kk in ks for r in range(replicates) for p in pathways]
+    rows, stacks = [], {}
+    for n in sizes:
+        gen = torch.Generator().manual_seed(config.seed * 1000 + n)
+        model = ModulatedRNN(
+            rnn_config(task_config, n, max(ks), **(rnn_kw or {})), [c[0] for c in combos], gen
+        ).to(device)
+        result = train_networks(
+            model, [order[: c[2]] for c in combos], task_config, config, progress=progress
+        )
+        counts = model.context_parameters()
+        for s, (p, r, kk) in enumerate(combos):
+            rows.append(
+                {
+                    "n_neurons": n,
+                    "pathway": p,
+                    "replicate": r,
+                    "k": kk,
+                    "context_params": counts[s] * kk // max(ks),
+                    "shared_params": model.shared_parameters(),
+                    "solved": bool(result.solved[s]),
+                    "min_perf": float(result.perf[s].nan_to_num(1.0).min()),
+                    "solved_at": float(result.solved_at[s]),
+                }
+            )
+        stacks[n] = (model, result)
+    return PackingSweep(rows, config.criterion), stacks
+
+
+def _check_grid(sizes: Sequence[int], ks: Sequence[int], replicates: int, n_available: int) -> None:
+    if not sizes or any(not isinstance(n, int) or isinstance(n, bool) or n < 1 for n in sizes):
+        raise ValueError(f"sizes={list(sizes)!r} must be network sizes N >= 1")
+    if not ks or any(not isinstance(k, int) or isinstance(k, bool) or k < 1 for k in ks):
+        raise ValueError(f"ks={list(ks)!r} must be task counts K >= 1")
+    if max(ks) > n_available:
+        raise ValueError(f"K={max(ks)} is larger than the {n_available} tasks available")
+    if not isinstance(replicates, int) or replicates < 1:
+        raise ValueError(f"replicates={replicates!r} must be an integer >= 1")
+
+
+# --- ambiguity ------------------------------------------------------------------------------
+def _score(
+    model: ModulatedRNN, task: str, contexts: torch.Tensor, trials: int, task_config: TaskConfig, seed: int
+) -> torch.Tensor:
+    """Mean performance ``(S, C)`` on ``trials`` trials of ``task`` under each context ``(C, K)``."""
+    ids = task_index(task).expand(contexts.shape[0], trials).contiguous()
+    batch = generate(ids, task_config, torch.Generator().manual_seed(seed))
+    device = model.w_in.device
+    with torch.no_grad():
+        outputs, _ = model(batch.inputs.to(device), contexts.to(device), noise=True)
+    return performance(outputs, batch.to(device)).mean(-1).cpu()
+
+
+def mixtures(k: int, a: int, b: int, lambdas: Sequence[float]) -> torch.Tensor:
+    """Context vectors ``(L, k)``: ``(1 - lam) e_a + lam e_b`` for each lam."""
+    lam = torch.as_tensor(list(lambdas), dtype=torch.float32)
+    eye = torch.eye(k)
+    return (1 - lam)[:, None] * eye[a] + lam[:, None] * eye[b]
+
+
+def mixture_performance(
+    model: ModulatedRNN,
+    tasks: Sequence[str],
+    a: int,
+    b: int,
+    lambdas: Sequence[float],
+    task_config: TaskConfig,
+    *,
+    trials: int = 64,
+    seed: int = 0,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Performance ``(S, L)`` on task ``tasks[a]`` and on ``tasks[b]`` under ``(1-lam) e_a + lam e_b``."""
+    contexts = mixtures(model.config.n_contexts, a, b, lambdas)
+    return (
+        _score(model, tasks[a], contexts, trials, task_config, seed),
+        _score(model, tasks[b], contexts, trials, task_config, seed + 1),
+    )
+
+
+def noise_performance(
+    model: ModulatedRNN,
+    tasks: Sequence[str],
+    sigmas: Sequence[float],
+    task_config: TaskConfig,
+    *,
+    draws: int = 16,
+    trials: int = 8,
+    seed: int = 0,
+) -> torch.Tensor:
+    """Performance ``(S, len(sigmas))`` averaged over the tasks, with contexts ``e_j + sigma * xi``.
+
+    For each task and sigma, ``draws`` noisy contexts (Gaussian ``xi`` over all K entries) are
+    drawn and ``trials`` trials run under each.
+    """
+    k = model.config.n_contexts
+    gen = torch.Generator().manual_seed(seed)
+    xi = torch.randn(len(tasks), draws, k, generator=gen)
+    out = []
+    for sigma in sigmas:
+        scores = [
+            _score(model, task, torch.eye(k)[j] + sigma * xi[j], trials, task_config, seed + j).mean(1)
+            for j, task in enumerate(tasks)
+        ]
+        out.append(torch.stack(scores, 1).mean(1))
+    return torch.stack(out, 1)
+
+
+# --- dynamics -------------------------------------------------------------------------------
+def trajectories(
+    model: ModulatedRNN,
+    task: str,
+    contexts: torch.Tensor,
+    task_config: TaskConfig,
+    *,
+    trials: int = 16,
+    seed: int = 0,
+) -> tuple[TrialBatch, torch.Tensor, torch.Tensor]:
+    """Noise-free states ``(S, C, B, T, N)`` and outputs of ``trials`` trials of ``task`` per context.
+
+    The same trials (same stimuli and timing) are run under every context ``(C, K)``.
+    """
+    ids = task_index(task).expand(trials)
+    batch = generate(ids.contiguous(), task_config, torch.Generator().manual_seed(seed))
+    device = model.w_in.device
+    inputs = batch.inputs.to(device)[None].expand(contexts.shape[0], -1, -1, -1)
+    with torch.no_grad():
+        outputs, states = model(inputs, contexts.to(device), noise=False)
+    return batch, states.cpu(), outputs.cpu()
+
+
+def fixed_points(
+    model: ModulatedRNN,
+    inputs: torch.Tensor,
+    contexts: torch.Tensor,
+    initial: torch.Tensor,
+    *,
+    steps: int = 1500,
+    lr: float = 1e-2,
+    tol: float = 1e-6,
+    noise: float = 0.0,
+    seed: int = 0,
+) -> FixedPoints:
+    """Fixed points of every network for a constant input ``(I,)`` under each context ``(C, K)``.
+
+    ``initial`` ``(S, C, P, N)``: P starting states per network and context (e.g. states
+    visited by trajectories). Returns :class:`~neuromod_lib.analysis.FixedPoints` whose
+    ``points`` are ``(S * C * P, N)`` in that order.
+    """
+    s, c, p, n = initial.shape
+    device = model.w_in.device
+    ctx = contexts.to(device).repeat_interleave(p, 0)  # (C*P, K)
+    u = inputs.to(device).expand(c * p, -1)
+
+    step = model.transition(u, ctx)
+
+    def F(r: torch.Tensor) -> torch.Tensor:
+        return step(r.reshape(s, c * p, n)).reshape(s * c * p, n)
+
+    return find_fixed_points(
+        F,
+        initial.reshape(-1, n).to(device),
+        steps=steps,
+        lr=lr,
+        tol=tol,
+        noise=noise,
+        generator=torch.Generator().manual_seed(seed),
+    )
+
+
+__all__ = [
+    "TASKS",
+    "PackingSweep",
+    "TrainConfig",
+    "TrainResult",
+    "evaluate_networks",
+    "fixed_points",
+    "mixture_performance",
+    "mixtures",
+    "noise_performance",
+    "packing_sweep",
+    "rnn_config",
+    "train_networks",
+    "trajectories",
+]
