@@ -60,7 +60,7 @@ class TrainConfig:
             raise ValueError(f"steps={self.steps} must be a multiple of eval_every={self.eval_every}")
         for name, low, high in (("lr", 0, 1), ("grad_clip", 0, math.inf), ("criterion", 0, 1)):
             value = getattr(self, name)
-            if not isinstance(value, (int, float)) or not low < value <= high:
+            if not isinstance(value, (int, float)) or isinstance(value, bool) or not low < value <= high:
                 raise ValueError(f"{name}={value!r} must lie in ({low}, {high}]")
 
 
@@ -240,6 +240,62 @@ def rnn_config(task_config: TaskConfig, n_neurons: int, n_contexts: int, **kw) -
     )
 
 
+# --- notebook set-up --------------------------------------------------------------------------
+def parse_list(text: str, name: str, kind: type = str) -> tuple:
+    """A comma list from a notebook parameter (``"8,16,32"``) as a tuple of ``kind``; never empty."""
+    try:
+        items = tuple(kind(part.strip()) for part in str(text).split(",") if part.strip())
+    except ValueError:
+        raise ValueError(f"{name}={text!r} must be a comma list of {kind.__name__} values") from None
+    if not items:
+        raise ValueError(f"{name}={text!r} must name at least one value")
+    return items
+
+
+@dataclass(frozen=True)
+class Setup:
+    """Everything an RNN notebook needs, built and checked from its parameters before any training."""
+
+    task_config: TaskConfig
+    train_config: TrainConfig
+    pathways: tuple[str, ...]
+    rnn_kw: dict
+
+    def network(self, n_neurons: int, n_contexts: int) -> RNNConfig:
+        """The :class:`RNNConfig` of one network of ``n_neurons`` with ``n_contexts`` contexts."""
+        return rnn_config(self.task_config, n_neurons, n_contexts, **self.rnn_kw)
+
+
+def notebook_setup(cfg) -> Setup:
+    """The :class:`Setup` for a resolved notebook config (:func:`neuromod_lib.profiles.resolve`).
+
+    Builds every configuration object once, so that a bad combination (``dt > tau``, steps not a
+    multiple of ``eval_every``, an unknown pathway) fails here, before any training.
+    """
+    task_config = TaskConfig(dt=cfg.dt, n_ring=cfg.n_ring)
+    train_config = TrainConfig(
+        steps=cfg.steps,
+        batch=cfg.batch,
+        lr=cfg.lr,
+        eval_every=cfg.eval_every,
+        eval_trials=cfg.eval_trials,
+        criterion=cfg.criterion,
+        seed=cfg.seed,
+    )
+    rnn_kw = {
+        "tau": cfg.tau,
+        "activation": cfg.activation,
+        "rec_noise": cfg.rec_noise,
+        "input_noise": cfg.input_noise,
+        "synaptic": cfg.synaptic,
+        "rank": cfg.rank,
+        "matched": cfg.matched,
+    }
+    setup = Setup(task_config, train_config, check_pathways(parse_list(cfg.pathways, "pathways")), rnn_kw)
+    setup.network(1, 1)  # checks dt <= tau and the pathway options now
+    return setup
+
+
 # --- packing --------------------------------------------------------------------------------
 @dataclass
 class PackingSweep:
@@ -284,7 +340,7 @@ def packing_sweep(
 
     order = tuple(PACKING_ORDER if order is None else order)
     pathways = check_pathways(pathways)
-    _check_grid(sizes, ks, replicates, len(order))
+    check_grid(sizes, ks, replicates, len(order))
     combos = [(p, r, kk) for kk in ks for r in range(replicates) for p in pathways]
     rows, stacks = [], {}
     for n in sizes:
@@ -314,14 +370,14 @@ def packing_sweep(
     return PackingSweep(rows, config.criterion), stacks
 
 
-def _check_grid(sizes: Sequence[int], ks: Sequence[int], replicates: int, n_available: int) -> None:
+def check_grid(sizes: Sequence[int], ks: Sequence[int], replicates: int, n_available: int) -> None:
     if not sizes or any(not isinstance(n, int) or isinstance(n, bool) or n < 1 for n in sizes):
         raise ValueError(f"sizes={list(sizes)!r} must be network sizes N >= 1")
     if not ks or any(not isinstance(k, int) or isinstance(k, bool) or k < 1 for k in ks):
         raise ValueError(f"ks={list(ks)!r} must be task counts K >= 1")
     if max(ks) > n_available:
         raise ValueError(f"K={max(ks)} is larger than the {n_available} tasks available")
-    if not isinstance(replicates, int) or replicates < 1:
+    if not isinstance(replicates, int) or isinstance(replicates, bool) or replicates < 1:
         raise ValueError(f"replicates={replicates!r} must be an integer >= 1")
 
 
@@ -392,6 +448,29 @@ def noise_performance(
     return torch.stack(out, 1)
 
 
+def network_trials(
+    model: ModulatedRNN,
+    network: int,
+    task: str,
+    context: int,
+    task_config: TaskConfig,
+    *,
+    trials: int = 4,
+    seed: int = 0,
+) -> tuple[TrialBatch, torch.Tensor]:
+    """Outputs ``(B, T, O)`` of network ``network`` of ``model`` on ``trials`` trials of ``task``
+    under the one-hot context ``context`` (noise-free), with the trials' :class:`TrialBatch`."""
+    if not 0 <= network < model.n_networks:
+        raise ValueError(f"network={network} must lie in [0, {model.n_networks - 1}]")
+    batch = generate(
+        task_index(task).expand(trials).contiguous(), task_config, torch.Generator().manual_seed(seed)
+    )
+    device = model.w_in.device
+    with torch.no_grad():
+        outputs, _ = model(batch.inputs.to(device)[None], torch.tensor([context], device=device), noise=False)
+    return batch, outputs[network, 0].cpu()
+
+
 # --- dynamics -------------------------------------------------------------------------------
 def trajectories(
     model: ModulatedRNN,
@@ -457,13 +536,18 @@ def fixed_points(
 __all__ = [
     "TASKS",
     "PackingSweep",
+    "Setup",
     "TrainConfig",
     "TrainResult",
     "evaluate_networks",
     "fixed_points",
     "mixture_performance",
+    "check_grid",
     "mixtures",
+    "network_trials",
     "noise_performance",
+    "notebook_setup",
+    "parse_list",
     "packing_sweep",
     "rnn_config",
     "train_networks",

@@ -254,3 +254,192 @@ def heatmap(
     ax.set_title(title, fontsize=10)
     fig.tight_layout()
     return fig
+
+
+# --- recurrent networks (notebooks 04-05) ---------------------------------------------------
+PATHWAY_COLOURS = {"rule": "0.45", "excitability": "tab:blue", "synaptic": "tab:orange", "both": "tab:green"}
+
+
+def task_trials(batch, names: list[str], *, columns: int = 5) -> Figure:
+    """One trial per task: inputs (fixation, ring 1, ring 2) above the target outputs, over time.
+
+    ``batch``: a :class:`neuromod_lib.data.tasks.TrialBatch` of shape ``(len(names),)``.
+    """
+    rows = -(-len(names) // columns)
+    fig, axes = plt.subplots(rows, columns, figsize=(2.4 * columns, 2.3 * rows), squeeze=False)
+    n_in = batch.inputs.shape[-1]
+    for i, ax in enumerate(axes.flat):
+        ax.axis("off")
+        if i >= len(names):
+            continue
+        picture = torch.cat(
+            [batch.inputs[i], torch.full_like(batch.inputs[i][:, :1], math.nan), batch.targets[i]], dim=1
+        )
+        ax.imshow(picture.T.numpy(), aspect="auto", cmap="magma", vmin=0, vmax=1, interpolation="nearest")
+        ax.axhline(n_in, color="w", lw=0.8)
+        ax.axvline(int(batch.response_on[i]) - 0.5, color="c", lw=0.8, ls="--")
+        ax.set_title(names[i], fontsize=8)
+    fig.suptitle(
+        "inputs (top: fixation, ring 1, ring 2) and targets (bottom: fixation, response ring); "
+        "dashed: go cue",
+        fontsize=8,
+    )
+    fig.tight_layout()
+    return fig
+
+
+def capacity_figure(capacity: dict, sizes: list[int], pathways: list[str], *, max_k: int) -> Figure:
+    """Packing capacity (largest K solved) vs network size N: mean over replicates, dots per replicate."""
+    fig, ax = plt.subplots(figsize=(5.5, 3.6))
+    width = 0.06 * len(pathways)
+    for j, p in enumerate(pathways):
+        shift = (j - (len(pathways) - 1) / 2) * width / len(pathways)
+        means = [sum(capacity[(n, p)]) / len(capacity[(n, p)]) for n in sizes]
+        xs = [math.log2(n) + shift for n in sizes]
+        ax.plot(xs, means, marker="o", color=PATHWAY_COLOURS.get(p), label=p)
+        for x, n in zip(xs, sizes, strict=True):
+            ax.scatter(
+                [x] * len(capacity[(n, p)]), capacity[(n, p)], s=8, color=PATHWAY_COLOURS.get(p), alpha=0.5
+            )
+    ax.set_xticks([math.log2(n) for n in sizes], [str(n) for n in sizes])
+    ax.set_ylim(-0.3, max_k + 0.3)
+    ax.set_xlabel("neurons N")
+    ax.set_ylabel("capacity: largest K with every task solved")
+    ax.legend(fontsize=7)
+    fig.tight_layout()
+    return fig
+
+
+def trial_output(outputs: torch.Tensor, batch, index: int = 0, *, title: str = "") -> Figure:
+    """A network's output on one trial against the target: fixation output, and the response ring.
+
+    ``outputs`` ``(B, T, O)`` for the trials of ``batch`` ``(B,)``.
+    """
+    out, target = outputs[index], batch.targets[index]
+    fig, axes = plt.subplots(1, 3, figsize=(10, 2.8), gridspec_kw={"width_ratios": [1.3, 1, 1]})
+    t = torch.arange(out.shape[0]) * batch.config.dt
+    axes[0].plot(t, target[:, 0], color="k", ls="--", label="target")
+    axes[0].plot(t, out[:, 0], color="tab:red", label="network")
+    axes[0].axhline(0.5, **_BASELINE)
+    axes[0].set(xlabel="time (ms)", ylabel="fixation output", ylim=(-0.05, 1.05))
+    axes[0].legend(fontsize=7)
+    for ax, image, name in ((axes[1], target[:, 1:], "target ring"), (axes[2], out[:, 1:], "network ring")):
+        ax.imshow(
+            image.T.numpy(),
+            aspect="auto",
+            cmap="magma",
+            vmin=0,
+            vmax=1,
+            origin="lower",
+            extent=(0, float(t[-1]) + batch.config.dt, 0, 360),
+        )
+        ax.set(xlabel="time (ms)", ylabel="direction (deg)", title=name)
+    fig.suptitle(title, fontsize=9)
+    fig.tight_layout()
+    return fig
+
+
+def ambiguity_curves(
+    lambdas, perf_a: torch.Tensor, perf_b: torch.Tensor, pathways: list[str], names: tuple[str, str]
+) -> Figure:
+    """Performance on task A and task B under ``(1 - lam) e_A + lam e_B``, one panel per pathway.
+
+    ``perf_a``/``perf_b`` ``(S, L)`` with network ``s`` of pathway ``pathways[s]``; mean ± sd over
+    the networks of each pathway.
+    """
+    kinds = list(dict.fromkeys(pathways))
+    fig, axes = plt.subplots(1, len(kinds), figsize=(3.0 * len(kinds), 2.8), sharey=True, squeeze=False)
+    lam = torch.as_tensor(list(lambdas))
+    for ax, kind in zip(axes[0], kinds, strict=True):
+        rows = [s for s, p in enumerate(pathways) if p == kind]
+        for perf, name, style in ((perf_a, names[0], "-"), (perf_b, names[1], "--")):
+            mean, sd = perf[rows].mean(0), perf[rows].std(0) if len(rows) > 1 else torch.zeros(len(lam))
+            ax.plot(lam, mean, ls=style, color=PATHWAY_COLOURS.get(kind), label=f"on {name}")
+            ax.fill_between(lam, mean - sd, mean + sd, color=PATHWAY_COLOURS.get(kind), alpha=0.15)
+        ax.axvline(0.5, **_BASELINE)
+        ax.set(title=kind, xlabel="λ (0: context A, 1: context B)", ylim=(-0.03, 1.03))
+        ax.legend(fontsize=7)
+    axes[0, 0].set_ylabel("performance")
+    fig.tight_layout()
+    return fig
+
+
+def noise_curves(sigmas, perf: torch.Tensor, pathways: list[str]) -> Figure:
+    """Performance vs the std of Gaussian noise added to the context, mean ± sd per pathway."""
+    fig, ax = plt.subplots(figsize=(5, 3.4))
+    for kind in dict.fromkeys(pathways):
+        rows = [s for s, p in enumerate(pathways) if p == kind]
+        mean, sd = perf[rows].mean(0), perf[rows].std(0) if len(rows) > 1 else torch.zeros(perf.shape[1])
+        ax.errorbar(
+            list(sigmas),
+            mean,
+            yerr=sd,
+            marker="o",
+            ms=3,
+            capsize=2,
+            color=PATHWAY_COLOURS.get(kind),
+            label=kind,
+        )
+    ax.set(xlabel="context noise σ", ylabel="performance (mean over tasks)", ylim=(-0.03, 1.03))
+    ax.legend(fontsize=7)
+    fig.tight_layout()
+    return fig
+
+
+def state_space(panels: dict, lambdas, *, highlight: int | None = None) -> Figure:
+    """Trajectories in each network's first two principal components, coloured by λ, with fixed points.
+
+    ``panels``: ``{title: (trajectories (L, B, T, 2), points (L, P, 2), stable (L, P) bool)}``;
+    filled markers are stable fixed points, open ones unstable. ``highlight``: the λ index drawn
+    boldly (the others faintly), for the slider.
+    """
+    fig, axes = plt.subplots(1, len(panels), figsize=(3.2 * len(panels), 3.1), squeeze=False)
+    cmap = plt.get_cmap("coolwarm")
+    lam = list(lambdas)
+    for ax, (title, (traj, points, stable)) in zip(axes[0], panels.items(), strict=True):
+        for i, value in enumerate(lam):
+            strong = highlight is None or i == highlight
+            colour = cmap(value)
+            for trial in traj[i]:
+                ax.plot(
+                    trial[:, 0],
+                    trial[:, 1],
+                    color=colour,
+                    lw=0.9 if strong else 0.4,
+                    alpha=0.9 if strong else 0.15,
+                )
+            if strong:
+                st = stable[i]
+                ax.scatter(points[i][st, 0], points[i][st, 1], s=40, color=colour, edgecolor="k", zorder=3)
+                ax.scatter(
+                    points[i][~st, 0], points[i][~st, 1], s=40, facecolor="none", edgecolor="k", zorder=3
+                )
+        ax.set(title=title, xlabel="PC 1", ylabel="PC 2")
+    fig.tight_layout()
+    return fig
+
+
+def fixed_point_directions(lambdas, directions: dict, *, names: tuple[str, str]) -> Figure:
+    """The response direction read out at each stable fixed point vs λ, one colour per pathway.
+
+    ``directions``: ``{pathway: list over λ of tensors of directions in degrees}``.
+    """
+    fig, ax = plt.subplots(figsize=(5, 3.4))
+    for kind, per_lambda in directions.items():
+        for i, values in enumerate(per_lambda):
+            ax.scatter(
+                [lambdas[i]] * len(values),
+                values,
+                s=10,
+                color=PATHWAY_COLOURS.get(kind),
+                label=kind if i == 0 else None,
+                alpha=0.7,
+            )
+    ax.set(
+        xlabel=f"λ (0: {names[0]}, 1: {names[1]})",
+        ylabel="read-out direction (deg)",
+        yticks=[0, 90, 180, 270, 360],
+    )
+    ax.legend(fontsize=7)
+    fig.tight_layout()
+    return fig

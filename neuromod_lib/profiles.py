@@ -13,6 +13,7 @@ fails at once, before any training, with a message naming the parameter and what
 from __future__ import annotations
 
 import math
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -218,6 +219,104 @@ NOTEBOOK_PARAMS.update(
                 "comma list of backbones",
             ),
             "placements": Param(str, "early,late,all", "comma list of early, late, all"),
+        },
+    }
+)
+
+
+_INT_LIST = re.compile(r"^\s*\d+\s*(,\s*\d+\s*)*$")
+_FLOAT_LIST = re.compile(r"^\s*\d+(\.\d*)?\s*(,\s*\d+(\.\d*)?\s*)*$")
+_NAME_LIST = re.compile(r"^\s*[a-z_0-9]+\s*(,\s*[a-z_0-9]+\s*)*$")
+
+
+def _rnn_params() -> dict:
+    """Parameters shared by the RNN notebooks 04–05 (tasks, network dynamics, training budget).
+
+    quick: dt = 100 ms steps (T ~ 20-35), ReLU, no input noise, a 16-unit ring, batch 32 and a
+    larger learning rate, so that dozens of networks train together in about two minutes on a
+    laptop CPU; paper: Yang et al.'s dt = 20 ms, tau = 100 ms, softplus, 32-unit rings, batch 64.
+    """
+    return {
+        "pathways": Param(
+            str,
+            "rule,excitability,synaptic,both",
+            "comma list of context pathways: rule, excitability, synaptic, both",
+            pattern=_NAME_LIST,
+            allowed="a comma list of rule, excitability, synaptic, both",
+        ),
+        "replicates": Param(
+            int, {"smoke": 2, "quick": 3, "paper": 5}, "networks (seeds) per condition", low=1, high=20
+        ),
+        "steps": Param(int, {"smoke": 40, "quick": 1500, "paper": 20000}, "training steps at most", low=1),
+        "eval_every": Param(
+            int, {"smoke": 20, "quick": 100, "paper": 500}, "steps between evaluations", low=1
+        ),
+        "batch": Param(int, {"smoke": 16, "quick": 32, "paper": 64}, "trials per network per step", low=1),
+        "lr": Param(float, {"quick": 3e-3, "paper": 1e-3}, "Adam learning rate", above=0.0, high=1.0),
+        "criterion": Param(float, 0.9, "performance every task must reach", above=0.0, high=1.0),
+        "eval_trials": Param(
+            int, {"smoke": 16, "quick": 64, "paper": 256}, "evaluation trials per task", low=1
+        ),
+        "dt": Param(float, {"quick": 100.0, "paper": 20.0}, "time step (ms)", above=0.0, high=500.0),
+        "tau": Param(
+            float, {"quick": 200.0, "paper": 100.0}, "neuronal time constant (ms), >= dt", above=0.0
+        ),
+        "n_ring": Param(
+            int, {"quick": 16, "paper": 32}, "units per stimulus / response ring", low=4, high=256
+        ),
+        "activation": Param(str, {"quick": "relu", "paper": "softplus"}, "f", choices=("relu", "softplus")),
+        "rec_noise": Param(float, 0.05, "recurrent noise sigma_rec (Yang et al.: 0.05)", low=0.0),
+        "input_noise": Param(float, {"quick": 0.0, "paper": 0.01}, "input noise sigma_x", low=0.0),
+        "synaptic": Param(
+            str, "lowrank", "form of the synaptic pathway", choices=("lowrank", "elementwise")
+        ),
+        "rank": Param(int, 1, "rank of the low-rank synaptic change per task", low=1, high=64),
+        "matched": Param(bool, False, "give every modulated pathway the same 2NK context parameters"),
+    }
+
+
+NOTEBOOK_PARAMS.update(
+    {
+        "04_rnn_task_packing": {
+            **_rnn_params(),
+            "sizes": Param(
+                str,
+                {"smoke": "8,16", "quick": "8,16,32", "paper": "16,32,64,128,256"},
+                "comma list of network sizes N",
+                pattern=_INT_LIST,
+                allowed="a comma list of integers, e.g. 16,32,64",
+            ),
+            "ks": Param(
+                str,
+                {"smoke": "1,2", "quick": "1,2,3,4", "paper": "1,2,4,6,8,10,13"},
+                "comma list of task counts K (first K tasks of the packing order)",
+                pattern=_INT_LIST,
+                allowed="a comma list of integers from 1 to 13",
+            ),
+        },
+        "05_rnn_ambiguity_and_dynamics": {
+            **_rnn_params(),
+            "n_neurons": Param(int, {"smoke": 16, "quick": 64, "paper": 256}, "network size N", low=1),
+            "tasks": Param(
+                str,
+                "go,anti,dm1,dly_go",
+                "comma list of the tasks every network learns",
+                pattern=_NAME_LIST,
+                allowed="a comma list of task names (see neuromod_lib.data.tasks.TASKS)",
+            ),
+            "task_a": Param(str, "go", "first task of the ambiguous pair (must be in tasks)"),
+            "task_b": Param(str, "anti", "second task of the ambiguous pair (must be in tasks)"),
+            "n_lambdas": Param(int, {"smoke": 3, "quick": 11, "paper": 21}, "mixture levels", low=2),
+            "sigmas": Param(
+                str,
+                {"smoke": "0,1", "quick": "0,0.25,0.5,0.75,1,1.5", "paper": "0,0.25,0.5,0.75,1,1.5,2"},
+                "comma list of context noise levels",
+                pattern=_FLOAT_LIST,
+                allowed="a comma list of numbers >= 0",
+            ),
+            "fp_steps": Param(
+                int, {"smoke": 50, "quick": 1500, "paper": 5000}, "fixed-point optimisation steps", low=1
+            ),
         },
     }
 )

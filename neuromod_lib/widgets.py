@@ -26,7 +26,7 @@ from matplotlib.figure import Figure
 
 from . import plots
 
-__all__ = ["gain_widget", "sigma_widget", "tuning_widget"]
+__all__ = ["gain_widget", "lambda_widget", "packing_widget", "sigma_widget", "tuning_widget"]
 
 
 def _slider(description: str, low: float, high: float, step: float, value: float) -> widgets.FloatSlider:
@@ -108,3 +108,46 @@ def sigma_widget(couplings: tuple[float, ...] = (0.5, 2.0, 5.0)) -> widgets.inte
     strength spreads the gains of units with different couplings (their mean stays 1)."""
     draw = functools.partial(plots.gain_distribution, list(couplings))
     return _panel(draw, sigma_m=_slider("sigma_m", 0.0, 0.5, 0.01, 0.1))
+
+
+def packing_widget(stacks: dict, task_config) -> widgets.interactive:
+    """Pick N, pathway and task: one trial's output of that trained network against the target.
+
+    ``stacks``: ``{N: (model, TrainResult)}`` from :func:`neuromod_lib.multitask.packing_sweep`;
+    the network shown is the first replicate trained on the most tasks.
+    """
+    from .multitask import network_trials
+
+    sizes = sorted(stacks)
+    model, result = stacks[sizes[0]]
+    tasks = max(result.tasks, key=len)
+    pathways = list(dict.fromkeys(result.pathways))
+
+    def draw(n: int, pathway: str, task: str) -> Figure:
+        model, result = stacks[n]
+        s = next(
+            i
+            for i, (p, t) in enumerate(zip(result.pathways, result.tasks, strict=True))
+            if p == pathway and t == tasks
+        )
+        batch, outputs = network_trials(model, s, task, tasks.index(task), task_config)
+        return plots.trial_output(outputs, batch, title=f"N={n}, {pathway} pathway, task {task}")
+
+    return _panel(
+        draw,
+        n=widgets.Dropdown(options=sizes, value=sizes[-1], description="N"),
+        pathway=widgets.Dropdown(options=pathways, value=pathways[-1], description="pathway"),
+        task=widgets.Dropdown(options=list(tasks), value=tasks[0], description="task"),
+    )
+
+
+def lambda_widget(panels: dict, lambdas: list[float]) -> widgets.interactive:
+    """A λ slider over :func:`plots.state_space`: trajectories and fixed points of the chosen mixture
+    ``(1 - λ) e_A + λ e_B`` stand out, the other mixtures stay faint for comparison."""
+    step = lambdas[1] - lambdas[0]
+
+    def draw(lam: float) -> Figure:
+        index = min(range(len(lambdas)), key=lambda i: abs(lambdas[i] - lam))
+        return plots.state_space(panels, lambdas, highlight=index)
+
+    return _panel(draw, lam=_slider("λ", lambdas[0], lambdas[-1], step, lambdas[len(lambdas) // 2]))

@@ -570,12 +570,15 @@ def performance(outputs: Tensor, batch: TrialBatch) -> Tensor:
     stays above 0.5 at every scored step before ``response_on`` (from 100 ms on), and at the
     last step: on a go trial the fixation output is below 0.5 and the population vector of the
     response ring is within 0.2 pi (36 degrees) of ``target``; on a no-go trial the fixation
-    output is still above 0.5. Runs on ``outputs.device``.
+    output is still above 0.5. Runs on ``outputs.device``. ``outputs`` may have extra leading
+    dimensions (e.g. ``(S, *shape, T, n_outputs)`` for a stack of networks run on the same
+    trials); the result then has them too.
     """
     expected = (*batch.shape, batch.steps, batch.config.n_outputs)
-    if tuple(outputs.shape) != expected:
+    if tuple(outputs.shape[outputs.dim() - len(expected) :]) != expected:
         raise ValueError(
-            f"outputs must have shape {expected} (*shape, T, n_outputs), got {tuple(outputs.shape)}"
+            f"outputs must have shape {expected} (*shape, T, n_outputs), optionally after leading "
+            f"dimensions such as a stack of networks; got {tuple(outputs.shape)}"
         )
     device = outputs.device
     response_on, go = batch.response_on.to(device), batch.go.to(device)

@@ -24,8 +24,9 @@ A context ``c`` (a one-hot task vector, a mixture of two tasks, or a noisy vecto
 Every context parameter starts at "no modulation" (gain 1, bias 0, scaling 1, ``V = 0``), so all
 pathways start from the same network. ``matched=True`` gives every modulated pathway the
 same ``2 N K`` context parameters (design choice): excitability (gain + bias), synaptic
-(low-rank, rank 1), and both (gain + a *symmetric* rank-1 change ``U_k U_k^T``); the rule
-input has ``N K``. :meth:`ModulatedRNN.context_parameters` reports the counts.
+(low-rank, rank 1), and both (gain + a *symmetric* rank-1 change ``U_k U_k^T - U0_k U0_k^T``,
+with ``U0`` the random initial ``U``, so that it too starts at no change and still has a
+gradient); the rule input has ``N K``. :meth:`ModulatedRNN.context_parameters` reports the counts.
 
 **Stacks.** One :class:`ModulatedRNN` holds ``S`` independent networks of the same size, each
 with its own pathway, trained together with batched matrix products (a sweep over seeds and
@@ -175,6 +176,7 @@ class ModulatedRNN(nn.Module):
         else:
             rank = config.rank
             self.ctx_u = nn.Parameter(torch.randn(s, k, n, rank, generator=gen) / math.sqrt(n))
+            self.register_buffer("ctx_u0", self.ctx_u.detach().clone())  # tied form: change U U^T - U0 U0^T
             self.ctx_v = nn.Parameter(torch.zeros(s, k, n, rank))
         uses = {name: self._uses(name) for name in ("gain", "bias", "synapse", "tied")}
         for name, flags in uses.items():
@@ -236,11 +238,14 @@ class ModulatedRNN(nn.Module):
         if bool(self.use_synapse.any()):
             on = self.use_synapse[:, None, None, None]
             if self.config.synaptic == "elementwise":
-                w = w * (1 + torch.einsum("sgk,sknm->sgnm", c, self.ctx_scale * on[..., None]))
+                w = w * (1 + torch.einsum("sgk,sknm->sgnm", c, self.ctx_scale * on))
             else:
                 tied = self.use_tied[:, None, None, None]
                 v = tied * self.ctx_u + (1 - tied) * self.ctx_v
                 w = w + torch.einsum("sgk,sknr,skmr->sgnm", c, self.ctx_u * on, v)
+                if bool(self.use_tied.any()):  # U U^T - U0 U0^T: no modulation at initialisation
+                    u0 = self.ctx_u0 * (tied * on)
+                    w = w - torch.einsum("sgk,sknr,skmr->sgnm", c, u0, u0)
         return gain, bias, w
 
     # --- dynamics ----------------------------------------------------------------------------
