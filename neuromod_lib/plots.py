@@ -389,14 +389,15 @@ def noise_curves(sigmas, perf: torch.Tensor, pathways: list[str]) -> Figure:
 def state_space(panels: dict, lambdas, *, highlight: int | None = None) -> Figure:
     """Trajectories in each network's first two principal components, coloured by λ, with fixed points.
 
-    ``panels``: ``{title: (trajectories (L, B, T, 2), points (L, P, 2), stable (L, P) bool)}``;
-    filled markers are stable fixed points, open ones unstable. ``highlight``: the λ index drawn
-    boldly (the others faintly), for the slider.
+    ``panels``: ``{title: (trajectories (L, B, T, 2), points (L, P, 2), status (L, P))}`` with status
+    2 = a stable fixed point (filled marker), 1 = an unstable one (open marker), 0 = the search
+    did not converge (not drawn). ``highlight``: the λ index drawn boldly (the others faintly),
+    for the slider. Blue: λ = 0 (context A); red: λ = 1 (context B).
     """
-    fig, axes = plt.subplots(1, len(panels), figsize=(3.2 * len(panels), 3.1), squeeze=False)
+    fig, axes = plt.subplots(1, len(panels), figsize=(3.2 * len(panels), 3.3), squeeze=False)
     cmap = plt.get_cmap("coolwarm")
     lam = list(lambdas)
-    for ax, (title, (traj, points, stable)) in zip(axes[0], panels.items(), strict=True):
+    for ax, (title, (traj, points, status)) in zip(axes[0], panels.items(), strict=True):
         for i, value in enumerate(lam):
             strong = highlight is None or i == highlight
             colour = cmap(value)
@@ -409,12 +410,23 @@ def state_space(panels: dict, lambdas, *, highlight: int | None = None) -> Figur
                     alpha=0.9 if strong else 0.15,
                 )
             if strong:
-                st = stable[i]
-                ax.scatter(points[i][st, 0], points[i][st, 1], s=40, color=colour, edgecolor="k", zorder=3)
+                stable, unstable = status[i] == 2, status[i] == 1
                 ax.scatter(
-                    points[i][~st, 0], points[i][~st, 1], s=40, facecolor="none", edgecolor="k", zorder=3
+                    points[i][stable, 0], points[i][stable, 1], s=40, color=colour, edgecolor="k", zorder=3
+                )
+                ax.scatter(
+                    points[i][unstable, 0],
+                    points[i][unstable, 1],
+                    s=40,
+                    facecolor="none",
+                    edgecolor="k",
+                    zorder=3,
                 )
         ax.set(title=title, xlabel="PC 1", ylabel="PC 2")
+    fig.suptitle(
+        "blue: λ = 0 (context A) … red: λ = 1 (context B); filled: stable fixed points, open: unstable",
+        fontsize=8,
+    )
     fig.tight_layout()
     return fig
 

@@ -24,6 +24,8 @@ CLAIMS = {
     "01_gain_modulation": [],
     "02_stochastic_comodulation": [],
     "03_architecture_study": [],
+    "04_rnn_task_packing": [],
+    "05_rnn_ambiguity_and_dynamics": [],
 }
 
 
@@ -54,11 +56,55 @@ def _consistent_03(m: dict) -> None:
         assert m[f"{name}_gains_{m[f'{name}_best_placement']}_error"] == min(gains.values())
 
 
+def _by_pathway(m: dict, prefix: str) -> dict:
+    return {k.removeprefix(prefix): v for k, v in m.items() if k.startswith(prefix)}
+
+
+def _consistent_04(m: dict) -> None:
+    mean = _by_pathway(m, "mean_capacity_")
+    assert set(mean) and m["best_pathway"] == max(mean, key=mean.get)
+    sizes = sorted({int(k.split("_")[1][1:]) for k in m if k.startswith("capacity_N")})
+    cap = {(n, p): m[f"capacity_N{n}_{p}"] for n in sizes for p in mean}
+    for p, value in mean.items():
+        assert abs(value - sum(cap[(n, p)] for n in sizes) / len(sizes)) <= 0.01
+    grows = all(cap[(a, p)] <= cap[(b, p)] for p in mean for a, b in zip(sizes, sizes[1:], strict=False))
+    assert m["capacity_grows_with_n"] == grows
+    singles = [p for p in ("excitability", "synaptic") if p in mean]
+    if "both" in mean and singles:
+        synergy = all(cap[(n, "both")] >= max(cap[(n, p)] for p in singles) for n in sizes)
+        assert m["both_at_least_best_single"] == synergy
+
+
+def _consistent_05(m: dict) -> None:
+    dom, noi = _by_pathway(m, "dominant_"), _by_pathway(m, "noise_")
+    dom = {p: v for p, v in dom.items() if not p.startswith("sd_")}
+    noi = {p: v for p, v in noi.items() if not p.startswith("sd_")}
+    assert m["most_robust_to_mixture"] == max(dom, key=dom.get)
+    if {"excitability", "synaptic"} <= set(dom):
+        e, s = "excitability", "synaptic"
+        spread = m[f"dominant_sd_{e}"] + m[f"dominant_sd_{s}"]
+        gap = abs(dom[e] - dom[s])
+        if abs(gap - spread) > 0.002:  # rounded to 3 decimals: only clear cases are checkable
+            assert m["pathways_differ_in_ambiguity"] == (gap > spread)
+        spread_n, gap_n = m[f"noise_sd_{e}"] + m[f"noise_sd_{s}"], abs(noi[e] - noi[s])
+        if abs(gap_n - spread_n) > 0.002:
+            assert m["pathways_differ_in_noise"] == (gap_n > spread_n)
+        if "both" in dom:
+            for key, values in (("ambiguity", dom), ("noise", noi)):
+                best_single = max(values[e], values[s])
+                if abs(values["both"] - best_single) > 0.001:
+                    assert m[f"both_most_robust_to_{key}"] == (values["both"] > best_single)
+    for p in dom:
+        assert 0.0 <= dom[p] <= 1.0 and 0.0 <= noi[p] <= 1.0 and 0.0 <= m[f"performance_{p}"] <= 1.0
+
+
 #: What each notebook's printed conclusions must agree with, whatever the numbers are.
 CONSISTENT = {
     "01_gain_modulation": _consistent_01,
     "02_stochastic_comodulation": _consistent_02,
     "03_architecture_study": _consistent_03,
+    "04_rnn_task_packing": _consistent_04,
+    "05_rnn_ambiguity_and_dynamics": _consistent_05,
 }
 
 
@@ -312,4 +358,38 @@ def test_paper_profile_runs_end_to_end_on_fixture_data(name, tmp_path):
     assert cli.main(argv) == 0
     record = json.loads((tmp_path / "results" / f"{name}.json").read_text())
     assert record["profile"] == "paper" and record["parameters"]["dataset"] == dataset
+    CONSISTENT[name](record["metrics"])
+
+
+#: The paper profile of the RNN notebooks (Yang et al.'s 20 ms steps, softplus, 32-unit rings),
+#: shrunk to a few steps and tiny networks: the same code path a GPU run takes.
+PAPER_RNN = {
+    "04_rnn_task_packing": ["sizes=8", "ks=1,2", "replicates=1"],
+    "05_rnn_ambiguity_and_dynamics": [
+        "n_neurons=8",
+        "replicates=1",
+        "n_lambdas=3",
+        "sigmas=0,1",
+        "fp_steps=20",
+    ],
+}
+
+
+@pytest.mark.parametrize("name", sorted(PAPER_RNN))
+def test_rnn_paper_profile_runs_end_to_end(name, tmp_path):
+    argv = [
+        "run",
+        name,
+        "--profile",
+        "paper",
+        "--output-dir",
+        str(tmp_path / "nb"),
+        "--results-dir",
+        str(tmp_path / "results"),
+    ]
+    for pair in ["device=cpu", "steps=10", "eval_every=5", "eval_trials=4", "batch=8", *PAPER_RNN[name]]:
+        argv += ["-p", pair]
+    assert cli.main(argv) == 0
+    record = json.loads((tmp_path / "results" / f"{name}.json").read_text())
+    assert record["profile"] == "paper" and record["parameters"]["dt"] == 20.0
     CONSISTENT[name](record["metrics"])
