@@ -1,0 +1,133 @@
+"""The figures and widgets of the RNN notebooks (04-05), headless under the Agg backend."""
+
+from __future__ import annotations
+
+import logging
+from types import SimpleNamespace
+
+import matplotlib
+
+matplotlib.use("Agg")
+
+import ipywidgets  # noqa: E402
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+import pytest  # noqa: E402
+import torch  # noqa: E402
+
+from neuromod_lib import plots, widgets  # noqa: E402
+from neuromod_lib.data.tasks import TASKS, TaskConfig, generate, task_index  # noqa: E402
+from neuromod_lib.models.rnn import ModulatedRNN  # noqa: E402
+from neuromod_lib.multitask import network_trials, rnn_config  # noqa: E402
+
+pytestmark = pytest.mark.usefixtures("one_thread")
+TASK_CONFIG = TaskConfig(dt=100.0, n_ring=8)
+
+
+@pytest.fixture(autouse=True)
+def _close_figures():
+    yield
+    plt.close("all")
+
+
+def test_task_trials_draws_one_panel_per_task_with_its_go_cue():
+    names = list(TASKS)
+    batch = generate(task_index(names), TASK_CONFIG, torch.Generator().manual_seed(0))
+    fig = plots.task_trials(batch, names)
+    drawn = [ax for ax in fig.axes if ax.images]
+    assert [ax.get_title() for ax in drawn] == names
+    for i, ax in enumerate(drawn):
+        picture = ax.images[0].get_array()
+        assert picture.shape == (TASK_CONFIG.n_inputs + 1 + TASK_CONFIG.n_outputs, batch.steps)
+        cue = [line.get_xdata()[0] for line in ax.lines if line.get_linestyle() == "--"]
+        assert cue == [int(batch.response_on[i]) - 0.5]
+
+
+def test_trial_output_plots_the_network_against_the_target():
+    batch = generate(task_index(["go", "anti"]), TASK_CONFIG, torch.Generator().manual_seed(1))
+    outputs = torch.rand(2, batch.steps, TASK_CONFIG.n_outputs)
+    fig = plots.trial_output(outputs, batch, index=1, title="x")
+    target, net = fig.axes[0].lines[:2]
+    np.testing.assert_allclose(target.get_ydata(), batch.targets[1, :, 0].numpy())
+    np.testing.assert_allclose(net.get_ydata(), outputs[1, :, 0].numpy())
+    np.testing.assert_allclose(fig.axes[2].images[0].get_array(), outputs[1, :, 1:].T.numpy())
+
+
+def _stacks() -> dict:
+    """Two sizes of an untrained stack, with the bookkeeping the widget reads from a TrainResult."""
+    pathways = ["rule", "both", "rule", "both"]
+    tasks = [("go",), ("go",), ("go", "anti"), ("go", "anti")]
+    out = {}
+    for n in (4, 6):
+        model = ModulatedRNN(rnn_config(TASK_CONFIG, n, 2), pathways, torch.Generator().manual_seed(n)).eval()
+        out[n] = (model, SimpleNamespace(pathways=tuple(pathways), tasks=tasks))
+    return out
+
+
+def test_packing_widget_shows_the_chosen_network_task_and_size(caplog):
+    stacks = _stacks()
+    w = widgets.packing_widget(stacks, TASK_CONFIG)
+    n, pathway, task = (c for c in w.children if isinstance(c, ipywidgets.Dropdown))
+    assert list(n.options) == [4, 6] and list(pathway.options) == ["rule", "both"]
+    assert list(task.options) == ["go", "anti"]
+    with caplog.at_level(logging.WARNING):
+        n.value, pathway.value, task.value = 4, "rule", "anti"
+        w.update()
+    assert not [r for r in caplog.records if "Exception in interact callback" in r.getMessage()]
+    fig = w.result
+    assert fig._suptitle.get_text() == "N=4, rule pathway, task anti"
+    batch, expected = network_trials(stacks[4][0], 2, "anti", 1, TASK_CONFIG)  # network 2: rule, K=2
+    np.testing.assert_allclose(fig.axes[2].images[0].get_array(), expected[0, :, 1:].T.numpy())
+    assert plt.get_fignums() == []
+
+
+def _panels(lambdas: list[float]) -> dict:
+    g = torch.Generator().manual_seed(0)
+    traj = torch.randn(len(lambdas), 3, 5, 2, generator=g)
+    points = torch.randn(len(lambdas), 4, 2, generator=g)
+    status = torch.tensor([[2, 1, 0, 2]] * len(lambdas))
+    return {"a": (traj, points, status), "b": (traj, points, status)}
+
+
+def test_state_space_draws_stable_filled_unstable_open_and_skips_unconverged():
+    lambdas = [0.0, 0.5, 1.0]
+    fig = plots.state_space(_panels(lambdas), lambdas, highlight=1)
+    ax = fig.axes[0]
+    widths = [line.get_linewidth() for line in ax.lines]
+    assert widths == [0.4] * 3 + [0.9] * 3 + [0.4] * 3  # only λ index 1 is bold
+    stable, unstable = ax.collections
+    assert len(stable.get_offsets()) == 2 and len(unstable.get_offsets()) == 1
+    assert len(unstable.get_facecolor()) == 0 or unstable.get_facecolor()[0][3] == 0  # open markers
+
+
+def test_lambda_widget_moves_the_highlight():
+    lambdas = [0.0, 0.25, 0.5, 0.75, 1.0]
+    w = widgets.lambda_widget(_panels(lambdas), lambdas)
+    slider = next(c for c in w.children if isinstance(c, ipywidgets.FloatSlider))
+    assert (slider.min, slider.max, slider.step, slider.value) == (0.0, 1.0, 0.25, 0.5)
+    slider.value = 1.0
+    w.update()
+    widths = [line.get_linewidth() for line in w.result.axes[0].lines]
+    assert widths[-3:] == [0.9] * 3 and set(widths[:-3]) == {0.4}
+    assert plt.get_fignums() == []
+
+
+def test_ambiguity_noise_capacity_and_direction_figures_show_their_data():
+    lambdas = [0.0, 0.5, 1.0]
+    pathways = ["rule", "both", "rule", "both"]
+    on_a = torch.tensor([[1.0, 0.5, 0.0], [1.0, 0.6, 0.0], [0.8, 0.5, 0.2], [1.0, 0.4, 0.0]])
+    fig = plots.ambiguity_curves(lambdas, on_a, 1 - on_a, pathways, ("go", "anti"))
+    assert [ax.get_title() for ax in fig.axes] == ["rule", "both"]
+    np.testing.assert_allclose(fig.axes[0].lines[0].get_ydata(), on_a[[0, 2]].mean(0).numpy())
+    fig = plots.noise_curves([0.0, 1.0, 2.0], on_a, pathways)
+    assert len(fig.axes[0].containers) == 2
+    capacity = {(8, "rule"): [1, 2], (8, "both"): [2, 2], (16, "rule"): [3, 3], (16, "both"): [4, 2]}
+    fig = plots.capacity_figure(capacity, [8, 16], ["rule", "both"], max_k=4)
+    means = [line.get_ydata() for line in fig.axes[0].lines]
+    np.testing.assert_allclose(means, [[1.5, 3.0], [2.0, 3.0]])
+    fig = plots.fixed_point_directions(
+        lambdas,
+        {"rule": [torch.tensor([10.0]), torch.tensor([]), torch.tensor([170.0, 190.0])]},
+        names=("go", "anti"),
+    )
+    assert sum(len(c.get_offsets()) for c in fig.axes[0].collections) == 3
