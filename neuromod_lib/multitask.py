@@ -86,7 +86,7 @@ class TrainResult:
     @property
     def solved(self) -> torch.Tensor:
         """``(S,)`` bool: every task of the network at criterion at the end."""
-        return (self.perf.nan_to_num(1.0) >= self.criterion).all(dim=1)
+        return _solved(self.perf, self.criterion)
 
     @property
     def n_tasks(self) -> torch.Tensor:
@@ -111,13 +111,29 @@ def _groups(table: torch.Tensor, k: torch.Tensor, shift: int = 0) -> tuple[torch
     return table.gather(1, pos), pos
 
 
+def _group_trials(
+    table: torch.Tensor,
+    k: torch.Tensor,
+    trials: int,
+    task_config: TaskConfig,
+    gen: torch.Generator,
+    shift: int = 0,
+) -> tuple[TrialBatch, torch.Tensor]:
+    """``trials`` trials per group, ``(S, Kmax, trials)``, and each group's task position ``(S, Kmax)``."""
+    ids, pos = _groups(table, k, shift)
+    return generate(ids[..., None].expand(-1, -1, trials).contiguous(), task_config, gen), pos
+
+
+def _solved(perf: torch.Tensor, criterion: float) -> torch.Tensor:
+    """``(..., S)`` bool from performance ``(..., S, Kmax)``: every task (NaN = none) at criterion."""
+    return (perf.nan_to_num(1.0) >= criterion).all(-1)
+
+
 def evaluation_batch(
     table: torch.Tensor, k: torch.Tensor, trials: int, task_config: TaskConfig, seed: int
 ) -> tuple[TrialBatch, torch.Tensor]:
     """The fixed evaluation trials: ``trials`` per task position, as ``(S, Kmax, trials)``, and positions."""
-    ids, pos = _groups(table, k)
-    gen = torch.Generator().manual_seed(seed)
-    return generate(ids[..., None].expand(-1, -1, trials).contiguous(), task_config, gen), pos
+    return _group_trials(table, k, trials, task_config, torch.Generator().manual_seed(seed))
 
 
 def evaluate_networks(
@@ -155,12 +171,9 @@ def train_networks(
 
     def batches(gen: torch.Generator):
         for _ in range(config.eval_every):
-            ids, pos = _groups(table, k, shift=state["step"])
+            batch, pos = _group_trials(table, k, per_group, task_config, gen, shift=state["step"])
             state["step"] += 1
-            yield (
-                generate(ids[..., None].expand(-1, -1, per_group).contiguous(), task_config, gen).to(device),
-                pos,
-            )
+            yield batch.to(device), pos
 
     def loss_fn(net: ModulatedRNN, item) -> torch.Tensor:
         batch, pos = item
@@ -170,7 +183,7 @@ def train_networks(
     def evaluate(net: ModulatedRNN) -> dict[str, float]:
         perf = evaluate_networks(net, eval_batch, eval_pos, k)
         history.append(perf)
-        return {"solved": float((perf.nan_to_num(1.0) >= config.criterion).all(1).float().mean())}
+        return {"solved": float(_solved(perf, config.criterion).float().mean())}
 
     start = time.perf_counter()
     optimizer = torch.optim.Adam(model.parameters(), lr=config.lr)
@@ -194,7 +207,7 @@ def train_networks(
     )
     hist = torch.stack(history)
     steps = [config.eval_every * (e + 1) for e in range(len(history))]
-    solved = (hist.nan_to_num(1.0) >= config.criterion).all(-1)  # (E, S)
+    solved = _solved(hist, config.criterion)  # (E, S)
     first = torch.where(solved.any(0), solved.float().argmax(0).float(), torch.tensor(math.nan))
     solved_at = torch.where(first.isnan(), first, (first + 1) * config.eval_every)
     return TrainResult(
