@@ -455,3 +455,52 @@ def fixed_point_directions(lambdas, directions: dict, *, names: tuple[str, str])
     ax.legend(fontsize=7)
     fig.tight_layout()
     return fig
+
+
+# --- continual learning (notebook 06) -------------------------------------------------------
+def accuracy_matrices(results: dict, *, columns: int = 3) -> Figure:
+    """One heatmap per method of ``accuracy[i, j]``: accuracy (%) on task j after learning tasks 0..i.
+
+    ``results``: ``{method: ContinualResult}``. Cells not yet learned (j > i) stay blank.
+    """
+    n = len(results)
+    rows = -(-n // columns)
+    fig, axes = plt.subplots(rows, columns, figsize=(3.3 * columns, 3.0 * rows), squeeze=False)
+    for ax, (method, result) in zip(axes.flat, results.items(), strict=False):
+        acc = 100 * result.accuracy
+        ax.imshow(acc.numpy(), cmap="viridis", vmin=0, vmax=100)
+        t = acc.shape[0]
+        for i in range(t):
+            for j in range(t):
+                if not math.isnan(float(acc[i, j])):
+                    ax.text(j, i, f"{float(acc[i, j]):.0f}", ha="center", va="center", color="w", fontsize=7)
+        ax.set_xticks(range(t))
+        ax.set_yticks(range(t))
+        ax.set(title=method, xlabel="evaluated on task", ylabel="after learning task")
+    for ax in list(axes.flat)[n:]:
+        ax.axis("off")
+    fig.tight_layout()
+    return fig
+
+
+def random_weight_idea(
+    expansion: torch.Tensor, h: torch.Tensor, contexts: torch.Tensor, *, shown: int = 60
+) -> Figure:
+    """The method at a glance: a corner of the fixed sparse expansion, the hidden activity of one
+    input, and two tasks' contexts multiplying it (what the fixed readout then sees)."""
+    fig, axes = plt.subplots(1, 3, figsize=(11, 3.0), gridspec_kw={"width_ratios": [1.2, 1, 1]})
+    axes[0].imshow(expansion[:shown].numpy(), cmap="Greys", aspect="auto", interpolation="nearest")
+    axes[0].set(
+        title=f"fixed random expansion (first {shown} hidden units)", xlabel="input", ylabel="hidden unit"
+    )
+    units = torch.arange(min(shown, h.shape[-1]))
+    axes[1].bar(units, h[: len(units)].numpy(), color="0.4")
+    axes[1].set(title="hidden activity h (one input)", xlabel="hidden unit")
+    for t, colour in zip(range(min(2, len(contexts))), ("tab:blue", "tab:orange"), strict=False):
+        axes[2].plot(
+            units, (contexts[t, : len(units)] * h[: len(units)]).numpy(), color=colour, label=f"task {t}"
+        )
+    axes[2].set(title="c_t * h: what the fixed readout sees", xlabel="hidden unit")
+    axes[2].legend(fontsize=7)
+    fig.tight_layout()
+    return fig

@@ -26,7 +26,14 @@ from matplotlib.figure import Figure
 
 from . import plots
 
-__all__ = ["gain_widget", "lambda_widget", "packing_widget", "sigma_widget", "tuning_widget"]
+__all__ = [
+    "continual_widget",
+    "gain_widget",
+    "lambda_widget",
+    "packing_widget",
+    "sigma_widget",
+    "tuning_widget",
+]
 
 
 def _slider(description: str, low: float, high: float, step: float, value: float) -> widgets.FloatSlider:
@@ -151,3 +158,25 @@ def lambda_widget(panels: dict, lambdas: list[float]) -> widgets.interactive:
         return plots.state_space(panels, lambdas, highlight=index)
 
     return _panel(draw, lam=_slider("λ", lambdas[0], lambdas[-1], step, lambdas[len(lambdas) // 2]))
+
+
+def continual_widget(
+    compute: Callable, benchmarks: list[str], methods: list[str], *, n_tasks: int, max_tasks: int = 10
+) -> widgets.interactive:
+    """Choose a benchmark, the number of tasks and a method: its accuracy matrix, trained on demand.
+
+    ``compute(benchmark, n_tasks, method)`` returns a ``ContinualResult`` (the notebook passes a
+    cached call of :func:`neuromod_lib.continual.run`, so each choice trains once).
+    """
+
+    def draw(benchmark: str, n_tasks: int, method: str) -> Figure:
+        return plots.accuracy_matrices({method: compute(benchmark, n_tasks, method)}, columns=1)
+
+    return _panel(
+        draw,
+        benchmark=widgets.Dropdown(options=benchmarks, value=benchmarks[0], description="benchmark"),
+        n_tasks=widgets.IntSlider(
+            value=n_tasks, min=1, max=max_tasks, description="tasks", continuous_update=False
+        ),
+        method=widgets.Dropdown(options=methods, value=methods[0], description="method"),
+    )

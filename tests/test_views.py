@@ -1,4 +1,4 @@
-"""The figures and widgets of the RNN notebooks (04-05), headless under the Agg backend."""
+"""The figures and widgets of notebooks 04-06 (RNNs, continual learning), headless under the Agg backend."""
 
 from __future__ import annotations
 
@@ -131,3 +131,40 @@ def test_ambiguity_noise_capacity_and_direction_figures_show_their_data():
         names=("go", "anti"),
     )
     assert sum(len(c.get_offsets()) for c in fig.axes[0].collections) == 3
+
+
+# --- continual learning (notebook 06) --------------------------------------------------------
+def test_accuracy_matrices_show_each_method_and_leave_future_tasks_blank():
+    acc = torch.tensor([[0.9, float("nan")], [0.8, 0.95]])
+    results = {m: SimpleNamespace(accuracy=acc) for m in ("a", "b")}
+    fig = plots.accuracy_matrices(results, columns=3)
+    drawn = [ax for ax in fig.axes if ax.images]
+    assert [ax.get_title() for ax in drawn] == ["a", "b"]
+    assert sorted(t.get_text() for t in drawn[0].texts) == ["80", "90", "95"]  # no label for the NaN cell
+
+
+def test_continual_widget_trains_on_demand_once_per_choice():
+    calls = []
+
+    def compute(benchmark, n, method):
+        calls.append((benchmark, n, method))
+        return SimpleNamespace(accuracy=torch.eye(n))
+
+    w = widgets.continual_widget(
+        compute, ["split_digits", "permuted_digits"], ["random_weights", "ewc"], n_tasks=3
+    )
+    benchmark, method = (c for c in w.children if isinstance(c, ipywidgets.Dropdown))
+    tasks = next(c for c in w.children if isinstance(c, ipywidgets.IntSlider))
+    benchmark.value, tasks.value, method.value = "permuted_digits", 2, "ewc"
+    w.update()
+    assert calls[-1] == ("permuted_digits", 2, "ewc")
+    assert w.result.axes[0].get_title() == "ewc" and w.result.axes[0].images[0].get_array().shape == (2, 2)
+    assert plt.get_fignums() == []
+
+
+def test_random_weight_idea_draws_the_expansion_activity_and_contexts():
+    expansion = (torch.rand(80, 16) < 0.2).float()
+    h, contexts = torch.rand(80), torch.randn(2, 80)
+    fig = plots.random_weight_idea(expansion, h, contexts, shown=50)
+    assert fig.axes[0].images[0].get_array().shape == (50, 16)
+    np.testing.assert_allclose(fig.axes[2].lines[1].get_ydata(), (contexts[1, :50] * h[:50]).numpy())
