@@ -322,6 +322,46 @@ NOTEBOOK_PARAMS.update(
 )
 
 
+NOTEBOOK_PARAMS["06_random_weight_continual_learning"] = {
+    "benchmark": Param(
+        str,
+        {"quick": "rotated_digits", "paper": "permuted_mnist"},
+        "task sequence",
+        choices=(
+            "split_digits",
+            "permuted_digits",
+            "rotated_digits",
+            "split_mnist1d",
+            "permuted_mnist1d",
+            "split_mnist",
+            "permuted_mnist",
+            "rotated_mnist",
+        ),
+    ),
+    "data_root": Param(str, "../data", "folder of the real data sets (MNIST, paper profile)"),
+    "n_tasks": Param(int, {"smoke": 2, "quick": 10, "paper": 10}, "tasks in the sequence", low=1, high=100),
+    "max_train": Param(
+        int, {"smoke": 200, "quick": 0, "paper": 0}, "training samples per task (0: all)", low=0
+    ),
+    "epochs": Param(int, {"smoke": 1, "quick": 5, "paper": 3}, "epochs per task", low=1),
+    "batch": Param(int, 128, "batch size", low=1),
+    "methods": Param(
+        str,
+        "random_weights,finetune,ewc,si,supermask,joint",
+        "comma list of methods",
+        pattern=_NAME_LIST,
+        allowed="a comma list of random_weights, finetune, ewc, si, supermask, joint",
+    ),
+    "expansion": Param(float, 10.0, "hidden units per input of the random expansion (>= 1)", low=1.0),
+    "k": Param(int, 7, "inputs summed by each hidden unit", low=1),
+    "rw_lr": Param(float, 1e-2, "RMSprop learning rate of the contexts", above=0.0),
+    "dense_lr": Param(float, 1e-3, "Adam learning rate of the dense baselines", above=0.0),
+    "ewc_lambda": Param(float, 100.0, "EWC penalty strength", low=0.0),
+    "si_c": Param(float, 0.5, "SI penalty strength", low=0.0),
+    "mask_sparsity": Param(float, 0.5, "fraction of weights a supermask keeps", above=0.0, high=1.0),
+}
+
+
 class Config(dict):
     """A resolved, validated parameter set; read values as ``cfg.name`` or ``cfg["name"]``."""
 

@@ -26,6 +26,7 @@ CLAIMS = {
     "03_architecture_study": [],
     "04_rnn_task_packing": [],
     "05_rnn_ambiguity_and_dynamics": [],
+    "06_random_weight_continual_learning": ["zero_forgetting_random_weights"],
 }
 
 
@@ -98,6 +99,20 @@ def _consistent_05(m: dict) -> None:
         assert 0.0 <= dom[p] <= 1.0 and 0.0 <= noi[p] <= 1.0 and 0.0 <= m[f"performance_{p}"] <= 1.0
 
 
+def _consistent_06(m: dict) -> None:
+    assert m["random_weights_forgetting"] == 0.0
+    if "finetune_forgetting" in m:
+        if m["finetune_forgetting"] != 0.0:  # rounded: a 0.0 may hide a tiny forgetting either way
+            assert m["random_weights_forget_less_than_finetune"] == (m["finetune_forgetting"] > 0.0)
+        ratio = m["finetune_bytes_per_task"] / m["random_weights_bytes_per_task"]
+        assert m["storage_ratio_at_least_100"] == (ratio >= 100)
+    dense = [m[f"{d}_accuracy"] for d in ("finetune", "ewc", "si") if f"{d}_accuracy" in m]
+    if dense and abs(max(dense) - m["random_weights_accuracy"] - 5.0) > 0.02:
+        assert m["random_weights_within_5_points_of_best_dense"] == (
+            max(dense) - m["random_weights_accuracy"] <= 5.0
+        )
+
+
 #: What each notebook's printed conclusions must agree with, whatever the numbers are.
 CONSISTENT = {
     "01_gain_modulation": _consistent_01,
@@ -105,6 +120,7 @@ CONSISTENT = {
     "03_architecture_study": _consistent_03,
     "04_rnn_task_packing": _consistent_04,
     "05_rnn_ambiguity_and_dynamics": _consistent_05,
+    "06_random_weight_continual_learning": _consistent_06,
 }
 
 
@@ -393,3 +409,39 @@ def test_rnn_paper_profile_runs_end_to_end(name, tmp_path):
     record = json.loads((tmp_path / "results" / f"{name}.json").read_text())
     assert record["profile"] == "paper" and record["parameters"]["dt"] == 20.0
     CONSISTENT[name](record["metrics"])
+
+
+def test_continual_paper_profile_runs_on_mnist_fixture_files(tmp_path):
+    """Notebook 06's paper profile reads MNIST through torchvision (IDX fixture files the test writes)."""
+    import numpy as np
+    from test_data_sequences import write_idx_mnist
+
+    rng = np.random.default_rng(0)
+    for test, n in ((False, 60), (True, 20)):
+        labels = (np.arange(n) % 10).astype(np.uint8)
+        write_idx_mnist(
+            tmp_path / "data", (rng.random((n, 28, 28)) * 255).astype(np.uint8), labels, test=test
+        )
+    argv = [
+        "run",
+        "06_random_weight_continual_learning",
+        "--profile",
+        "paper",
+        "--output-dir",
+        str(tmp_path / "nb"),
+        "--results-dir",
+        str(tmp_path / "results"),
+    ]
+    for pair in [
+        f"data_root={tmp_path / 'data'}",
+        "device=cpu",
+        "n_tasks=2",
+        "epochs=1",
+        "expansion=1.0",
+        "methods=random_weights,finetune",
+    ]:
+        argv += ["-p", pair]
+    assert cli.main(argv) == 0
+    record = json.loads((tmp_path / "results" / "06_random_weight_continual_learning.json").read_text())
+    assert record["parameters"]["benchmark"] == "permuted_mnist"
+    CONSISTENT["06_random_weight_continual_learning"](record["metrics"])
