@@ -314,6 +314,22 @@ def test_committed_overview_claims_hold():
     assert all(metrics[claim] is True for claim in CLAIMS["00_overview"])
 
 
+def _run_paper(name: str, tmp_path, overrides: list[str]) -> dict:
+    """Run ``name`` with ``--profile paper`` and the ``-p`` ``overrides`` through the CLI; its record.
+
+    The conclusions the notebook printed are checked against its own numbers (``CONSISTENT``).
+    """
+    argv = ["run", name, "--profile", "paper", "--output-dir", str(tmp_path / "nb")]
+    argv += ["--results-dir", str(tmp_path / "results")]
+    for pair in overrides:
+        argv += ["-p", pair]
+    assert cli.main(argv) == 0
+    record = json.loads((tmp_path / "results" / f"{name}.json").read_text())
+    assert record["profile"] == "paper"
+    CONSISTENT[name](record["metrics"])
+    return record
+
+
 PAPER_RUNS = {
     "01_gain_modulation": ("celeba", ["backbone=resnet18", "n_tasks=2"]),
     "03_architecture_study": (
@@ -359,22 +375,8 @@ def test_paper_profile_runs_end_to_end_on_fixture_data(name, tmp_path):
         "n_seeds=2",
         *extra,
     ]
-    argv = [
-        "run",
-        name,
-        "--profile",
-        "paper",
-        "--output-dir",
-        str(tmp_path / "nb"),
-        "--results-dir",
-        str(tmp_path / "results"),
-    ]
-    for pair in overrides:
-        argv += ["-p", pair]
-    assert cli.main(argv) == 0
-    record = json.loads((tmp_path / "results" / f"{name}.json").read_text())
-    assert record["profile"] == "paper" and record["parameters"]["dataset"] == dataset
-    CONSISTENT[name](record["metrics"])
+    record = _run_paper(name, tmp_path, overrides)
+    assert record["parameters"]["dataset"] == dataset
 
 
 #: The paper profile of the RNN notebooks (Yang et al.'s 20 ms steps, softplus, 32-unit rings),
@@ -393,22 +395,8 @@ PAPER_RNN = {
 
 @pytest.mark.parametrize("name", sorted(PAPER_RNN))
 def test_rnn_paper_profile_runs_end_to_end(name, tmp_path):
-    argv = [
-        "run",
-        name,
-        "--profile",
-        "paper",
-        "--output-dir",
-        str(tmp_path / "nb"),
-        "--results-dir",
-        str(tmp_path / "results"),
-    ]
-    for pair in ["device=cpu", "steps=10", "eval_every=5", "eval_trials=4", "batch=8", *PAPER_RNN[name]]:
-        argv += ["-p", pair]
-    assert cli.main(argv) == 0
-    record = json.loads((tmp_path / "results" / f"{name}.json").read_text())
-    assert record["profile"] == "paper" and record["parameters"]["dt"] == 20.0
-    CONSISTENT[name](record["metrics"])
+    overrides = ["device=cpu", "steps=10", "eval_every=5", "eval_trials=4", "batch=8", *PAPER_RNN[name]]
+    assert _run_paper(name, tmp_path, overrides)["parameters"]["dt"] == 20.0
 
 
 def test_continual_paper_profile_runs_on_mnist_fixture_files(tmp_path):
@@ -422,26 +410,8 @@ def test_continual_paper_profile_runs_on_mnist_fixture_files(tmp_path):
         write_idx_mnist(
             tmp_path / "data", (rng.random((n, 28, 28)) * 255).astype(np.uint8), labels, test=test
         )
-    argv = [
-        "run",
-        "06_random_weight_continual_learning",
-        "--profile",
-        "paper",
-        "--output-dir",
-        str(tmp_path / "nb"),
-        "--results-dir",
-        str(tmp_path / "results"),
-    ]
-    for pair in [
-        f"data_root={tmp_path / 'data'}",
-        "device=cpu",
-        "n_tasks=2",
-        "epochs=1",
-        "expansion=1.0",
-        "methods=random_weights,finetune",
-    ]:
-        argv += ["-p", pair]
-    assert cli.main(argv) == 0
-    record = json.loads((tmp_path / "results" / "06_random_weight_continual_learning.json").read_text())
+    overrides = [f"data_root={tmp_path / 'data'}", "device=cpu", "n_tasks=2", "epochs=1", "expansion=1.0"]
+    record = _run_paper(
+        "06_random_weight_continual_learning", tmp_path, [*overrides, "methods=random_weights,finetune"]
+    )
     assert record["parameters"]["benchmark"] == "permuted_mnist"
-    CONSISTENT["06_random_weight_continual_learning"](record["metrics"])
