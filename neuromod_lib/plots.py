@@ -461,14 +461,15 @@ def fixed_point_directions(lambdas, directions: dict, *, names: tuple[str, str])
 def accuracy_matrices(results: dict, *, columns: int = 3) -> Figure:
     """One heatmap per method of ``accuracy[i, j]``: accuracy (%) on task j after learning tasks 0..i.
 
-    ``results``: ``{method: ContinualResult}``. Cells not yet learned (j > i) stay blank.
+    ``results``: ``{method: ContinualResult}``. Cells not yet learned (j > i) stay blank; the
+    colours span 50-100 % (lower accuracies get the darkest colour; the numbers are printed).
     """
     n = len(results)
     rows = -(-n // columns)
     fig, axes = plt.subplots(rows, columns, figsize=(3.3 * columns, 3.0 * rows), squeeze=False)
     for ax, (method, result) in zip(axes.flat, results.items(), strict=False):
         acc = 100 * result.accuracy
-        ax.imshow(acc.numpy(), cmap="viridis", vmin=0, vmax=100)
+        ax.imshow(acc.numpy(), cmap="viridis", vmin=50, vmax=100)  # below 50 %: the darkest colour
         t = acc.shape[0]
         for i in range(t):
             for j in range(t):

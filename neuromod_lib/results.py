@@ -44,13 +44,21 @@ def versions() -> dict[str, str]:
     }
 
 
-def record(cfg: Config, metrics: Mapping[str, Any], *, device: torch.device | str) -> Path:
+def record(
+    cfg: Config,
+    metrics: Mapping[str, Any],
+    *,
+    device: torch.device | str,
+    timings: Mapping[str, float] | None = None,
+) -> Path:
     """Write the headline ``metrics`` of the notebook run configured by ``cfg``.
 
     ``metrics`` maps a short name to a number, string or bool; floats are rounded to
-    4 decimals. The file is ``<cfg.results_dir>/<cfg.notebook>.json``.
+    4 decimals. The file is ``<cfg.results_dir>/<cfg.notebook>.json``. ``timings`` (seconds and
+    ratios of them) are machine-dependent: they are kept in the record under ``"timings"``,
+    apart from the metrics, so that the committed summary stays identical from run to run.
     """
-    bad = [k for k, v in metrics.items() if not isinstance(v, (int, float, str, bool))]
+    bad = [k for k, v in {**metrics, **(timings or {})}.items() if not isinstance(v, (int, float, str, bool))]
     if bad:
         raise ValueError(f"metrics {bad} must be numbers, strings or booleans")
     entry = {
@@ -60,6 +68,7 @@ def record(cfg: Config, metrics: Mapping[str, Any], *, device: torch.device | st
         "device": str(device),
         "parameters": _round(dict(cfg)),
         "metrics": _round(dict(metrics)),
+        "timings": _round(dict(timings or {})),
         "versions": versions(),
     }
     return write_json(Path(cfg.results_dir) / f"{cfg.notebook}.json", entry)

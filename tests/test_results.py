@@ -25,6 +25,16 @@ def test_record_is_byte_identical_for_identical_runs(tmp_path):
     assert results.record(cfg, {"x": 0.1 + 0.2}, device="cpu").read_bytes() == first
 
 
+def test_timings_are_recorded_apart_and_stay_out_of_the_summary(tmp_path):
+    cfg = profiles.resolve("00_overview", "smoke", results_dir=str(tmp_path))
+    path = results.record(cfg, {"acc": 0.9}, device="cpu", timings={"seconds": 1.234567})
+    rec = json.loads(path.read_text())
+    assert rec["metrics"] == {"acc": 0.9} and rec["timings"] == {"seconds": 1.2346}
+    assert "seconds" not in results.write_summary(tmp_path).read_text()
+    with pytest.raises(ValueError, match="metrics"):
+        results.record(cfg, {"acc": 0.9}, device="cpu", timings={"curve": [1.0]})
+
+
 def test_record_rejects_non_scalar_metrics(tmp_path):
     cfg = profiles.resolve("00_overview", "smoke", results_dir=str(tmp_path))
     with pytest.raises(ValueError, match="metrics"):
