@@ -4,6 +4,7 @@
     python -m neuromod_lib run 00 01 --profile quick -p seed=1 --output-dir results/notebooks
     python -m neuromod_lib run all --in-place          # what `make notebooks` does
     python -m neuromod_lib summary
+    python -m neuromod_lib report
 
 Every input is checked before anything runs: an unknown notebook, profile or parameter,
 or a value of the wrong type, prints one line naming it and the allowed values, and the
@@ -17,7 +18,7 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from . import notebooks, profiles, results
+from . import notebooks, profiles, report, results
 
 
 class _Parser(argparse.ArgumentParser):
@@ -34,17 +35,31 @@ def _parser() -> argparse.ArgumentParser:
     run = sub.add_parser("run", help="execute notebooks with papermill")
     run.add_argument("names", nargs="*", metavar="NOTEBOOK", help="names or number prefixes (default: all)")
     run.add_argument("--profile", default=profiles.DEFAULT_PROFILE, help="smoke, quick or paper")
-    run.add_argument("-p", "--param", action="append", default=[], metavar="KEY=VALUE",
-                     help="override one parameter (repeatable)")
+    run.add_argument(
+        "-p",
+        "--param",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="override one parameter (repeatable)",
+    )
     where = run.add_mutually_exclusive_group()
-    where.add_argument("--output-dir", type=Path, default=Path("results/notebooks"),
-                       help="folder for the executed notebooks (default: results/notebooks)")
+    where.add_argument(
+        "--output-dir",
+        type=Path,
+        default=Path("results/notebooks"),
+        help="folder for the executed notebooks (default: results/notebooks)",
+    )
     where.add_argument("--in-place", action="store_true", help="write the executed notebooks back in place")
     run.add_argument("--results-dir", type=Path, default=Path("results"), help="folder for recorded results")
     run.add_argument("--progress", action="store_true", help="show progress bars inside the notebooks")
     run.add_argument("--timeout", type=int, default=None, help="per-cell timeout in seconds")
     summary = sub.add_parser("summary", help="print and write the results summary")
     summary.add_argument("--results-dir", type=Path, default=Path("results"))
+    report_parser = sub.add_parser(
+        "report", help="write results/report.md: every record and the papers' claims"
+    )
+    report_parser.add_argument("--results-dir", type=Path, default=Path("results"))
     return parser
 
 
@@ -85,8 +100,15 @@ def _run(args: argparse.Namespace) -> int:
         output = nb.path if args.in_place else args.output_dir.resolve() / nb.path.name
         print(f"running {nb.name} (profile {args.profile}) -> {output}", flush=True)
         try:
-            seconds = notebooks.execute(nb, output, profile=args.profile, overrides=overrides,
-                                        results_dir=results_dir, progress=args.progress, timeout=args.timeout)
+            seconds = notebooks.execute(
+                nb,
+                output,
+                profile=args.profile,
+                overrides=overrides,
+                results_dir=results_dir,
+                progress=args.progress,
+                timeout=args.timeout,
+            )
         except Exception as error:  # noqa: BLE001 - report, go on with the others
             failed.append(nb.name)
             first_line = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
@@ -97,7 +119,7 @@ def _run(args: argparse.Namespace) -> int:
         rows.append([nb.name, "ok", f"{seconds:.0f}", results.format_metrics(record.get("metrics", {}))])
     summary = results.write_summary(results_dir)
     print("\n" + _table(rows, ["notebook", "status", "seconds", "headline numbers"]))
-    print(f"\nsummary: {summary}")
+    print(f"\nsummary: {summary}\nreport:  {report.write_report(results_dir)}")
     return 1 if failed else 0
 
 
@@ -115,6 +137,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _list()
         if args.command == "run":
             return _run(args)
+        if args.command == "report":
+            print(f"report: {report.write_report(args.results_dir)}")
+            return 0
         return _summary(args)
     except profiles.ParameterError as error:
         print(f"neuromod: error: {error}", file=sys.stderr)
