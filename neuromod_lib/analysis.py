@@ -286,13 +286,17 @@ def find_fixed_points(
     return FixedPoints(points=points, speed=speed, converged=speed < tol, eigenvalues=eigenvalues)
 
 
+JACOBIAN_CHUNK = 8  #: cotangents per batched pullback in :func:`jacobians`
+
+
 def jacobians(F: Map, points: torch.Tensor) -> torch.Tensor:
     """Jacobians ``(P, N, N)`` of a row-wise map F at ``points (P, N)``: ``J[p, i, j] = dF_{p,i} / dr_{p,j}``.
 
     Exact (reverse mode): one ``torch.func.vjp`` of F at ``points``, whose pullback is vmapped
-    over the N basis cotangents ``(N, P, N)``. Relies on row independence (row p of F's
-    output depends on row p of its input only); cross-row terms would be summed in, wrongly.
-    Memory is ``P * N * N`` values.
+    over the N basis cotangents ``(N, P, N)``, :data:`JACOBIAN_CHUNK` at a time (a pullback through
+    per-row weight matrices ``(P, N, N)`` may expand them once per cotangent). Relies on row
+    independence (row p of F's output depends on row p of its input only); cross-row terms would
+    be summed in, wrongly. Memory is ``P * N * N`` values plus one chunk's intermediates.
     """
     _check_points("points", points)
     with torch.enable_grad():
@@ -304,7 +308,8 @@ def jacobians(F: Map, points: torch.Tensor) -> torch.Tensor:
     n_points, n_features = points.shape
     basis = torch.eye(n_features, dtype=after.dtype, device=after.device)
     cotangents = basis.unsqueeze(1).expand(n_features, n_points, n_features)
-    (rows,) = vmap(pullback)(cotangents)  # (N_out, P, N_in)
+    # in chunks of cotangents: a batched pullback may expand F's weights once per cotangent
+    (rows,) = vmap(pullback, chunk_size=JACOBIAN_CHUNK)(cotangents)  # (N_out, P, N_in)
     return rows.permute(1, 0, 2).detach()
 
 

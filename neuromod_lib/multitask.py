@@ -530,7 +530,8 @@ def fixed_points(
     ctx = contexts.to(device).repeat_interleave(p, 0)  # (C*P, K)
     u = inputs.to(device).expand(c * p, -1)
 
-    step = model.transition(u, ctx)
+    with torch.no_grad():  # the weights are constants here: gradients (and Jacobians) only w.r.t. r
+        step = model.transition(u, ctx)
 
     def F(r: torch.Tensor) -> torch.Tensor:
         return step(r.reshape(s, c * p, n)).reshape(s * c * p, n)
