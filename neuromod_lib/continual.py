@@ -73,6 +73,7 @@ from torch import Tensor, nn
 
 from .models.random_weights import RandomWeightConfig, RandomWeightNet, infer_task
 from .progress import progress_bar
+from .training import check_fields, is_int, is_number
 
 __all__ = ["METHODS", "ContinualConfig", "ContinualResult", "run"]
 
@@ -81,14 +82,6 @@ _EVAL_CHUNK = 8192  # test samples per forward pass when evaluating
 
 
 # --------------------------------------------------------------------------- configuration
-
-
-def _is_int(x: Any) -> bool:
-    return isinstance(x, int) and not isinstance(x, bool)
-
-
-def _is_number(x: Any) -> bool:
-    return isinstance(x, (int, float)) and not isinstance(x, bool) and math.isfinite(x)
 
 
 @dataclass(frozen=True)
@@ -122,32 +115,29 @@ class ContinualConfig:
     def __post_init__(self) -> None:
         positive = "a finite number > 0"
         checks = [
-            ("epochs", _is_int(self.epochs) and self.epochs >= 1, "an integer >= 1"),
-            ("batch", _is_int(self.batch) and self.batch >= 1, "an integer >= 1"),
-            ("seed", _is_int(self.seed) and self.seed >= 0, "an integer >= 0"),
-            ("rw_lr", _is_number(self.rw_lr) and self.rw_lr > 0, positive),
-            ("expansion", _is_number(self.expansion) and self.expansion >= 1, "a finite number >= 1"),
-            ("k", _is_int(self.k) and self.k >= 1, "an integer >= 1"),
+            ("epochs", is_int(self.epochs) and self.epochs >= 1, "an integer >= 1"),
+            ("batch", is_int(self.batch) and self.batch >= 1, "an integer >= 1"),
+            ("seed", is_int(self.seed) and self.seed >= 0, "an integer >= 0"),
+            ("rw_lr", is_number(self.rw_lr) and self.rw_lr > 0, positive),
+            ("expansion", is_number(self.expansion) and self.expansion >= 1, "a finite number >= 1"),
+            ("k", is_int(self.k) and self.k >= 1, "an integer >= 1"),
             (
                 "hidden",
-                self.hidden is None or _is_int(self.hidden) and self.hidden >= 1,
+                self.hidden is None or is_int(self.hidden) and self.hidden >= 1,
                 "None or an integer >= 1",
             ),
-            ("dense_lr", _is_number(self.dense_lr) and self.dense_lr > 0, positive),
-            ("ewc_lambda", _is_number(self.ewc_lambda) and self.ewc_lambda >= 0, "a finite number >= 0"),
-            ("si_c", _is_number(self.si_c) and self.si_c >= 0, "a finite number >= 0"),
-            ("si_xi", _is_number(self.si_xi) and self.si_xi > 0, positive),
+            ("dense_lr", is_number(self.dense_lr) and self.dense_lr > 0, positive),
+            ("ewc_lambda", is_number(self.ewc_lambda) and self.ewc_lambda >= 0, "a finite number >= 0"),
+            ("si_c", is_number(self.si_c) and self.si_c >= 0, "a finite number >= 0"),
+            ("si_xi", is_number(self.si_xi) and self.si_xi > 0, positive),
             (
                 "mask_sparsity",
-                _is_number(self.mask_sparsity) and 0 < self.mask_sparsity <= 1,
+                is_number(self.mask_sparsity) and 0 < self.mask_sparsity <= 1,
                 "a number in (0, 1]",
             ),
-            ("mask_lr", _is_number(self.mask_lr) and self.mask_lr > 0, positive),
+            ("mask_lr", is_number(self.mask_lr) and self.mask_lr > 0, positive),
         ]
-        for name, ok, allowed in checks:
-            if not ok:
-                value = getattr(self, name)
-                raise ValueError(f"ContinualConfig.{name}={value!r} is not allowed; allowed: {allowed}")
+        check_fields(self, checks)
 
 
 # --------------------------------------------------------------------------- result

@@ -41,12 +41,24 @@ class TrainingDiverged(FloatingPointError):
     """A training loss or the monitored validation metric became NaN or infinite."""
 
 
-def _is_number(x: Any) -> bool:
+def is_number(x: Any) -> bool:
     return isinstance(x, (int, float)) and not isinstance(x, bool) and math.isfinite(x)
 
 
-def _is_int(x: Any) -> bool:
+def is_int(x: Any) -> bool:
     return isinstance(x, int) and not isinstance(x, bool)
+
+
+def check_fields(config: Any, checks: Iterable[tuple[str, bool, str]]) -> None:
+    """Raise ``ValueError`` for the first ``(field, ok, allowed)`` of ``config`` that is not ok.
+
+    The message names the class, the field, its value and what is allowed; config dataclasses
+    call it from ``__post_init__``, so a bad value fails when the config is made.
+    """
+    for name, ok, allowed in checks:
+        if not ok:
+            value = getattr(config, name)
+            raise ValueError(f"{type(config).__name__}.{name}={value!r} is not allowed; allowed: {allowed}")
 
 
 @dataclass(frozen=True)
@@ -82,20 +94,20 @@ class FitConfig:
 
     def __post_init__(self) -> None:
         checks = [
-            ("max_epochs", _is_int(self.max_epochs) and self.max_epochs >= 1, "an integer >= 1"),
+            ("max_epochs", is_int(self.max_epochs) and self.max_epochs >= 1, "an integer >= 1"),
             (
                 "patience",
-                self.patience is None or _is_int(self.patience) and self.patience >= 1,
+                self.patience is None or is_int(self.patience) and self.patience >= 1,
                 "None or an integer >= 1",
             ),
             ("monitor", isinstance(self.monitor, str) and self.monitor != "", "a non-empty metric name"),
             ("mode", self.mode in ("min", "max"), "'min' or 'max'"),
-            ("min_delta", _is_number(self.min_delta) and self.min_delta >= 0, "a finite number >= 0"),
-            ("target", self.target is None or _is_number(self.target), "None or a finite number"),
+            ("min_delta", is_number(self.min_delta) and self.min_delta >= 0, "a finite number >= 0"),
+            ("target", self.target is None or is_number(self.target), "None or a finite number"),
             ("restore_best", isinstance(self.restore_best, bool), "True or False"),
             (
                 "grad_clip",
-                self.grad_clip is None or _is_number(self.grad_clip) and self.grad_clip > 0,
+                self.grad_clip is None or is_number(self.grad_clip) and self.grad_clip > 0,
                 "None or a finite number > 0",
             ),
             (
@@ -106,10 +118,7 @@ class FitConfig:
             ("resume", isinstance(self.resume, bool), "True or False"),
             ("progress", self.progress is None or isinstance(self.progress, bool), "None, True or False"),
         ]
-        for name, ok, allowed in checks:
-            if not ok:
-                value = getattr(self, name)
-                raise ValueError(f"FitConfig.{name}={value!r} is not allowed; allowed: {allowed}")
+        check_fields(self, checks)
 
 
 @dataclass
