@@ -75,7 +75,7 @@ from .models.random_weights import RandomWeightConfig, RandomWeightNet, infer_ta
 from .progress import progress_bar
 from .training import check_fields, is_int, is_number
 
-__all__ = ["METHODS", "ContinualConfig", "ContinualResult", "run"]
+__all__ = ["METHODS", "ContinualConfig", "ContinualResult", "Learner", "make_learner", "run", "run_learner"]
 
 METHODS: tuple[str, ...] = ("random_weights", "finetune", "ewc", "si", "supermask", "joint")
 _EVAL_CHUNK = 8192  # test samples per forward pass when evaluating
@@ -230,7 +230,7 @@ def _count(params: Sequence[Tensor]) -> int:
     return sum(p.numel() for p in params)
 
 
-class _Learner(nn.Module):
+class Learner(nn.Module):
     """The interface :func:`_train`, :func:`_accuracy` and :func:`_inferred` use; subclasses fill it in."""
 
     n_tasks: int
@@ -278,7 +278,7 @@ class _Learner(nn.Module):
         raise NotImplementedError
 
 
-class _RandomWeights(_Learner):
+class _RandomWeights(Learner):
     """Hong & Pavlic: fixed random weights, one learned context per task, frozen after its task."""
 
     def __init__(self, net: RandomWeightNet, gen: torch.Generator) -> None:
@@ -316,7 +316,7 @@ class _RandomWeights(_Learner):
         return self.net.bytes_per_task()
 
 
-class _Dense(_Learner):
+class _Dense(Learner):
     """An MLP ``D-H-C`` (ReLU) with one head per task; trains the trunk and the current head (finetune)."""
 
     def __init__(self, n_inputs: int, hidden: int, n_classes: int, gen: torch.Generator) -> None:
@@ -481,7 +481,7 @@ def _signed_constant(n_in: int, n_out: int, gen: torch.Generator) -> Tensor:
     return signs * math.sqrt(2 / n_in)
 
 
-class _Supermask(_Learner):
+class _Supermask(Learner):
     """SupSup: fixed random weights ``D-H-C``; per task a binary mask over every weight."""
 
     def __init__(
@@ -567,7 +567,7 @@ def _random_weight_config(sequence: Any, config: ContinualConfig) -> RandomWeigh
     )
 
 
-def _make_learner(method: str, sequence: Any, config: ContinualConfig, gen: torch.Generator) -> _Learner:
+def make_learner(method: str, sequence: Any, config: ContinualConfig, gen: torch.Generator) -> Learner:
     """The learner of ``method``; random initial values come from ``gen``."""
     rw_config = _random_weight_config(sequence, config)  # checked for every method: k <= n_inputs
     if method == "random_weights":
@@ -587,7 +587,7 @@ def _make_learner(method: str, sequence: Any, config: ContinualConfig, gen: torc
 
 
 def _train(
-    learner: _Learner,
+    learner: Learner,
     params: list[Tensor],
     x: Tensor,
     y: Tensor,
@@ -598,7 +598,7 @@ def _train(
     """``config.epochs`` shuffled passes of mini-batches over ``x`` ``(n, D)``, ``y``, ``task_ids`` ``(n,)``.
 
     Loss: cross-entropy of each sample under its task, plus ``learner.penalty()`` (its gradient
-    is added after :meth:`_Learner.after_backward` has seen the task loss's gradient).
+    is added after :meth:`Learner.after_backward` has seen the task loss's gradient).
     """
     optimizer = learner.optimizer(params, config)
     learner.train()
@@ -623,7 +623,7 @@ def _full(n: int, task: int, device: torch.device) -> Tensor:
 
 
 @torch.no_grad()
-def _accuracy(learner: _Learner, x: Tensor, y: Tensor, task: int) -> float:
+def _accuracy(learner: Learner, x: Tensor, y: Tensor, task: int) -> float:
     """Test accuracy of ``learner`` on ``x`` ``(n, D)``, ``y`` ``(n,)`` with the task id ``task`` given."""
     correct = sum(
         int((learner.logits(xb, _full(len(xb), task, x.device)).argmax(-1) == yb).sum())
@@ -634,7 +634,7 @@ def _accuracy(learner: _Learner, x: Tensor, y: Tensor, task: int) -> float:
 
 @torch.no_grad()
 def _inferred(
-    learner: _Learner, tests: list[tuple[Tensor, Tensor]], class_table: Tensor
+    learner: Learner, tests: list[tuple[Tensor, Tensor]], class_table: Tensor
 ) -> tuple[float, float]:
     """Class accuracy and task-inference accuracy over every test set, the task id inferred.
 
@@ -673,15 +673,6 @@ def _sync(device: torch.device) -> None:
 # --------------------------------------------------------------------------- entry point
 
 
-def _check(method: str, sequence: Any, config: ContinualConfig) -> None:
-    if method not in METHODS:
-        raise ValueError(f"method={method!r} is unknown; choose from {', '.join(METHODS)}")
-    if not isinstance(config, ContinualConfig):
-        raise TypeError(f"config must be a ContinualConfig, not {type(config).__name__}")
-    if len(sequence.tasks) < 1:
-        raise ValueError("the sequence has no tasks")
-
-
 def run(
     method: str,
     sequence: Any,
@@ -697,25 +688,55 @@ def run(
     far is evaluated with its task id; after the last one, also with the task id inferred. All
     checks happen before any training. Deterministic from ``config.seed`` on the CPU.
     """
-    _check(method, sequence, config)
-    device = torch.device(device)
+    if method not in METHODS:
+        raise ValueError(f"method={method!r} is unknown; choose from {', '.join(METHODS)}")
+    if not isinstance(config, ContinualConfig):  # before building the learner from it
+        raise TypeError(f"config must be a ContinualConfig, not {type(config).__name__}")
     init_gen = torch.Generator().manual_seed(config.seed)
+    learner = make_learner(method, sequence, config, init_gen)
+    return run_learner(
+        method, learner, sequence, config, device=device, progress=progress, joint=method == "joint"
+    )
+
+
+def run_learner(
+    name: str,
+    learner: Learner,
+    sequence: Any,
+    config: ContinualConfig,
+    *,
+    device: torch.device | str = "cpu",
+    progress: bool | None = None,
+    joint: bool = False,
+) -> ContinualResult:
+    """Train any ``learner`` with the :class:`Learner` interface on ``sequence`` and measure it like
+    :func:`run` does (``config.epochs``, ``config.batch``; the data order from ``config.seed + 1``).
+
+    The one runner behind :func:`run` and :func:`neuromod_lib.families.run`, so that every method
+    and modulation family is trained, timed and evaluated the same way. ``learner`` is moved to
+    ``device`` and trained in place; ``joint=True`` trains on the union of the tasks at once.
+    """
+    if not isinstance(config, ContinualConfig):
+        raise TypeError(f"config must be a ContinualConfig, not {type(config).__name__}")
+    if len(sequence.tasks) < 1:
+        raise ValueError("the sequence has no tasks")
+    device = torch.device(device)
     data_gen = torch.Generator().manual_seed(config.seed + 1)
-    learner = _make_learner(method, sequence, config, init_gen).to(device)
+    learner.to(device)
     tests = [(t.x_test.to(device), t.y_test.to(device)) for t in sequence.tasks]
     n = len(sequence.tasks)
     accuracy = torch.full((n, n), math.nan, dtype=torch.float64)
-    if method == "joint":
+    if joint:
         seconds = _run_joint(learner, sequence, config, data_gen, device, tests, accuracy)
     else:
         seconds = []
-        for t in progress_bar(range(n), desc=method, progress=progress):
+        for t in progress_bar(range(n), desc=name, progress=progress):
             seconds.append(_learn_task(learner, sequence.tasks[t], t, config, data_gen, device))
             for j in range(t + 1):
                 accuracy[t, j] = _accuracy(learner, *tests[j], j)
     inferred, task_inferred = _inferred(learner, tests, _class_table(sequence))
     return ContinualResult(
-        method=method,
+        method=name,
         benchmark=str(getattr(sequence, "benchmark", "")),
         task_names=[t.name for t in sequence.tasks],
         accuracy=accuracy,
@@ -728,7 +749,7 @@ def run(
 
 
 def _learn_task(
-    learner: _Learner, task: Any, t: int, config: ContinualConfig, gen: torch.Generator, device: torch.device
+    learner: Learner, task: Any, t: int, config: ContinualConfig, gen: torch.Generator, device: torch.device
 ) -> float:
     """Train ``learner`` on task number ``t``; return the seconds it took."""
     start = time.perf_counter()
@@ -741,7 +762,7 @@ def _learn_task(
 
 
 def _run_joint(
-    learner: _Learner,
+    learner: Learner,
     sequence: Any,
     config: ContinualConfig,
     gen: torch.Generator,

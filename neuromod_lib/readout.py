@@ -70,7 +70,52 @@ class TaskHeads(nn.Module):
         return f"n_tasks={self.n_tasks}, in_features={self.in_features}, n_outputs={self.n_outputs}"
 
 
-class ModulatorGuidedReadout(nn.Module):
+class ModulatorStatistics(nn.Module):
+    """Per-context running covariances ``cov(h_k, m)`` of units with the modulator, and the unit
+    weights they give: the part of the modulator-guided readout that is statistics, not parameters.
+
+    Kept apart from the heads so that a network with one shared readout (notebook 07) can keep
+    the statistics of each context. Buffers (saved in the state_dict): ``covariance`` (T, D) and
+    ``n_batches`` (T,). ``window``: the running average's longest time constant, in batches.
+    """
+
+    def __init__(self, n_tasks: int, in_features: int, window: int = 100) -> None:
+        super().__init__()
+        self.n_tasks = _check_positive_int("n_tasks", n_tasks)
+        self.in_features = _check_positive_int("in_features", in_features)
+        self.window = _check_positive_int("window", window)
+        self.register_buffer("covariance", torch.zeros(self.n_tasks, self.in_features))
+        self.register_buffer("n_batches", torch.zeros(self.n_tasks, dtype=torch.long))
+
+    @property
+    def weights(self) -> torch.Tensor:
+        """Per-task unit weights ``(T, D)``: ``relu(covariance)`` normalised to mean 1 (all ones if all 0)."""
+        positive = self.covariance.detach().clamp(min=0)
+        mean = positive.mean(dim=1, keepdim=True)
+        return torch.where(
+            mean > 0, positive / mean.clamp(min=torch.finfo(mean.dtype).tiny), torch.ones_like(positive)
+        )
+
+    @torch.no_grad()
+    def update(self, h: torch.Tensor, task_ids: torch.Tensor, m: torch.Tensor) -> None:
+        """Fold this batch's per-task covariances ``cov(h_k, m)`` (unbiased) into the running averages."""
+        h, m = h.detach().to(self.covariance.dtype), m.detach().to(h.device, self.covariance.dtype)
+        n = torch.bincount(task_ids, minlength=self.n_tasks).to(h.dtype)
+        sum_h = torch.zeros_like(self.covariance).index_add_(0, task_ids, h)
+        sum_m = torch.zeros_like(n).index_add_(0, task_ids, m)
+        sum_hm = torch.zeros_like(self.covariance).index_add_(0, task_ids, h * m[:, None])
+        seen = n >= 2
+        batch_cov = (sum_hm - sum_h * (sum_m / n.clamp(min=1))[:, None]) / (n - 1).clamp(min=1)[:, None]
+        rate = (1 / (self.n_batches + 1).to(h.dtype)).clamp(min=1 / self.window)
+        rate = torch.where(seen, rate, torch.zeros_like(rate))
+        self.covariance += rate[:, None] * (batch_cov - self.covariance)
+        self.n_batches += seen.long()
+
+    def extra_repr(self) -> str:
+        return f"window={self.window}"
+
+
+class ModulatorGuidedReadout(ModulatorStatistics):
     """Task heads applied to ``h * a[task]``, with ``a`` the per-task modulator-covariance weights.
 
     ``forward(h (B, D), task_ids (B,), m (B,) | None)``: in training mode with ``m`` given, first
@@ -92,49 +137,21 @@ class ModulatorGuidedReadout(nn.Module):
         n_outputs: int = 2,
         window: int = 100,
     ) -> None:
-        super().__init__()
         if isinstance(heads, TaskHeads):
             if in_features not in (None, heads.in_features):
                 raise ValueError(f"in_features={in_features!r} differs from the heads' {heads.in_features}")
-            self.heads = heads
         elif in_features is None:
             raise ValueError("in_features is required when heads is a number of tasks")
         else:
-            self.heads = TaskHeads(heads, in_features, n_outputs)
-        self.n_tasks, self.in_features = self.heads.n_tasks, self.heads.in_features
-        self.window = _check_positive_int("window", window)
-        self.register_buffer("covariance", torch.zeros(self.n_tasks, self.in_features))
-        self.register_buffer("n_batches", torch.zeros(self.n_tasks, dtype=torch.long))
-
-    @property
-    def weights(self) -> torch.Tensor:
-        """Per-task unit weights ``(T, D)``: ``relu(covariance)`` normalised to mean 1 (all ones if all 0)."""
-        positive = self.covariance.detach().clamp(min=0)
-        mean = positive.mean(dim=1, keepdim=True)
-        return torch.where(
-            mean > 0, positive / mean.clamp(min=torch.finfo(mean.dtype).tiny), torch.ones_like(positive)
-        )
+            heads = TaskHeads(heads, in_features, n_outputs)
+        super().__init__(heads.n_tasks, heads.in_features, window)
+        self.heads = heads
 
     @property
     def extra_parameters(self) -> int:
         """Learnable parameters beyond the heads' (0: the weights are statistics)."""
         heads = {id(p) for p in self.heads.parameters()}
         return sum(p.numel() for p in self.parameters() if id(p) not in heads)
-
-    @torch.no_grad()
-    def update(self, h: torch.Tensor, task_ids: torch.Tensor, m: torch.Tensor) -> None:
-        """Fold this batch's per-task covariances ``cov(h_k, m)`` (unbiased) into the running averages."""
-        h, m = h.detach().to(self.covariance.dtype), m.detach().to(h.device, self.covariance.dtype)
-        n = torch.bincount(task_ids, minlength=self.n_tasks).to(h.dtype)
-        sum_h = torch.zeros_like(self.covariance).index_add_(0, task_ids, h)
-        sum_m = torch.zeros_like(n).index_add_(0, task_ids, m)
-        sum_hm = torch.zeros_like(self.covariance).index_add_(0, task_ids, h * m[:, None])
-        seen = n >= 2
-        batch_cov = (sum_hm - sum_h * (sum_m / n.clamp(min=1))[:, None]) / (n - 1).clamp(min=1)[:, None]
-        rate = (1 / (self.n_batches + 1).to(h.dtype)).clamp(min=1 / self.window)
-        rate = torch.where(seen, rate, torch.zeros_like(rate))
-        self.covariance += rate[:, None] * (batch_cov - self.covariance)
-        self.n_batches += seen.long()
 
     def forward(self, h: torch.Tensor, task_ids: torch.Tensor, m: torch.Tensor | None = None) -> torch.Tensor:
         """Features ``(B, D)``, task ids ``(B,)``, modulator ``(B,)`` or None → outputs ``(B, K)``."""
@@ -145,6 +162,3 @@ class ModulatorGuidedReadout(nn.Module):
                 raise ValueError(f"m has shape {list(m.shape)}; expected ({h.shape[0]},)")
             self.update(h, task_ids, m)
         return self.heads._decode(h * self.weights[task_ids].to(h.dtype), task_ids)
-
-    def extra_repr(self) -> str:
-        return f"window={self.window}"

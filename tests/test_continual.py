@@ -106,7 +106,7 @@ def test_joint_is_an_upper_bound(interfering):
 
 def test_supermask_keeps_its_sparsity_and_old_masks(split3, monkeypatch):
     snapshots, learners = [], []
-    make, end = continual._make_learner, continual._Supermask.end_task
+    make, end = continual.make_learner, continual._Supermask.end_task
 
     def keep_learner(*args):
         learners.append(make(*args))
@@ -116,7 +116,7 @@ def test_supermask_keeps_its_sparsity_and_old_masks(split3, monkeypatch):
         end(self, task, x, y)
         snapshots.append([m.clone() for m in self.masks[task]])
 
-    monkeypatch.setattr(continual, "_make_learner", keep_learner)
+    monkeypatch.setattr(continual, "make_learner", keep_learner)
     monkeypatch.setattr(continual._Supermask, "end_task", end_and_copy)
     config = ContinualConfig(epochs=1, expansion=2.0, mask_sparsity=0.3)
     result = run("supermask", split3, config, progress=False)

@@ -243,6 +243,21 @@ class RandomWeightNet(nn.Module):
         contexts, strengths = self._task_values()
         return strengths[ids, None] * ((h * contexts[ids]) @ self.readout.t())
 
+    def context_logits(self, x: torch.Tensor, context: torch.Tensor) -> torch.Tensor:
+        """Logits ``(B, C)`` under context vectors ``(B, T)``: each sample's modulation is the mix
+        ``sum_t context[:, t] * s_t c_t`` of the tasks' scaled contexts.
+
+        A one-hot row gives :meth:`forward`'s logits for that task (up to rounding); a mixture or a
+        noisy vector is the ambiguous or noisy context of notebook 07's robustness tests.
+        """
+        h = self.features(x)
+        if not isinstance(context, torch.Tensor) or context.shape != (h.shape[0], self.n_tasks):
+            got = list(context.shape) if isinstance(context, torch.Tensor) else type(context).__name__
+            raise ValueError(f"context must be ({h.shape[0]}, {self.n_tasks}), a weight per task; got {got}")
+        contexts, strengths = self._task_values()
+        mixed = context.to(h) @ (strengths[:, None] * contexts)
+        return (h * mixed) @ self.readout.t()
+
     def all_task_logits(self, x: torch.Tensor) -> torch.Tensor:
         """Every task's logits at once, ``(T, B, C)`` (e.g. for :func:`infer_task`).
 
