@@ -505,3 +505,83 @@ def random_weight_idea(
     axes[2].legend(fontsize=7)
     fig.tight_layout()
     return fig
+
+
+#: one colour per modulation family (notebook 07), the finetune reference in grey
+FAMILY_COLOURS = {
+    "deterministic_gain": "#4c72b0",
+    "stochastic_gain": "#8172b3",
+    "excitability": "#dd8452",
+    "synaptic": "#55a868",
+    "random_weights": "#c44e52",
+    "finetune": "0.55",
+}
+_FAMILY_MEASURES = (
+    ("accuracy", "accuracy (%)"),
+    ("bytes_per_task", "bytes stored per task"),
+    ("ambiguity", "accuracy kept, ambiguous context"),
+    ("noise", "accuracy kept, noisy context"),
+)
+
+
+def family_comparison(
+    rows: list, *, task_sets: list[str] | None = None, families: list[str] | None = None
+) -> Figure:
+    """Bars per family: one column per task set, one row per measure of :class:`~neuromod_lib.families.Row`.
+
+    Storage is on a log axis; robustness is the fraction of the clean accuracy kept. A measure
+    that does not apply (None, e.g. the finetune reference's robustness) leaves its bar out.
+    """
+    sets = task_sets or list(dict.fromkeys(r.task_set for r in rows))
+    names = families or list(dict.fromkeys(r.family for r in rows))
+    fig, axes = plt.subplots(
+        len(_FAMILY_MEASURES),
+        len(sets),
+        figsize=(3.2 * len(sets), 2.0 * len(_FAMILY_MEASURES)),
+        squeeze=False,
+    )
+    for col, task_set in enumerate(sets):
+        here = {r.family: r for r in rows if r.task_set == task_set and r.family in names}
+        for row, (measure, label) in enumerate(_FAMILY_MEASURES):
+            ax = axes[row, col]
+            shown = [f for f in names if f in here and getattr(here[f], measure) is not None]
+            values = [getattr(here[f], measure) for f in shown]
+            ax.bar(range(len(shown)), values, color=[FAMILY_COLOURS.get(f, "0.3") for f in shown])
+            ax.set_xticks(range(len(shown)), [f.replace("_", "\n") for f in shown], fontsize=6)
+            if measure == "bytes_per_task" and values:
+                ax.set_yscale("log")
+            elif measure != "accuracy":
+                ax.set_ylim(0, 1.1)
+                ax.axhline(1.0, **_BASELINE)
+            else:
+                ax.set_ylim(0, 100)
+            if col == 0:
+                ax.set_ylabel(label, fontsize=8)
+            if row == 0:
+                ax.set_title(task_set)
+    fig.tight_layout()
+    return fig
+
+
+def context_curves(rows: list, *, task_sets: list[str] | None = None) -> Figure:
+    """Accuracy under the ambiguous context ``(1 - λ) e_a + λ e_b`` (top) and the noisy one (bottom),
+    one column per task set, one line per family (from each row's ``curves``)."""
+    sets = task_sets or list(dict.fromkeys(r.task_set for r in rows if r.curves))
+    fig, axes = plt.subplots(2, len(sets), figsize=(3.3 * len(sets), 5.2), squeeze=False)
+    for col, task_set in enumerate(sets):
+        for r in rows:
+            if r.task_set != task_set or not r.curves:
+                continue
+            colour = FAMILY_COLOURS.get(r.family, "0.3")
+            axes[0, col].plot(r.curves["lambda"], [100 * v for v in r.curves["ambiguity"]], "o-", ms=3,
+                              color=colour, label=r.family)  # fmt: skip
+            axes[1, col].plot(r.curves["sigma"], [100 * v for v in r.curves["noise"]], "o-", ms=3,
+                              color=colour, label=r.family)  # fmt: skip
+        axes[0, col].axvline(0.5, **_BASELINE)
+        axes[0, col].set(title=task_set, xlabel="λ (weight of the wrong task)", ylim=(0, 102))
+        axes[1, col].set(xlabel="context noise σ", ylim=(0, 102))
+    axes[0, 0].set_ylabel("accuracy (%)")
+    axes[1, 0].set_ylabel("accuracy (%)")
+    axes[0, -1].legend(fontsize=6)
+    fig.tight_layout()
+    return fig

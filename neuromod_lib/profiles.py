@@ -267,9 +267,7 @@ def _rnn_params() -> dict:
         "activation": Param(str, {"quick": "relu", "paper": "softplus"}, "f", choices=("relu", "softplus")),
         "rec_noise": Param(float, 0.05, "recurrent noise sigma_rec (Yang et al.: 0.05)", low=0.0),
         "input_noise": Param(float, {"quick": 0.0, "paper": 0.01}, "input noise sigma_x", low=0.0),
-        "synaptic": Param(
-            str, "lowrank", "form of the synaptic pathway", choices=("lowrank", "elementwise")
-        ),
+        "synaptic": Param(str, "lowrank", "form of the synaptic pathway", choices=("lowrank", "elementwise")),
         "rank": Param(int, 1, "rank of the low-rank synaptic change per task", low=1, high=64),
         "matched": Param(bool, False, "give every modulated pathway the same 2NK context parameters"),
     }
@@ -433,3 +431,93 @@ def parse_overrides(notebook: str, pairs: list[str]) -> dict[str, Any]:
         texts[key.strip()] = text.strip()
     params = _check_known(notebook, texts)
     return {key: params[key].parse(key, text) for key, text in texts.items()}
+
+
+NOTEBOOK_PARAMS["07_modulation_families_compared"] = {
+    "task_sets": Param(
+        str,
+        "attributes,digits,cognitive",
+        "comma list of task sets: attributes, digits, cognitive",
+        pattern=_NAME_LIST,
+        allowed="a comma list of attributes, digits, cognitive",
+    ),
+    "families": Param(
+        str,
+        "deterministic_gain,stochastic_gain,excitability,synaptic,random_weights,finetune",
+        "comma list of modulation families (and the finetune reference)",
+        pattern=_NAME_LIST,
+        allowed="a comma list of deterministic_gain, stochastic_gain, excitability, synaptic, "
+        "random_weights, finetune",
+    ),
+    # images: notebook 01's attribute set-up (same cache key, so a run after 01 reuses its backbone)
+    "dataset": Param(
+        str, {"quick": "generated", "paper": "celeba"}, "image data set", choices=("generated", "celeba")
+    ),
+    "data_root": Param(str, "../data", "folder of the real data sets (paper profile)"),
+    "verify_data": Param(bool, True, "check the real data's published MD5 sums"),
+    "n_images": Param(int, {"smoke": 900, "quick": 6000, "paper": 0}, "images to use (0: all)", low=0),
+    "image_size": Param(int, {"quick": 32, "paper": 64}, "image side in pixels", low=8, high=512),
+    "backbone": _backbone_param("convnet", "resnet18"),
+    "weights": Param(str, "", "local ImageNet state_dict file for resnet18/50 ('': none)"),
+    "pretrain_epochs": Param(
+        int, {"smoke": 1, "quick": 6, "paper": 15}, "backbone pretraining epochs", low=1
+    ),
+    "n_attributes": Param(
+        int, {"smoke": 3, "quick": 8, "paper": 20}, "held-out attribute tasks", low=2, high=20
+    ),
+    "attribute_expansion": Param(float, 2.0, "shared width per image feature (H = expansion x D)", low=1.0),
+    # digits: a continual sequence of notebook 06
+    "benchmark": Param(
+        str,
+        {"quick": "rotated_digits", "paper": "rotated_mnist"},
+        "digit task sequence",
+        choices=(
+            "split_digits",
+            "permuted_digits",
+            "rotated_digits",
+            "split_mnist1d",
+            "permuted_mnist1d",
+            "split_mnist",
+            "permuted_mnist",
+            "rotated_mnist",
+        ),
+    ),  # fmt: skip
+    "n_digit_tasks": Param(
+        int, {"smoke": 3, "quick": 10, "paper": 10}, "tasks in the digit sequence", low=2, high=100
+    ),
+    "max_train": Param(
+        int, {"smoke": 200, "quick": 0, "paper": 0}, "training samples per task (0: all)", low=0
+    ),
+    "digit_expansion": Param(float, 10.0, "shared width per pixel (H = expansion x D)", low=1.0),
+    # how every feedforward family learns (one budget for all)
+    "epochs": Param(int, {"smoke": 1, "quick": 3, "paper": 5}, "epochs per task", low=1),
+    "batch": Param(int, 128, "batch size", low=1),
+    "lr": Param(float, 1e-2, "Adam learning rate of modulations (and per-task heads)", above=0.0),
+    "trunk_lr": Param(float, 1e-3, "Adam learning rate of the shared layer (first task only)", above=0.0),
+    "readout": Param(
+        str, "shared", "one readout for all tasks, or a head per task", choices=("shared", "per_task")
+    ),
+    "rank": Param(int, 0, "synaptic rank per task (0: matched to excitability's 2H values)", low=0),
+    "sigma_m": Param(float, 0.1, "std of the stochastic modulator m", low=0.0),
+    "k": Param(int, 7, "inputs summed by each random-weight hidden unit", low=1),
+    "rw_lr": Param(float, 1e-2, "RMSprop learning rate of the random-weight contexts", above=0.0),
+    "dense_lr": Param(float, 1e-3, "Adam learning rate of the finetune reference", above=0.0),
+    # cognitive tasks: notebook 05's networks (its profile's dynamics and budget)
+    "rnn_tasks": Param(
+        str,
+        "go,anti,dm1,dly_go",
+        "comma list of cognitive tasks",
+        pattern=_NAME_LIST,
+        allowed="a comma list of task names (see neuromod_lib.data.tasks.TASKS)",
+    ),
+    "rnn_neurons": Param(int, {"smoke": 16, "quick": 32, "paper": 256}, "RNN size N", low=1),
+    "rnn_replicates": Param(int, {"smoke": 1, "quick": 2, "paper": 5}, "RNNs per family", low=1, high=20),
+    "rnn_steps": Param(
+        int, {"smoke": 40, "quick": 1500, "paper": 20000}, "RNN training steps at most", low=1
+    ),
+    # robustness
+    "ambiguity_lambda": Param(
+        float, 0.4, "weight of the wrong task in the ambiguous context (1-l) e_a + l e_b", low=0.0, high=0.5
+    ),
+    "context_noise": Param(float, 0.5, "sigma of the noisy context e_a + sigma xi", above=0.0),
+}

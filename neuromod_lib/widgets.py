@@ -28,6 +28,7 @@ from . import plots
 
 __all__ = [
     "continual_widget",
+    "families_widget",
     "gain_widget",
     "lambda_widget",
     "packing_widget",
@@ -179,4 +180,23 @@ def continual_widget(
             value=n_tasks, min=1, max=max_tasks, description="tasks", continuous_update=False
         ),
         method=widgets.Dropdown(options=methods, value=methods[0], description="method"),
+    )
+
+
+def families_widget(rows: list, task_sets: list[str], families: list[str]) -> widgets.interactive:
+    """Choose a task set and the families to compare: their bars from :func:`plots.family_comparison`.
+
+    ``rows``: the notebook's :class:`~neuromod_lib.families.Row` list (already computed: the
+    panel only redraws). Selecting no family shows them all.
+    """
+
+    def draw(task_set: str, chosen: tuple[str, ...]) -> Figure:
+        return plots.family_comparison(rows, task_sets=[task_set], families=list(chosen) or families)
+
+    return _panel(
+        draw,
+        task_set=widgets.Dropdown(options=task_sets, value=task_sets[0], description="task set"),
+        chosen=widgets.SelectMultiple(
+            options=families, value=tuple(families), description="families", rows=6
+        ),
     )

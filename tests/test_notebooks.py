@@ -27,6 +27,7 @@ CLAIMS = {
     "04_rnn_task_packing": [],
     "05_rnn_ambiguity_and_dynamics": [],
     "06_random_weight_continual_learning": ["zero_forgetting_random_weights"],
+    "07_modulation_families_compared": ["families_forget_nothing"],
 }
 
 
@@ -113,6 +114,45 @@ def _consistent_06(m: dict) -> None:
         )
 
 
+def _table_07(m: dict) -> dict:
+    """``{(task_set, family): {measure: value}}`` from notebook 07's ``set__family__measure`` keys."""
+    table: dict = {}
+    for key, value in m.items():
+        if key.count("__") == 2:
+            task_set, family, measure = key.split("__")
+            table.setdefault((task_set, family), {})[measure] = value
+    return table
+
+
+def _consistent_07(m: dict) -> None:
+    from neuromod_lib.families import FAMILIES
+
+    table = _table_07(m)
+    assert table
+    sets = {s for s, _ in table}
+    modulated = {k: v for k, v in table.items() if k[1] in FAMILIES}
+    forgetting = [v["forgetting"] for v in modulated.values() if "forgetting" in v]
+    assert m["families_forget_nothing"] == (bool(forgetting) and all(f == 0.0 for f in forgetting))
+    finetune = [v["forgetting"] for k, v in table.items() if k[1] == "finetune"]
+    if finetune and min(finetune) != 0.0:  # rounded: 0.0 may hide a tiny forgetting
+        assert m["finetune_forgets"] == (min(finetune) > 0)
+    best = {}
+    for s in sets:
+        accuracy = {f: v["accuracy"] for (t, f), v in modulated.items() if t == s}
+        assert accuracy[m[f"most_accurate_{s}"]] == max(accuracy.values())
+        best[s] = m[f"most_accurate_{s}"]
+        top = max(accuracy.values())
+        for need in ("ambiguity", "noise"):
+            eligible = {f: modulated[(s, f)][need] for f in accuracy if accuracy[f] >= top - 10.0}
+            named = m[f"most_robust_{need}_{s}"].split(",")
+            assert all(eligible[f] == max(eligible.values()) for f in named)
+    assert m["one_family_most_accurate"] == (len(set(best.values())) == 1)
+    for v in table.values():
+        assert v["bytes_per_task"] >= 4 * v["params_per_task"] > 0
+        for need in ("ambiguity", "noise"):
+            assert v.get(need, 0.0) >= 0.0
+
+
 #: What each notebook's printed conclusions must agree with, whatever the numbers are.
 CONSISTENT = {
     "01_gain_modulation": _consistent_01,
@@ -121,6 +161,7 @@ CONSISTENT = {
     "04_rnn_task_packing": _consistent_04,
     "05_rnn_ambiguity_and_dynamics": _consistent_05,
     "06_random_weight_continual_learning": _consistent_06,
+    "07_modulation_families_compared": _consistent_07,
 }
 
 
@@ -415,3 +456,28 @@ def test_continual_paper_profile_runs_on_mnist_fixture_files(tmp_path):
         "06_random_weight_continual_learning", tmp_path, [*overrides, "methods=random_weights,finetune"]
     )
     assert record["parameters"]["benchmark"] == "permuted_mnist"
+
+
+def test_families_paper_profile_runs_on_fixture_files(tmp_path):
+    """Notebook 07's paper profile: CelebA (torchvision) features of a ResNet-18, rotated MNIST
+    from IDX files and the paper RNN dynamics, each cut to a few steps (fixture files the test writes)."""
+    import numpy as np
+    from test_data_sequences import write_idx_mnist
+    from test_data_vision import write_celeba
+
+    root = tmp_path / "data"
+    write_celeba(root)
+    rng = np.random.default_rng(0)
+    for test, n in ((False, 60), (True, 20)):
+        labels = (np.arange(n) % 10).astype(np.uint8)
+        write_idx_mnist(root, (rng.random((n, 28, 28)) * 255).astype(np.uint8), labels, test=test)
+    overrides = [
+        f"data_root={root}", "verify_data=false", "device=cpu", "n_images=0", "pretrain_epochs=1",
+        "n_attributes=2", "n_digit_tasks=2", "epochs=1", "digit_expansion=1.0", "rnn_neurons=8",
+        "rnn_replicates=1", "rnn_steps=10", "families=deterministic_gain,synaptic,random_weights,finetune",
+    ]  # fmt: skip
+    record = _run_paper("07_modulation_families_compared", tmp_path, overrides)
+    cells = _table_07(record["metrics"])
+    assert {s for s, _ in cells} == {"attributes", "digits", "cognitive"}
+    assert record["parameters"]["backbone"] == "resnet18"
+    assert ("cognitive", "random_weights") not in cells  # no RNN form: skipped, not faked

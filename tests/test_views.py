@@ -168,3 +168,44 @@ def test_random_weight_idea_draws_the_expansion_activity_and_contexts():
     fig = plots.random_weight_idea(expansion, h, contexts, shown=50)
     assert fig.axes[0].images[0].get_array().shape == (50, 16)
     np.testing.assert_allclose(fig.axes[2].lines[1].get_ydata(), (contexts[1, :50] * h[:50]).numpy())
+
+
+# --- notebook 07 -----------------------------------------------------------------------------
+
+
+def _family_rows():
+    from neuromod_lib.families import Row
+
+    curves = {
+        "lambda": [0.0, 0.5, 1.0],
+        "ambiguity": [0.9, 0.6, 0.2],
+        "sigma": [0.0, 0.5],
+        "noise": [0.9, 0.7],
+    }
+    return [
+        Row("digits", "synaptic", 80.0, 100, 400, 0.1, 0.0, 0.7, 0.8, curves),
+        Row("digits", "random_weights", 90.0, 50, 200, 0.1, 0.0, 0.9, 0.5, curves),
+        Row("digits", "finetune", 85.0, 9000, 36000, 0.1, 6.0),
+        Row("cognitive", "excitability", 95.0, 64, 256, 0.6, None, 0.9, 0.6, curves),
+    ]
+
+
+def test_family_comparison_draws_each_measure_and_skips_what_does_not_apply():
+    fig = plots.family_comparison(_family_rows())
+    axes = np.array(fig.axes).reshape(4, 2)
+    assert [ax.get_title() for ax in axes[0]] == ["digits", "cognitive"]
+    heights = [p.get_height() for p in axes[0, 0].patches]
+    assert heights == [80.0, 90.0, 85.0]  # accuracy of every family on digits
+    assert len(axes[2, 0].patches) == 2  # finetune has no ambiguity bar
+    assert axes[1, 0].get_yscale() == "log"
+
+
+def test_context_curves_and_families_widget_follow_the_choice(caplog):
+    fig = plots.context_curves(_family_rows())
+    assert len(fig.axes[0].lines) >= 2  # two families with curves on digits (+ the lambda = 0.5 line)
+    panel = widgets.families_widget(_family_rows(), ["digits", "cognitive"], ["synaptic", "random_weights"])
+    with caplog.at_level(logging.WARNING):
+        panel.children[1].value = ("random_weights",)
+    assert [p.get_height() for p in panel.result.axes[0].patches] == [90.0]
+    panel.children[0].value = "cognitive"
+    assert panel.result.axes[0].get_title() == "cognitive"

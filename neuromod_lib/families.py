@@ -1,0 +1,694 @@
+"""Every modulation family on the same tasks, behind one context interface: notebook 07.
+
+No single paper compares them; here each family learns the same task sets, and every number of
+the comparison table is measured the same way. A *family* is a way a context vector ``c``
+(``(B, T)``: one-hot for a known task, a mixture when the task is ambiguous, a noisy vector
+otherwise; see :func:`neuromod_lib.modulation.context_vectors`) changes a shared network:
+
+- ``deterministic_gain`` (Boeshertz et al.): ``h = relu(W x + b) * exp(c G)``;
+- ``stochastic_gain`` (stochastic comodulation): ``h = relu(W x + b) * exp(g m - sigma_m^2 g^2 / 2)``
+  with ``g = c G`` and a shared random modulator ``m ~ N(0, sigma_m^2)`` per sample in training
+  (0 in evaluation), read out by the modulator-guided readout;
+- ``excitability`` (Vedovati & Ching): ``h = relu(exp(c G) * (W x + b) + c B)``, a gain and a bias
+  on every unit's input;
+- ``synaptic`` (Vedovati & Ching): ``h = relu((W + sum_k c_k U_k V_k^T) x + b)``, a rank-r change of
+  the weights per task;
+- ``random_weights`` (Hong & Pavlic): fixed sparse random weights and readout, a learned context
+  and strength per task (:class:`~neuromod_lib.models.random_weights.RandomWeightNet`).
+
+``finetune`` (the dense network trained task after task, :mod:`neuromod_lib.continual`) is the
+reference that forgets.
+
+Task sets (``TASK_SETS``): ``attributes`` (binary attributes of the images of notebooks 01–02,
+as features of the frozen pretrained CNN), ``digits`` (a continual digit sequence of notebook 06)
+and ``cognitive`` (Yang et al.'s tasks of notebooks 04–05, for the families an RNN has:
+``RNN_PATHWAYS``). The feedforward task sets are learned task after task by the runner of
+notebook 06 (:func:`neuromod_lib.continual.run_learner`): accuracy matrix, forgetting,
+parameters and bytes per task and seconds per task come from it.
+
+Design choices (ours; the papers do not compare families):
+
+- the shared layer ``W, b`` (width ``H``: the random-weight network's, ``expansion * D``) is learned
+  on the first task together with that task's modulation and head, then frozen: the
+  pretrain-then-modulate protocol of notebooks 01–03 in continual form. Every later task learns
+  only its modulation and a linear head (Adam, ``lr``; the shared layer ``trunk_lr``);
+- per-task tensors live in ``(T, ...)`` tables; a one-hot context gives the other tasks' rows
+  exactly zero gradient and a fresh Adam moves a zero-gradient entry by exactly 0, so earlier
+  tasks cannot change (the tests check every column of the accuracy matrix is constant);
+- ``rank=None`` matches the synaptic family's per-task count ``r (H + D)`` to excitability's ``2H``;
+- robustness: accuracy of task ``a`` (its own head) under the context ``(1 - lam) e_a + lam e_b``
+  (``b`` the next task) and under ``e_a + sigma xi`` (``xi ~ N(0, I)`` per test sample), as a fraction
+  of the accuracy under ``e_a``. ``finetune`` has no context beyond the head's index: n/a.
+- cognitive tasks: the stacked RNNs of notebook 04 trained jointly on all tasks (not in sequence:
+  forgetting n/a); performance, mixtures and noise as in notebook 05; seconds per task is the
+  stack's time per network per task.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from . import continual, multitask
+from .continual import ContinualConfig, ContinualResult, Learner, make_learner, run_learner
+from .data.sequences import Task, TaskSequence
+from .models.rnn import ModulatedRNN
+from .readout import ModulatorStatistics, TaskHeads
+from .training import check_fields, is_int, is_number
+
+__all__ = [
+    "FAMILIES",
+    "REFERENCES",
+    "RNN_PATHWAYS",
+    "TASK_SETS",
+    "ContextMLP",
+    "FamilyConfig",
+    "Row",
+    "ambiguity_curve",
+    "cognitive_rows",
+    "feature_sequence",
+    "needs",
+    "noise_accuracy",
+    "run",
+]
+
+FAMILIES: tuple[str, ...] = (
+    "deterministic_gain",
+    "stochastic_gain",
+    "excitability",
+    "synaptic",
+    "random_weights",
+)
+REFERENCES: tuple[str, ...] = ("finetune",)  # learned task after task without any modulation
+TASK_SETS: tuple[str, ...] = ("attributes", "digits", "cognitive")
+#: the families an RNN has (notebooks 04-05), as ModulatedRNN pathways
+RNN_PATHWAYS: dict[str, str] = {"excitability": "excitability", "synaptic": "synaptic"}
+_MLP_FAMILIES = FAMILIES[:4]
+READOUTS: tuple[str, ...] = ("shared", "per_task")
+
+
+# --------------------------------------------------------------------------- configuration
+
+
+@dataclass(frozen=True)
+class FamilyConfig:
+    """How the feedforward families learn a task sequence; checked when made.
+
+    ``epochs``/``batch``: per task; ``lr``: Adam on modulation and heads; ``trunk_lr``: Adam on the
+    shared layer (first task only); ``rank``: synaptic rank (None: matched to excitability);
+    ``sigma_m``: the stochastic modulator's std; ``expansion``/``k``/``rw_lr``: the random-weight
+    network (also sets the shared width ``H``); ``dense_lr``: the finetune reference.
+    """
+
+    epochs: int = 3
+    batch: int = 128
+    lr: float = 1e-2
+    trunk_lr: float = 1e-3
+    readout: str = "shared"
+    rank: int | None = None
+    sigma_m: float = 0.1
+    expansion: float = 10.0
+    k: int = 7
+    rw_lr: float = 1e-2
+    dense_lr: float = 1e-3
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        positive = "a finite number > 0"
+        check_fields(
+            self,
+            [
+                ("epochs", is_int(self.epochs) and self.epochs >= 1, "an integer >= 1"),
+                ("batch", is_int(self.batch) and self.batch >= 1, "an integer >= 1"),
+                ("lr", is_number(self.lr) and self.lr > 0, positive),
+                ("trunk_lr", is_number(self.trunk_lr) and self.trunk_lr > 0, positive),
+                ("readout", self.readout in READOUTS, " or ".join(READOUTS)),
+                (
+                    "rank",
+                    self.rank is None or is_int(self.rank) and self.rank >= 1,
+                    "None or an integer >= 1",
+                ),
+                ("sigma_m", is_number(self.sigma_m) and self.sigma_m >= 0, "a finite number >= 0"),
+                ("expansion", is_number(self.expansion) and self.expansion >= 1, "a finite number >= 1"),
+                ("k", is_int(self.k) and self.k >= 1, "an integer >= 1"),
+                ("rw_lr", is_number(self.rw_lr) and self.rw_lr > 0, positive),
+                ("dense_lr", is_number(self.dense_lr) and self.dense_lr > 0, positive),
+                ("seed", is_int(self.seed) and self.seed >= 0, "an integer >= 0"),
+            ],
+        )
+
+    def continual(self) -> ContinualConfig:
+        """The runner's config: same epochs, batch, seed, random-weight network and dense lr."""
+        return ContinualConfig(
+            epochs=self.epochs,
+            batch=self.batch,
+            seed=self.seed,
+            rw_lr=self.rw_lr,
+            expansion=self.expansion,
+            k=self.k,
+            dense_lr=self.dense_lr,
+        )
+
+
+def check_families(
+    families: Sequence[str], allowed: Sequence[str] = FAMILIES + REFERENCES
+) -> tuple[str, ...]:
+    """``families`` as a non-empty tuple of known names; ``ValueError`` naming the allowed ones."""
+    names = tuple(families)
+    bad = [f for f in names if f not in allowed]
+    if bad or not names:
+        raise ValueError(f"families={list(names)!r}: unknown or empty; allowed: {', '.join(allowed)}")
+    return names
+
+
+# --------------------------------------------------------------------------- the model
+
+
+def matched_rank(hidden: int, n_inputs: int) -> int:
+    """The rank whose ``r (H + D)`` values per task come closest to excitability's ``2H`` (>= 1)."""
+    return max(1, round(2 * hidden / (hidden + n_inputs)))
+
+
+class ContextMLP(Learner):
+    """A shared layer ``D -> H`` modulated by one of the four MLP families, then a linear readout.
+
+    ``readout="shared"``: one readout for every task, learned with the shared layer on the first
+    task and frozen with it, so the context alone tells the network which task it does (as in the
+    RNNs and the random-weight network). ``"per_task"``: a head per task (notebooks 01–03's
+    protocol), which carries part of the task itself.
+
+    ``context_logits(x (B, D), context (B, T), tasks (B,))`` is the one interface: every training
+    and evaluation pass (one-hot, mixed or noisy contexts) goes through it.
+    """
+
+    def __init__(
+        self,
+        family: str,
+        n_inputs: int,
+        hidden: int,
+        n_classes: int,
+        n_tasks: int,
+        gen: torch.Generator,
+        *,
+        readout: str = "shared",
+        rank: int | None = None,
+        sigma_m: float = 0.1,
+        lr: float = 1e-2,
+        trunk_lr: float = 1e-3,
+    ) -> None:
+        super().__init__()
+        check_families([family], _MLP_FAMILIES)
+        if readout not in READOUTS:
+            raise ValueError(f"readout={readout!r} is unknown; allowed: {', '.join(READOUTS)}")
+        self.family, self.sigma_m, self.lrs = family, float(sigma_m), (lr, trunk_lr)
+        self.shared_readout = readout == "shared"
+        self.total, self.seen = n_tasks, 0
+        self.trunk = continual._linear(n_inputs, hidden, gen)
+        if family in ("deterministic_gain", "stochastic_gain", "excitability"):
+            self.log_gain = nn.Parameter(torch.zeros(n_tasks, hidden))
+        if family == "excitability":
+            self.bias = nn.Parameter(torch.zeros(n_tasks, hidden))
+        if family == "synaptic":
+            r = rank or matched_rank(hidden, n_inputs)
+            self.u = nn.Parameter(torch.zeros(n_tasks, hidden, r))  # starts at "no change", like LoRA
+            self.v = nn.Parameter(torch.randn(n_tasks, r, n_inputs, generator=gen) / math.sqrt(n_inputs))
+        if family == "stochastic_gain":  # the guided readout's per-task unit weights (statistics)
+            self.guide = ModulatorStatistics(n_tasks, hidden)
+        self.heads = TaskHeads(1 if self.shared_readout else n_tasks, hidden, n_classes)
+        bound = 1 / math.sqrt(hidden)
+        with torch.no_grad():  # nn.Linear's init, drawn from gen (not the global RNG)
+            self.heads.weight.uniform_(-bound, bound, generator=gen)
+            self.heads.bias.uniform_(-bound, bound, generator=gen)
+        self.noise = torch.Generator().manual_seed(int(torch.randint(2**31, (1,), generator=gen)))
+
+    # --- Learner interface (continual.run_learner) ------------------------------------------
+    @property
+    def n_tasks(self) -> int:
+        return self.seen
+
+    def begin_task(self, task: int) -> None:
+        if task >= self.total:
+            raise ValueError(f"task {task} is beyond the {self.total} tasks this network was made for")
+        self.seen = task + 1
+
+    def _task_tensors(self) -> list[Tensor]:
+        """The ``(T, ...)`` tables of per-task values (a task's values are row ``t`` of each)."""
+        tables = [getattr(self, n) for n in ("log_gain", "bias", "u", "v") if hasattr(self, n)]
+        return tables if self.shared_readout else tables + list(self.heads.parameters())
+
+    def _shared(self) -> list[Tensor]:
+        return list(self.trunk.parameters()) + (list(self.heads.parameters()) if self.shared_readout else [])
+
+    def parameters_for(self, task: int) -> list[Tensor]:
+        return (self._shared() if task == 0 else []) + self._task_tensors()
+
+    def optimizer(self, params: list[Tensor], config: ContinualConfig) -> torch.optim.Optimizer:
+        lr, trunk_lr = self.lrs
+        trunk = {id(p) for p in self.trunk.parameters()}
+        groups = [
+            {"params": [p for p in params if id(p) not in trunk], "lr": lr},
+            {"params": [p for p in params if id(p) in trunk], "lr": trunk_lr},
+        ]
+        return torch.optim.Adam([g for g in groups if g["params"]])
+
+    def end_task(self, task: int, x: Tensor, y: Tensor) -> None:
+        if task == 0:
+            for p in self._shared():
+                p.requires_grad_(False)
+
+    def logits(self, x: Tensor, task_ids: Tensor) -> Tensor:
+        return self.context_logits(x, F.one_hot(task_ids, self.total).to(x.dtype), task_ids)
+
+    def all_task_logits(self, x: Tensor) -> Tensor:
+        t, b = self.seen, x.shape[0]
+        ids = torch.arange(t, device=x.device).repeat_interleave(b)
+        return self.logits(x.repeat(t, 1), ids).view(t, b, -1)
+
+    @property
+    def learned_params_per_task(self) -> int:
+        return sum(p[0].numel() for p in self._task_tensors())
+
+    @property
+    def bytes_per_task(self) -> int:
+        """float32 values stored per task: the learned ones, plus the guided readout's unit weights."""
+        stored = self.learned_params_per_task + (self.guide.in_features if hasattr(self, "guide") else 0)
+        return 4 * stored
+
+    # --- the family -----------------------------------------------------------------------
+    def context_logits(self, x: Tensor, context: Tensor, tasks: Tensor) -> Tensor:
+        """Logits ``(B, C)``: inputs ``(B, D)``, context vectors ``(B, T)``, each sample's task ``(B,)``.
+
+        ``tasks`` picks the head (per-task readout) and the statistics a training batch updates;
+        everything else depends on the context alone.
+        """
+        z = self.trunk(x)
+        c = context.to(z)
+        if self.family == "synaptic":  # (W + sum_k c_k U_k V_k^T) x
+            vx = torch.einsum("krd,bd->bkr", self.v, x)
+            z = z + torch.einsum("khr,bkr->bh", self.u, c[:, :, None] * vx)
+        if self.family == "excitability":
+            z = z * (c @ self.log_gain).exp() + c @ self.bias
+        h = torch.relu(z)
+        if self.family == "deterministic_gain":
+            h = h * (c @ self.log_gain).exp()
+        if self.family == "stochastic_gain":
+            g = c @ self.log_gain
+            if self.training:
+                m = self.sigma_m * torch.randn(len(h), generator=self.noise).to(h.device)
+            else:
+                m = torch.zeros(len(h), device=h.device)  # the expected modulator (as in notebooks 01-02)
+            h = h * (g * m[:, None] - self.sigma_m**2 / 2 * g.square()).exp()
+            if self.training:
+                self.guide.update(h, tasks, m)
+            h = h * (c @ self.guide.weights)
+        heads = torch.zeros_like(tasks) if self.shared_readout else tasks
+        return self.heads(h, heads)
+
+
+def _context_logits(learner: Learner, x: Tensor, context: Tensor, heads: Tensor) -> Tensor:
+    """Logits under context vectors for either kind of modulated learner."""
+    if isinstance(learner, ContextMLP):
+        return learner.context_logits(x, context, heads)
+    return learner.net.context_logits(x, context)  # continual's random-weight learner
+
+
+# --------------------------------------------------------------------------- robustness
+
+
+def _test_set(sequence: TaskSequence, device: torch.device) -> tuple[Tensor, Tensor, Tensor]:
+    x = torch.cat([t.x_test for t in sequence.tasks]).to(device)
+    y = torch.cat([t.y_test for t in sequence.tasks]).to(device)
+    task = torch.cat([torch.full((len(t.y_test),), i) for i, t in enumerate(sequence.tasks)]).to(device)
+    return x, y, task
+
+
+def _per_task_accuracy(correct: Tensor, task: Tensor, n_tasks: int) -> float:
+    """Mean over tasks of each task's accuracy (tasks weigh the same whatever their test size)."""
+    hits = torch.zeros(n_tasks, device=correct.device, dtype=torch.float64).index_add_(
+        0, task, correct.double()
+    )
+    return float((hits / torch.bincount(task, minlength=n_tasks).clamp(min=1)).mean())
+
+
+@torch.no_grad()
+def ambiguity_curve(
+    learner: Learner, sequence: TaskSequence, lambdas: Sequence[float], device: Any = "cpu"
+) -> Tensor:
+    """Accuracy ``(L,)`` (mean over tasks) when task ``a`` is shown with ``(1 - lam) e_a + lam e_b``.
+
+    ``b = a + 1`` (cyclically); each sample is decoded by its own task's head.
+    """
+    x, y, a = _test_set(sequence, torch.device(device))
+    n = len(sequence.tasks)
+    eye = torch.eye(n, device=x.device)
+    learner.eval()
+    out = []
+    for lam in lambdas:
+        context = (1 - lam) * eye[a] + lam * eye[(a + 1) % n]
+        correct = _context_logits(learner, x, context, a).argmax(-1) == y
+        out.append(_per_task_accuracy(correct, a, n))
+    return torch.tensor(out, dtype=torch.float64)
+
+
+@torch.no_grad()
+def noise_accuracy(
+    learner: Learner, sequence: TaskSequence, sigmas: Sequence[float], device: Any = "cpu", seed: int = 0
+) -> Tensor:
+    """Accuracy ``(S,)`` (mean over tasks) under ``e_a + sigma xi``, one ``xi ~ N(0, I)`` per test sample.
+
+    The same ``xi`` for every sigma (common random numbers), drawn from ``seed``.
+    """
+    x, y, a = _test_set(sequence, torch.device(device))
+    n = len(sequence.tasks)
+    xi = torch.randn(len(y), n, generator=torch.Generator().manual_seed(seed)).to(x.device)
+    eye = torch.eye(n, device=x.device)
+    learner.eval()
+    return torch.tensor(
+        [
+            _per_task_accuracy(_context_logits(learner, x, eye[a] + s * xi, a).argmax(-1) == y, a, n)
+            for s in sigmas
+        ],
+        dtype=torch.float64,
+    )
+
+
+# --------------------------------------------------------------------------- one table row
+
+
+@dataclass
+class Row:
+    """One line of the comparison: a family on a task set. Accuracy in %, robustness as the
+    fraction of the clean accuracy kept; None where a measure does not apply."""
+
+    task_set: str
+    family: str
+    accuracy: float
+    params_per_task: int
+    bytes_per_task: int
+    seconds_per_task: float
+    forgetting: float | None = None
+    ambiguity: float | None = None
+    noise: float | None = None
+    curves: dict[str, list[float]] = field(default_factory=dict, repr=False)
+
+    def metrics(self) -> dict[str, Any]:
+        """The row's machine-independent numbers, rounded (seconds are timings, kept apart)."""
+        out: dict[str, Any] = {
+            "accuracy": round(self.accuracy, 2),
+            "params_per_task": self.params_per_task,
+            "bytes_per_task": self.bytes_per_task,
+        }
+        for name in ("forgetting", "ambiguity", "noise"):
+            value = getattr(self, name)
+            if value is not None:
+                out[name] = round(value, 2 if name == "forgetting" else 3)
+        return out
+
+
+def _retained(curve: Tensor, index: int) -> float:
+    clean = float(curve[0])
+    return float(curve[index]) / clean if clean > 0 else 0.0
+
+
+def run(
+    family: str,
+    sequence: TaskSequence,
+    config: FamilyConfig,
+    *,
+    lambdas: Sequence[float] = (0.0, 0.2, 0.4, 0.6, 0.8, 1.0),
+    sigmas: Sequence[float] = (0.0, 0.5),
+    ambiguity_at: float = 0.4,
+    task_set: str | None = None,
+    device: Any = "cpu",
+    progress: bool | None = None,
+) -> tuple[Row, ContinualResult]:
+    """Learn ``sequence`` task after task with ``family`` (or the finetune reference); measure it.
+
+    ``task_set`` names the row's task set (default: the sequence's benchmark). Returns the table
+    row (robustness at ``ambiguity_at`` and at the last of ``sigmas``) and the runner's full result
+    (accuracy matrix). All checks happen before any training.
+    """
+    check_families([family])
+    if not isinstance(config, FamilyConfig):
+        raise TypeError(f"config must be a FamilyConfig, not {type(config).__name__}")
+    lambdas, sigmas = [float(v) for v in lambdas], [float(v) for v in sigmas]
+    if not lambdas or lambdas[0] != 0 or ambiguity_at not in lambdas:
+        raise ValueError(f"lambdas={lambdas} must start at 0 and contain ambiguity_at={ambiguity_at}")
+    if not sigmas or sigmas[0] != 0 or min(sigmas) < 0:
+        raise ValueError(f"sigmas={sigmas} must start at 0 and be >= 0")
+    ccfg = config.continual()
+    gen = torch.Generator().manual_seed(config.seed)
+    if family in _MLP_FAMILIES:
+        hidden = continual._random_weight_config(sequence, ccfg).n_hidden
+        sizes = (sequence.n_inputs, hidden, sequence.n_classes, len(sequence.tasks))
+        options = {k: getattr(config, k) for k in ("readout", "rank", "sigma_m", "lr", "trunk_lr")}
+        learner: Learner = ContextMLP(family, *sizes, gen, **options)
+    else:
+        learner = make_learner(family, sequence, ccfg, gen)
+    result = run_learner(family, learner, sequence, ccfg, device=device, progress=progress)
+    row = Row(
+        task_set or sequence.benchmark,
+        family,
+        100 * result.average_accuracy,
+        result.learned_params_per_task,
+        result.bytes_per_task,
+        sum(result.seconds_per_task) / len(result.seconds_per_task),
+        forgetting=100 * result.forgetting,
+    )
+    if family in FAMILIES:
+        amb = ambiguity_curve(learner, sequence, lambdas, device)
+        noisy = noise_accuracy(learner, sequence, sigmas, device, seed=config.seed)
+        row.ambiguity, row.noise = _retained(amb, lambdas.index(ambiguity_at)), _retained(noisy, -1)
+        row.curves = {"lambda": lambdas, "ambiguity": amb.tolist(), "sigma": sigmas, "noise": noisy.tolist()}
+    return row, result
+
+
+# --------------------------------------------------------------------------- task sets
+
+
+@torch.no_grad()
+def feature_sequence(setup: Any, device: Any = "cpu", chunk: int = 512) -> TaskSequence:
+    """The held-out attribute tasks of a :func:`neuromod_lib.setups.attribute_setup` as a task sequence.
+
+    Inputs: the frozen backbone's pooled features of every image, standardised with the training
+    images' mean and std; each task: its binary labels on the training / test images (images
+    without a label for the task, -1, are left out).
+    """
+    from .adaptation import to_input  # local: the CNN stack is only needed for this task set
+
+    split, backbone = setup.tasks, setup.backbone.eval()
+    device = torch.device(device)
+    feats = torch.cat(
+        [backbone.features(to_input(b, device)).cpu() for b in split.images.split(chunk)]
+    ).float()
+    train = feats[split.train]
+    mean, std = train.mean(0), train.std(0, unbiased=False).clamp(min=1e-6)  # defined for one image too
+    feats = (feats - mean) / std
+    tasks = []
+    for t, name in enumerate(split.names):
+
+        def part(idx: Tensor, t: int = t) -> tuple[Tensor, Tensor]:
+            keep = idx[split.labels[idx, t] >= 0]
+            return feats[keep], split.labels[keep, t]
+
+        (xtr, ytr), (xte, yte) = part(split.train), part(split.test)
+        tasks.append(Task(name, xtr, ytr, xte, yte))
+    return TaskSequence("attributes", tasks, feats.shape[1], split.n_classes, None)
+
+
+def cognitive_rows(
+    families: Sequence[str],
+    tasks: Sequence[str],
+    setup: multitask.Setup,
+    *,
+    n_neurons: int,
+    replicates: int,
+    lambdas: Sequence[float] = (0.0, 0.2, 0.4, 0.6, 0.8, 1.0),
+    sigmas: Sequence[float] = (0.0, 0.5),
+    ambiguity_at: float = 0.4,
+    device: Any = "cpu",
+    progress: bool | None = None,
+) -> list[Row]:
+    """Train ``replicates`` RNNs per family (those in :data:`RNN_PATHWAYS`) on ``tasks`` as one stack; rows.
+
+    Performance (the fraction of correct trials, in %) after training; robustness as for the
+    feedforward sets, with the trials of notebook 05 (:func:`neuromod_lib.multitask.mixture_performance`,
+    :func:`~neuromod_lib.multitask.noise_performance`). Families without an RNN form are skipped.
+    """
+    names = [f for f in check_families(families) if f in RNN_PATHWAYS]
+    if not names:
+        return []
+    lambdas, sigmas = [float(v) for v in lambdas], [float(v) for v in sigmas]
+    pathways = [RNN_PATHWAYS[f] for f in names for _ in range(replicates)]
+    k = len(tasks)
+    gen = torch.Generator().manual_seed(setup.train_config.seed)
+    model = ModulatedRNN(setup.network(n_neurons, k), pathways, gen).to(device)
+    trained = multitask.train_networks(model, [tuple(tasks)] * len(pathways), setup.task_config,
+                                       setup.train_config, progress=progress)  # fmt: skip
+    model.eval()
+    seed = setup.train_config.seed
+    mixed = torch.stack(
+        [
+            multitask.mixture_performance(
+                model, tasks, a, (a + 1) % k, lambdas, setup.task_config, seed=seed
+            )[0]
+            for a in range(k)
+        ]
+    ).mean(0)  # (S, L)
+    noisy = multitask.noise_performance(
+        model, tasks, sigmas, setup.task_config, seed=seed
+    )  # (S, len(sigmas))
+    per_task = [n // k for n in model.context_parameters()]
+    rows = []
+    for i, family in enumerate(names):
+        net = slice(i * replicates, (i + 1) * replicates)
+        amb, noise = mixed[net].mean(0), noisy[net].mean(0)
+        rows.append(
+            Row(
+                "cognitive",
+                family,
+                100 * float(trained.perf[net].nanmean()),
+                per_task[i * replicates],
+                4 * per_task[i * replicates],
+                trained.seconds / len(pathways) / k,
+                ambiguity=_retained(amb, lambdas.index(ambiguity_at)),
+                noise=_retained(noise, -1),
+                curves={
+                    "lambda": lambdas,
+                    "ambiguity": amb.tolist(),
+                    "sigma": sigmas,
+                    "noise": noise.tolist(),
+                },
+            )
+        )
+    return rows
+
+
+# --------------------------------------------------------------------------- what it teaches
+
+#: need -> (Row field, True if larger is better)
+NEEDS: dict[str, tuple[str, bool]] = {
+    "accuracy": ("accuracy", True),
+    "smallest storage per task": ("bytes_per_task", False),
+    "robust to an ambiguous context": ("ambiguity", True),
+    "robust to a noisy context": ("noise", True),
+    "fastest training": ("seconds_per_task", False),
+}
+
+
+def needs(
+    rows: Sequence[Row], include_time: bool = False, margin: float = 10.0
+) -> dict[str, dict[str, list[str]]]:
+    """For each need, per task set, the families that do best (ties share the place).
+
+    Only the modulation families compete (the finetune reference is not a family); a measure
+    that is None does not compete. Robustness and speed only matter for a family that works, so
+    for every need but accuracy only families within ``margin`` accuracy points of that task
+    set's most accurate family compete (a family at chance "keeps" its accuracy trivially).
+    ``include_time``: also rank by seconds (machine-dependent).
+    """
+    out: dict[str, dict[str, list[str]]] = {}
+    for need, (name, larger) in NEEDS.items():
+        if name == "seconds_per_task" and not include_time:
+            continue
+        per_set: dict[str, list[str]] = {}
+        for task_set in dict.fromkeys(r.task_set for r in rows):
+            here = [r for r in rows if r.task_set == task_set and r.family in FAMILIES]
+            if name != "accuracy" and here:
+                top = max(r.accuracy for r in here)
+                here = [r for r in here if r.accuracy >= top - margin]
+            scored = [(getattr(r, name), r.family) for r in here if getattr(r, name) is not None]
+            if scored:
+                best = max(v for v, _ in scored) if larger else min(v for v, _ in scored)
+                per_set[task_set] = [f for v, f in scored if v == best]
+        out[need] = per_set
+    return out
+
+
+# --------------------------------------------------------------------------- notebook 07
+
+
+@dataclass(frozen=True)
+class Plan:
+    """Everything notebook 07 runs, built and checked from its parameters before any training."""
+
+    task_sets: tuple[str, ...]
+    families: tuple[str, ...]
+    configs: dict[str, FamilyConfig]  # feedforward task set -> its config
+    rnn_tasks: tuple[str, ...]
+    rnn_setup: multitask.Setup
+    rnn_neurons: int
+    rnn_replicates: int
+    lambdas: tuple[float, ...]
+    sigmas: tuple[float, ...]
+    ambiguity_at: float
+
+
+def plan(cfg: Any) -> Plan:
+    """The :class:`Plan` of a resolved notebook-07 config (:func:`neuromod_lib.profiles.resolve`)."""
+    from .data.tasks import TASKS
+    from .profiles import resolve
+
+    task_sets = check_families(multitask.parse_list(cfg.task_sets, "task_sets"), TASK_SETS)
+    families = check_families(multitask.parse_list(cfg.families, "families"))
+    rnn_tasks = multitask.parse_list(cfg.rnn_tasks, "rnn_tasks")
+    unknown = [t for t in rnn_tasks if t not in TASKS]
+    if unknown or len(set(rnn_tasks)) < 2:
+        raise ValueError(f"rnn_tasks={cfg.rnn_tasks!r}: name two or more of {', '.join(TASKS)}")
+    rnn_cfg = resolve(
+        "05_rnn_ambiguity_and_dynamics", cfg.profile, seed=cfg.seed, pathways=",".join(RNN_PATHWAYS),
+        steps=cfg.rnn_steps, eval_every=math.gcd(cfg.rnn_steps, 100), replicates=cfg.rnn_replicates,
+        n_neurons=cfg.rnn_neurons, tasks=cfg.rnn_tasks,
+    )  # fmt: skip
+    common = {k: cfg[k] for k in ("epochs", "batch", "lr", "trunk_lr", "readout", "sigma_m", "k", "rw_lr")}
+    common.update(dense_lr=cfg.dense_lr, rank=cfg.rank or None, seed=cfg.seed)
+    configs = {
+        "attributes": FamilyConfig(expansion=cfg.attribute_expansion, **common),
+        "digits": FamilyConfig(expansion=cfg.digit_expansion, **common),
+    }
+    lam = cfg.ambiguity_lambda
+    return Plan(
+        task_sets,
+        families,
+        configs,
+        rnn_tasks,
+        multitask.notebook_setup(rnn_cfg),
+        cfg.rnn_neurons,
+        cfg.rnn_replicates,
+        tuple(sorted({0.0, 0.2, lam, 0.5, 0.6, 0.8, 1.0})),
+        (0.0, cfg.context_noise),
+        lam,
+    )
+
+
+def run_sequence(
+    name: str,
+    sequence: TaskSequence,
+    families: Sequence[str],
+    config: FamilyConfig,
+    p: Plan,
+    device: Any = "cpu",
+) -> tuple[list[Row], dict[str, ContinualResult]]:
+    """Every family (and reference) of ``families`` on one feedforward task sequence, rows named ``name``."""
+    rows, results = [], {}
+    for family in families:
+        row, results[family] = run(
+            family, sequence, config, lambdas=p.lambdas, sigmas=p.sigmas, ambiguity_at=p.ambiguity_at,
+            task_set=name, device=device,
+        )  # fmt: skip
+        rows.append(row)
+    return rows, results
+
+
+def run_cognitive(p: Plan, families: Sequence[str], device: Any = "cpu") -> list[Row]:
+    """The families that have an RNN form, on the plan's cognitive tasks."""
+    return cognitive_rows(
+        families, p.rnn_tasks, p.rnn_setup, n_neurons=p.rnn_neurons, replicates=p.rnn_replicates,
+        lambdas=p.lambdas, sigmas=p.sigmas, ambiguity_at=p.ambiguity_at, device=device,
+    )  # fmt: skip

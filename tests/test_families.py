@@ -1,0 +1,209 @@
+"""Every modulation family behind one context interface (notebook 07's comparison)."""
+
+import pytest
+import torch
+
+from neuromod_lib import families, multitask, profiles
+from neuromod_lib.continual import run_learner
+from neuromod_lib.data.sequences import TaskSequence, make_sequence
+from neuromod_lib.families import ContextMLP, FamilyConfig, Row
+from neuromod_lib.models.random_weights import RandomWeightConfig, RandomWeightNet
+
+pytestmark = pytest.mark.usefixtures("one_thread")
+
+MLP = families.FAMILIES[:4]
+
+
+@pytest.fixture(scope="module")
+def rotated3() -> TaskSequence:
+    return make_sequence("rotated_digits", 3, max_train=300)
+
+
+@pytest.fixture(scope="module")
+def runs(rotated3):
+    config = FamilyConfig(epochs=2, expansion=2.0)
+    return {f: families.run(f, rotated3, config, progress=False) for f in families.FAMILIES + ("finetune",)}
+
+
+def _net(family: str, readout: str = "shared", n_tasks: int = 3) -> ContextMLP:
+    return ContextMLP(family, 6, 10, 4, n_tasks, torch.Generator().manual_seed(0), readout=readout)
+
+
+# --- the one interface ---------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("family", MLP)
+def test_one_hot_context_is_the_task(family):
+    net = _net(family).eval()
+    with torch.no_grad():  # move every per-task table away from its neutral start
+        for p in net._task_tensors():
+            p.normal_(0, 0.5, generator=torch.Generator().manual_seed(1))
+    x, ids = torch.randn(5, 6), torch.tensor([0, 1, 2, 1, 0])
+    net.seen = 3
+    one_hot = torch.nn.functional.one_hot(ids, 3).float()
+    assert torch.allclose(net.logits(x, ids), net.context_logits(x, one_hot, ids))
+    other = net.context_logits(x, one_hot.roll(1, dims=1), ids)
+    assert not torch.allclose(other, net.logits(x, ids)), "the context must matter once learned"
+
+
+@pytest.mark.parametrize("family", ["deterministic_gain", "excitability", "synaptic"])
+def test_every_family_starts_at_no_modulation(family):
+    net = _net(family).eval()
+    x = torch.randn(4, 6)
+    contexts = [torch.eye(3)[[0, 1, 2, 0]], torch.full((4, 3), 0.3), torch.randn(4, 3)]
+    outs = [net.context_logits(x, c, torch.zeros(4, dtype=torch.long)) for c in contexts]
+    assert all(torch.allclose(outs[0], o) for o in outs[1:])
+
+
+def test_mixed_contexts_interpolate_the_random_weight_modulation():
+    net = RandomWeightNet(RandomWeightConfig(n_inputs=6, n_classes=4, expansion=2.0, k=2))
+    gen = torch.Generator().manual_seed(0)
+    for _ in range(2):
+        net.add_task(gen)
+    x = torch.randn(5, 6)
+    eye = torch.eye(2)
+    assert torch.allclose(net.context_logits(x, eye[[1] * 5]), net(x, 1), atol=1e-6)
+    half = net.context_logits(x, torch.full((5, 2), 0.5))
+    assert torch.allclose(half, (net(x, 0) + net(x, 1)) / 2, atol=1e-5)  # linear in the context
+    with pytest.raises(ValueError, match="context must be"):
+        net.context_logits(x, torch.ones(5, 3))
+
+
+def test_sizes_per_task_follow_each_family():
+    h, d, c = 10, 6, 4
+    assert families.matched_rank(h, d) == 1 and families.matched_rank(640, 64) == 2
+    expected = {"deterministic_gain": h, "stochastic_gain": h, "excitability": 2 * h, "synaptic": h + d}
+    for family, n in expected.items():
+        assert _net(family).learned_params_per_task == n
+        assert _net(family, "per_task").learned_params_per_task == n + c * h + c
+    assert _net("stochastic_gain").bytes_per_task == 4 * (h + h)  # + the guided readout's unit weights
+    assert _net("excitability").bytes_per_task == 4 * 2 * h
+
+
+# --- learning task after task --------------------------------------------------------------
+
+
+@pytest.mark.parametrize("family", families.FAMILIES)
+def test_modulation_families_forget_nothing(runs, family):
+    row, result = runs[family]
+    acc = result.accuracy
+    assert all(torch.equal(acc[j:, j], acc[j, j].expand(len(acc) - j)) for j in range(len(acc)))
+    assert row.forgetting == 0.0
+    assert row.accuracy == pytest.approx(100 * result.average_accuracy)
+
+
+def test_the_reference_forgets_and_stores_a_network_per_task(runs):
+    row, _ = runs["finetune"]
+    assert row.forgetting > 0
+    assert row.ambiguity is None and row.noise is None  # no context to corrupt
+    assert row.bytes_per_task > 10 * max(runs[f][0].bytes_per_task for f in families.FAMILIES)
+
+
+def test_shared_layer_and_readout_freeze_after_the_first_task(rotated3):
+    snapshots = []
+
+    class Recording(ContextMLP):
+        def end_task(self, task, x, y):
+            super().end_task(task, x, y)
+            snapshots.append({n: p.detach().clone() for n, p in self.named_parameters()})
+
+    net = Recording("excitability", 64, 32, 10, 3, torch.Generator().manual_seed(0))
+    run_learner("excitability", net, rotated3, FamilyConfig(epochs=1).continual(), progress=False)
+    first, last = snapshots[0], snapshots[-1]
+    for name in ("trunk.weight", "trunk.bias", "heads.weight", "heads.bias"):
+        assert torch.equal(first[name], last[name]), f"{name} changed after the first task"
+        assert not dict(net.named_parameters())[name].requires_grad
+    assert torch.equal(first["log_gain"][0], last["log_gain"][0])  # task 0's row: untouched later
+    assert torch.equal(first["log_gain"][1:], torch.zeros_like(first["log_gain"][1:]))
+    assert not torch.equal(last["log_gain"][1:], first["log_gain"][1:])  # later tasks learned theirs
+
+
+def test_robustness_curves_start_at_the_clean_accuracy(runs, rotated3):
+    for family in families.FAMILIES:
+        row, result = runs[family]
+        curves = row.curves
+        assert curves["lambda"][0] == 0.0 and curves["sigma"][0] == 0.0
+        clean = 100 * float(result.accuracy[-1].mean())
+        assert 100 * curves["ambiguity"][0] == pytest.approx(clean, abs=1e-6)
+        assert 100 * curves["noise"][0] == pytest.approx(clean, abs=1e-6)
+        kept = curves["ambiguity"][curves["lambda"].index(0.4)] / curves["ambiguity"][0]
+        assert row.ambiguity == pytest.approx(kept)
+
+
+def test_a_fully_swapped_context_hurts_a_modulated_network(runs, rotated3):
+    """At lambda = 1 task a is shown task b's context: with one shared readout the random-weight
+    network (whose context is all it learns) must lose accuracy."""
+    row, _ = runs["random_weights"]
+    assert row.curves["ambiguity"][-1] < row.curves["ambiguity"][0]
+
+
+# --- the conclusions -----------------------------------------------------------------------
+
+
+def _row(task_set, family, accuracy, bytes_, ambiguity=None):
+    return Row(task_set, family, accuracy, bytes_ // 4, bytes_, 1.0, 0.0, ambiguity, ambiguity)
+
+
+def test_needs_rank_only_families_that_work():
+    rows = [
+        _row("a", "synaptic", 90.0, 400, 0.8),
+        _row("a", "random_weights", 85.0, 200, 0.9),
+        _row("a", "stochastic_gain", 30.0, 100, 1.2),  # near chance: keeps its accuracy trivially
+        _row("a", "finetune", 95.0, 10, None),  # the reference never competes
+        _row("b", "synaptic", 70.0, 200, 0.5),
+        _row("b", "random_weights", 70.0, 200, 0.5),
+    ]
+    best = families.needs(rows)
+    assert best["accuracy"] == {"a": ["synaptic"], "b": ["synaptic", "random_weights"]}
+    assert best["robust to an ambiguous context"]["a"] == ["random_weights"]
+    assert best["smallest storage per task"]["a"] == ["random_weights"]
+    assert "fastest training" not in best and "fastest training" in families.needs(rows, include_time=True)
+
+
+# --- bad input -----------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("field", "value"), [("epochs", 0), ("lr", -1.0), ("readout", "both"), ("rank", 0), ("sigma_m", -0.1)]
+)
+def test_bad_config_names_the_field(field, value):
+    with pytest.raises(ValueError, match=f"FamilyConfig.{field}="):
+        FamilyConfig(**{field: value})
+
+
+def test_unknown_family_is_refused_before_any_training(rotated3):
+    with pytest.raises(ValueError, match="allowed: deterministic_gain"):
+        families.run("dopamine", rotated3, FamilyConfig())
+    with pytest.raises(ValueError, match="lambdas"):
+        families.run("synaptic", rotated3, FamilyConfig(), lambdas=(0.2, 0.4))
+
+
+@pytest.mark.parametrize(
+    ("override", "message"),
+    [
+        ({"task_sets": "attributes,sounds"}, "allowed: attributes, digits, cognitive"),
+        ({"families": "gain"}, "allowed: deterministic_gain"),
+        ({"rnn_tasks": "go,fly"}, "rnn_tasks="),
+        ({"rnn_tasks": "go"}, "two or more"),
+    ],
+)
+def test_plan_checks_every_list_first(override, message):
+    cfg = profiles.resolve("07_modulation_families_compared", "smoke", **override)
+    with pytest.raises(ValueError, match=message):
+        families.plan(cfg)
+
+
+def test_cognitive_rows_cover_only_families_with_an_rnn_form():
+    cfg = profiles.resolve("07_modulation_families_compared", "smoke", rnn_steps=10, rnn_neurons=8)
+    plan = families.plan(cfg)
+    assert isinstance(plan.rnn_setup, multitask.Setup)
+    torch.manual_seed(0)
+    rows = families.run_cognitive(plan, ["deterministic_gain", "excitability", "synaptic", "random_weights"])
+    assert [r.family for r in rows] == ["excitability", "synaptic"]
+    n, k = 8, 4
+    assert rows[0].params_per_task == 2 * n  # a gain and a bias per neuron
+    assert rows[1].params_per_task == 2 * n  # rank-1 U and V per task
+    for r in rows:
+        assert r.forgetting is None and 0.0 <= r.accuracy <= 100.0
+        assert len(r.curves["ambiguity"]) == len(plan.lambdas)
+    assert len(plan.rnn_tasks) == k
