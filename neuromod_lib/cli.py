@@ -60,6 +60,14 @@ def _parser() -> argparse.ArgumentParser:
         "report", help="write results/report.md: every record and the papers' claims"
     )
     report_parser.add_argument("--results-dir", type=Path, default=Path("results"))
+    report_parser.add_argument(
+        "--notebooks-dir",
+        type=Path,
+        action="append",
+        default=None,
+        help="folder of executed notebooks to take the figures from (repeatable; default: "
+        "<results-dir>/notebooks and the notebooks/ folder beside <results-dir>)",
+    )
     return parser
 
 
@@ -116,10 +124,12 @@ def _run(args: argparse.Namespace) -> int:
             rows.append([nb.name, "FAILED", "-", "-"])
             continue
         record = results.load(results_dir).get(nb.name, {})
-        rows.append([nb.name, "ok", f"{seconds:.0f}", results.format_metrics(record.get("metrics", {}))])
+        rows.append([nb.name, "ok", f"{seconds:.0f}", results.headline(record.get("metrics", {}))])
     summary = results.write_summary(results_dir)
     print("\n" + _table(rows, ["notebook", "status", "seconds", "headline numbers"]))
-    print(f"\nsummary: {summary}\nreport:  {report.write_report(results_dir)}")
+    written = notebooks.NOTEBOOK_DIR if args.in_place else args.output_dir.resolve()
+    figures_from = [written, *report.default_notebook_dirs(results_dir)]
+    print(f"\nsummary: {summary}\nreport:  {report.write_report(results_dir, figures_from)}")
     return 1 if failed else 0
 
 
@@ -138,7 +148,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.command == "run":
             return _run(args)
         if args.command == "report":
-            print(f"report: {report.write_report(args.results_dir)}")
+            print(f"report: {report.write_report(args.results_dir, args.notebooks_dir)}")
             return 0
         return _summary(args)
     except profiles.ParameterError as error:
