@@ -28,17 +28,23 @@ parameters and bytes per task and seconds per task come from it.
 
 Design choices (ours; the papers do not compare families):
 
-- the shared layer ``W, b`` (width ``H``: the random-weight network's, ``expansion * D``) is learned
-  on the first task together with that task's modulation and head, then frozen: the
-  pretrain-then-modulate protocol of notebooks 01–03 in continual form. Every later task learns
-  only its modulation and a linear head (Adam, ``lr``; the shared layer ``trunk_lr``);
+- the shared layer ``W, b`` (width ``H``: the random-weight network's, ``expansion * D``) and, by
+  default, one shared readout are learned on the first task together with that task's
+  modulation, then frozen: the pretrain-then-modulate protocol of notebooks 01–03 in continual
+  form. Every later task learns only its modulation (Adam, ``lr``; the shared layer
+  ``trunk_lr``), so the context alone names the task, as in the RNNs and the random-weight
+  network. ``readout="per_task"`` gives each task its own linear head instead (notebooks 01–03);
+- stochastic gains keep the guided readout's per-task unit weights (statistics, stored: they
+  count in the bytes per task, not in the learned values); they are mixed by the context too;
 - per-task tensors live in ``(T, ...)`` tables; a one-hot context gives the other tasks' rows
   exactly zero gradient and a fresh Adam moves a zero-gradient entry by exactly 0, so earlier
   tasks cannot change (the tests check every column of the accuracy matrix is constant);
 - ``rank=None`` matches the synaptic family's per-task count ``r (H + D)`` to excitability's ``2H``;
-- robustness: accuracy of task ``a`` (its own head) under the context ``(1 - lam) e_a + lam e_b``
-  (``b`` the next task) and under ``e_a + sigma xi`` (``xi ~ N(0, I)`` per test sample), as a fraction
-  of the accuracy under ``e_a``. ``finetune`` has no context beyond the head's index: n/a.
+- robustness: accuracy of task ``a`` (with a per-task readout, its own head) under the context
+  ``(1 - lam) e_a + lam e_b`` (``b`` the next task) and under ``e_a + sigma xi`` (``xi ~ N(0, I)`` per
+  test sample), as a fraction of the accuracy under ``e_a``. ``finetune`` has no context beyond the
+  head's index: n/a. :func:`needs` ranks robustness only among families within 10 accuracy
+  points of the best (a family near chance keeps its accuracy under any context);
 - cognitive tasks: the stacked RNNs of notebook 04 trained jointly on all tasks (not in sequence:
   forgetting n/a); performance, mixtures and noise as in notebook 05; seconds per task is the
   stack's time per network per task.

@@ -67,8 +67,13 @@ def test_parse_overrides_types_command_line_text(pair, expected):
 
 @pytest.mark.parametrize(
     ("pair", "named"),
-    [("n_neurons=abc", "n_neurons"), ("gain=lots", "gain"), ("nope=1", "nope"), ("gain", "gain"),
-     ("=3", "=3")],
+    [
+        ("n_neurons=abc", "n_neurons"),
+        ("gain=lots", "gain"),
+        ("nope=1", "nope"),
+        ("gain", "gain"),
+        ("=3", "=3"),
+    ],
 )
 def test_parse_overrides_rejects_bad_text(pair, named):
     with pytest.raises(ParameterError, match=named):
@@ -86,3 +91,13 @@ def test_config_attribute_errors_list_parameters():
     cfg = profiles.resolve("00_overview")
     with pytest.raises(AttributeError, match="n_neurons"):
         cfg.n_nuerons  # noqa: B018
+
+
+def test_sequence_choices_are_the_library_benchmarks():
+    from neuromod_lib.data.sequences import BENCHMARKS
+
+    for notebook, name in (
+        ("06_random_weight_continual_learning", "benchmark"),
+        ("07_modulation_families_compared", "benchmark"),
+    ):
+        assert profiles.spec(notebook)[name].choices == BENCHMARKS
