@@ -668,7 +668,7 @@ def plan(cfg: Any) -> Plan:
         cfg.rnn_neurons,
         cfg.rnn_replicates,
         tuple(sorted({0.0, 0.2, lam, 0.5, 0.6, 0.8, 1.0})),
-        (0.0, cfg.context_noise),
+        tuple(cfg.context_noise * f for f in (0.0, 0.25, 0.5, 0.75, 1.0)),  # robustness read at the last
         lam,
     )
 

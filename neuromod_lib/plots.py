@@ -582,6 +582,7 @@ def context_curves(rows: list, *, task_sets: list[str] | None = None) -> Figure:
         axes[1, col].set(xlabel="context noise σ", ylim=(0, 102))
     axes[0, 0].set_ylabel("accuracy (%)")
     axes[1, 0].set_ylabel("accuracy (%)")
-    axes[0, -1].legend(fontsize=6)
+    fullest = max(range(len(sets)), key=lambda c: len(axes[0, c].get_legend_handles_labels()[0]))
+    axes[0, fullest].legend(fontsize=6)  # the column with the most families names them all
     fig.tight_layout()
     return fig
