@@ -163,13 +163,14 @@ class FamilyConfig:
 
 
 def check_families(
-    families: Sequence[str], allowed: Sequence[str] = FAMILIES + REFERENCES
+    families: Sequence[str], allowed: Sequence[str] = FAMILIES + REFERENCES, name: str = "families"
 ) -> tuple[str, ...]:
-    """``families`` as a non-empty tuple of known names; ``ValueError`` naming the allowed ones."""
+    """``families`` as a non-empty tuple of known names; ``ValueError`` naming parameter ``name`` and
+    the allowed ones."""
     names = tuple(families)
     bad = [f for f in names if f not in allowed]
     if bad or not names:
-        raise ValueError(f"families={list(names)!r}: unknown or empty; allowed: {', '.join(allowed)}")
+        raise ValueError(f"{name}={list(names)!r}: unknown or empty; allowed: {', '.join(allowed)}")
     return names
 
 
@@ -641,7 +642,7 @@ def plan(cfg: Any) -> Plan:
     from .data.tasks import TASKS
     from .profiles import resolve
 
-    task_sets = check_families(multitask.parse_list(cfg.task_sets, "task_sets"), TASK_SETS)
+    task_sets = check_families(multitask.parse_list(cfg.task_sets, "task_sets"), TASK_SETS, "task_sets")
     families = check_families(multitask.parse_list(cfg.families, "families"))
     rnn_tasks = multitask.parse_list(cfg.rnn_tasks, "rnn_tasks")
     unknown = [t for t in rnn_tasks if t not in TASKS]

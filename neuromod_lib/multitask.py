@@ -30,7 +30,7 @@ import torch
 from .analysis import FixedPoints, find_fixed_points
 from .data.tasks import TASKS, TaskConfig, TrialBatch, generate, performance, task_index
 from .models.rnn import ModulatedRNN, RNNConfig, check_pathways, masked_mse
-from .training import FitConfig, fit
+from .training import FitConfig, check_fields, fit, is_int
 
 
 @dataclass(frozen=True)
@@ -52,16 +52,22 @@ class TrainConfig:
     seed: int = 0
 
     def __post_init__(self) -> None:
-        for name in ("steps", "batch", "eval_every", "eval_trials"):
-            value = getattr(self, name)
-            if not isinstance(value, int) or isinstance(value, bool) or value < 1:
-                raise ValueError(f"{name}={value!r} must be an integer >= 1")
+        def within(x: object, low: float, high: float) -> bool:
+            return isinstance(x, (int, float)) and not isinstance(x, bool) and low < x <= high
+
+        counts = [(n, is_int(getattr(self, n)) and getattr(self, n) >= 1, "an integer >= 1")
+                  for n in ("steps", "batch", "eval_every", "eval_trials")]  # fmt: skip
+        check_fields(self, counts)
         if self.steps % self.eval_every:
             raise ValueError(f"steps={self.steps} must be a multiple of eval_every={self.eval_every}")
-        for name, low, high in (("lr", 0, 1), ("grad_clip", 0, math.inf), ("criterion", 0, 1)):
-            value = getattr(self, name)
-            if not isinstance(value, (int, float)) or isinstance(value, bool) or not low < value <= high:
-                raise ValueError(f"{name}={value!r} must lie in ({low}, {high}]")
+        check_fields(
+            self,
+            [
+                ("lr", within(self.lr, 0, 1), "a number in (0, 1]"),
+                ("grad_clip", within(self.grad_clip, 0, math.inf), "a number > 0"),
+                ("criterion", within(self.criterion, 0, 1), "a number in (0, 1]"),
+            ],
+        )
 
 
 @dataclass

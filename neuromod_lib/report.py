@@ -359,11 +359,6 @@ def format_value(value: Any) -> str:
     return str(value).replace("|", "\\|").replace("\n", " ")
 
 
-def _pivot_key(key: str) -> tuple[str, str, str] | None:
-    parts = key.split("__")
-    return (parts[0], parts[1], parts[2]) if len(parts) == 3 and all(parts) else None
-
-
 def metrics_tables(metrics: Mapping[str, Any], row_names: tuple[str, str] = _DEFAULT_ROW_NAMES) -> list[str]:
     """Markdown lines: metrics named ``a__b__c`` as one table (a row per ``a, b``, a column per ``c``,
     ``—`` where a combination was not recorded), then every other metric as ``metric | value`` rows."""
@@ -371,7 +366,7 @@ def metrics_tables(metrics: Mapping[str, Any], row_names: tuple[str, str] = _DEF
     measures: dict[str, None] = {}
     plain: dict[str, Any] = {}
     for key, value in metrics.items():
-        parts = _pivot_key(key)
+        parts = results.table_cell(key)
         if parts is None:
             plain[key] = value
             continue

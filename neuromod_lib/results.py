@@ -85,11 +85,17 @@ def format_metrics(metrics: Mapping[str, Any]) -> str:
     return ", ".join(f"{k}={v}" for k, v in metrics.items())
 
 
+def table_cell(key: str) -> tuple[str, str, str] | None:
+    """``(row group, row, column)`` of a metric named ``group__row__column`` (e.g. notebook 07's
+    ``digits__synaptic__accuracy``): one cell of a table; None for any other name."""
+    parts = key.split("__")
+    return (parts[0], parts[1], parts[2]) if len(parts) == 3 and all(parts) else None
+
+
 def headline(metrics: Mapping[str, Any]) -> str:
-    """:func:`format_metrics` of the headline numbers only: keys of the form ``set__item__measure``
-    are one table's cells (notebook 07's comparison; ``report.md`` shows them as a table), so a
-    summary line counts them instead of listing them."""
-    detail = [k for k in metrics if k.count("__") == 2]
+    """:func:`format_metrics` of the headline numbers only: table cells (:func:`table_cell`;
+    ``report.md`` shows them as a table) are counted instead of listed."""
+    detail = [k for k in metrics if table_cell(k)]
     line = format_metrics({k: v for k, v in metrics.items() if k not in detail})
     if detail:
         line += f"{', ' if line else ''}(+ {len(detail)} table cells in report.md)"

@@ -85,5 +85,6 @@ def test_makefile_targets_set_up_before_running():
     makefile = (ROOT / "Makefile").read_text()
     for target in ("notebooks", "test"):
         assert re.search(rf"^{target}: \$\(STAMP\)( browser)?$", makefile, flags=re.M), target
-    assert re.search(r"^test: \$\(STAMP\) browser$", makefile, flags=re.M), "make test must set up the browser"
+    browser = re.search(r"^test: \$\(STAMP\) browser$", makefile, flags=re.M)
+    assert browser, "make test must set up the browser"
     assert "-c requirements/constraints.txt" in makefile
