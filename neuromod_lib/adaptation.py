@@ -35,6 +35,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from .checks import Check, check_fields, is_int, is_number
 from .models.cnn import IMAGENET_MEAN, IMAGENET_STD, count_parameters
 from .modulation import make_modulation
 from .readout import ModulatorGuidedReadout, TaskHeads
@@ -194,6 +195,21 @@ class PretrainConfig:
     lr: float = 2e-3
     patience: int | None = 2
 
+    def __post_init__(self) -> None:
+        check_fields(
+            self,
+            [
+                ("epochs", is_int(self.epochs) and self.epochs >= 1, "an integer >= 1"),
+                ("batch_size", is_int(self.batch_size) and self.batch_size >= 1, "an integer >= 1"),
+                ("lr", is_number(self.lr) and self.lr > 0, "a finite number > 0"),
+                ("patience", _none_or_count(self.patience), "None or an integer >= 1"),
+            ],
+        )
+
+
+def _none_or_count(value: object) -> bool:
+    return value is None or is_int(value) and value >= 1
+
 
 def pretrain(
     backbone: nn.Module,
@@ -274,15 +290,33 @@ class AdaptConfig:
     cache_bytes: float = 2.5e8  # largest cache of below-site activations (else computed per batch)
 
     def __post_init__(self) -> None:
-        for name in ("steps", "eval_every", "batch_per_task"):
-            if getattr(self, name) < 1:
-                raise ValueError(f"{name}={getattr(self, name)} must be >= 1")
-        if self.steps % self.eval_every:
-            raise ValueError(f"steps={self.steps} must be a multiple of eval_every={self.eval_every}")
-        if self.sigma_m < 0:
-            raise ValueError(f"sigma_m={self.sigma_m} is not allowed; allowed: sigma_m >= 0")
-        if not self.seeds:
-            raise ValueError("seeds must name at least one seed")
+        def count(name: str) -> Check:
+            value = getattr(self, name)
+            wording = f"{name}={value!r} " + ("must be >= 1" if is_int(value) else "is not an integer")
+            return (name, is_int(value) and value >= 1, "an integer >= 1", wording)
+
+        steps, every, seeds = self.steps, self.eval_every, self.seeds
+        divides = is_int(steps) and is_int(every) and every >= 1 and steps % every == 0
+        sites_ok = isinstance(self.sites, (tuple, list)) and all(isinstance(s, str) for s in self.sites)
+        seeds_ok = isinstance(seeds, (tuple, list)) and all(is_int(x) and x >= 0 for x in seeds)
+        empty = isinstance(seeds, (tuple, list)) and not seeds
+        multiple = f"steps={steps!r} must be a multiple of eval_every={every!r}"
+        positive = "a finite number > 0"
+        check_fields(
+            self,
+            [
+                ("sites", sites_ok, "a tuple of site names"),
+                *(count(n) for n in ("steps", "batch_per_task", "eval_every", "eval_batch")),
+                ("steps", divides, "a multiple of eval_every", multiple),
+                ("lr", is_number(self.lr) and self.lr > 0, positive),
+                ("lr_backbone", is_number(self.lr_backbone) and self.lr_backbone > 0, positive),
+                ("patience", _none_or_count(self.patience), "None or an integer >= 1"),
+                ("sigma_m", is_number(self.sigma_m) and self.sigma_m >= 0, "sigma_m >= 0, a finite number"),
+                ("seeds", not empty, "a tuple of integers >= 0", "seeds must name at least one seed"),
+                ("seeds", seeds_ok, "a tuple of integers >= 0"),
+                ("cache_bytes", is_number(self.cache_bytes) and self.cache_bytes >= 0, "a number >= 0"),
+            ],
+        )
 
 
 @dataclass

@@ -27,7 +27,9 @@ every method is compared on the same runner, data and evaluation.
 - ``joint``: the finetune network trained on the union of all tasks at once: the upper bound.
 
 Every learner has the same small interface (``begin_task``, ``parameters_for``, ``logits``,
-``all_task_logits``, ``penalty``, ``end_task``) and is trained by one loop, :func:`_train`.
+``all_task_logits``, ``penalty``, ``end_task``) and is trained by one loop, :func:`_train`. A task
+id the learner was never given is a ``ValueError`` naming it and the trained ones, checked in one
+place (:meth:`Learner.logits`) for every learner.
 
 Design choices (marked because the papers leave them open):
 
@@ -71,9 +73,9 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from .checks import check_fields, check_trained, is_int, is_number
 from .models.random_weights import RandomWeightConfig, RandomWeightNet, infer_task
 from .progress import progress_bar
-from .training import check_fields, is_int, is_number
 
 __all__ = ["METHODS", "ContinualConfig", "ContinualResult", "Learner", "make_learner", "run", "run_learner"]
 
@@ -247,11 +249,26 @@ class Learner(nn.Module):
         raise NotImplementedError
 
     def logits(self, x: Tensor, task_ids: Tensor) -> Tensor:
-        """``(B, C)`` logits of each sample of ``x`` ``(B, D)`` under its task ``task_ids`` ``(B,)``."""
-        raise NotImplementedError
+        """``(B, C)`` logits of each sample of ``x`` ``(B, D)`` under its task ``task_ids`` ``(B,)``.
+
+        ``ValueError`` (:func:`~neuromod_lib.checks.check_trained`) for an id the learner was never
+        given, before any work; subclasses implement :meth:`_logits`.
+        """
+        return self._logits(x, check_trained(task_ids, self.n_tasks))
 
     def all_task_logits(self, x: Tensor) -> Tensor:
-        """``(T, B, C)``: the logits of ``x`` ``(B, D)`` under every task seen so far."""
+        """``(T, B, C)``: the logits of ``x`` ``(B, D)`` under every task seen so far (at least one).
+
+        Subclasses implement :meth:`_all_task_logits`.
+        """
+        if not self.n_tasks:
+            raise ValueError(f"{type(self).__name__} has no task yet; trained tasks: none")
+        return self._all_task_logits(x)
+
+    def _logits(self, x: Tensor, task_ids: Tensor) -> Tensor:
+        raise NotImplementedError
+
+    def _all_task_logits(self, x: Tensor) -> Tensor:
         raise NotImplementedError
 
     def penalty(self) -> Tensor:
@@ -298,10 +315,10 @@ class _RandomWeights(Learner):
     def optimizer(self, params: list[Tensor], config: ContinualConfig) -> torch.optim.Optimizer:
         return torch.optim.RMSprop(params, lr=config.rw_lr)
 
-    def logits(self, x: Tensor, task_ids: Tensor) -> Tensor:
+    def _logits(self, x: Tensor, task_ids: Tensor) -> Tensor:
         return self.net(x, task_ids)
 
-    def all_task_logits(self, x: Tensor) -> Tensor:
+    def _all_task_logits(self, x: Tensor) -> Tensor:
         return self.net.all_task_logits(x)
 
     def end_task(self, task: int, x: Tensor, y: Tensor) -> None:
@@ -342,11 +359,11 @@ class _Dense(Learner):
         """Every head's weight ``(T, C, H)`` and bias ``(T, C)``."""
         return torch.stack([h.weight for h in self.heads]), torch.stack([h.bias for h in self.heads])
 
-    def all_task_logits(self, x: Tensor) -> Tensor:
+    def _all_task_logits(self, x: Tensor) -> Tensor:
         weight, bias = self._heads()
         return torch.einsum("bh,tch->tbc", torch.relu(self.trunk(x)), weight) + bias[:, None]
 
-    def logits(self, x: Tensor, task_ids: Tensor) -> Tensor:
+    def _logits(self, x: Tensor, task_ids: Tensor) -> Tensor:
         weight, bias = self._heads()
         return torch.einsum("bh,bch->bc", torch.relu(self.trunk(x)), weight[task_ids]) + bias[task_ids]
 
@@ -520,7 +537,7 @@ class _Supermask(Learner):
         m1, m2 = self.task_masks(task)
         return torch.relu(x @ (self.w1 * m1).T) @ (self.w2 * m2).T
 
-    def logits(self, x: Tensor, task_ids: Tensor) -> Tensor:
+    def _logits(self, x: Tensor, task_ids: Tensor) -> Tensor:
         tasks = task_ids.unique().tolist()
         if len(tasks) == 1:
             return self._forward(x, tasks[0])
@@ -530,7 +547,7 @@ class _Supermask(Learner):
             out[rows] = self._forward(x[rows], t)
         return out
 
-    def all_task_logits(self, x: Tensor) -> Tensor:
+    def _all_task_logits(self, x: Tensor) -> Tensor:
         return torch.stack([self._forward(x, t) for t in range(self.n_tasks)])
 
     def end_task(self, task: int, x: Tensor, y: Tensor) -> None:
@@ -600,13 +617,14 @@ def _train(
     Loss: cross-entropy of each sample under its task, plus ``learner.penalty()`` (its gradient
     is added after :meth:`Learner.after_backward` has seen the task loss's gradient).
     """
+    check_trained(task_ids, learner.n_tasks)  # once here, not per batch (each check waits for the GPU)
     optimizer = learner.optimizer(params, config)
     learner.train()
     for _ in range(config.epochs):
         order = torch.randperm(len(y), generator=gen).to(x.device)
         for start in range(0, len(y), config.batch):
             idx = order[start : start + config.batch]
-            loss = F.cross_entropy(learner.logits(x[idx], task_ids[idx]), y[idx])
+            loss = F.cross_entropy(learner._logits(x[idx], task_ids[idx]), y[idx])
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             learner.after_backward()

@@ -62,11 +62,11 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from . import continual, multitask
+from .checks import check_fields, check_finite, is_int, is_number
 from .continual import ContinualConfig, ContinualResult, Learner, make_learner, run_learner
 from .data.sequences import Task, TaskSequence
 from .models.rnn import ModulatedRNN
 from .readout import ModulatorStatistics, TaskHeads
-from .training import check_fields, is_int, is_number
 
 __all__ = [
     "FAMILIES",
@@ -269,13 +269,13 @@ class ContextMLP(Learner):
             for p in self._shared():
                 p.requires_grad_(False)
 
-    def logits(self, x: Tensor, task_ids: Tensor) -> Tensor:
-        return self.context_logits(x, F.one_hot(task_ids, self.total).to(x.dtype), task_ids)
+    def _logits(self, x: Tensor, task_ids: Tensor) -> Tensor:
+        return self._modulated(x, F.one_hot(task_ids, self.total).to(x.dtype), task_ids)
 
-    def all_task_logits(self, x: Tensor) -> Tensor:
+    def _all_task_logits(self, x: Tensor) -> Tensor:
         t, b = self.seen, x.shape[0]
         ids = torch.arange(t, device=x.device).repeat_interleave(b)
-        return self.logits(x.repeat(t, 1), ids).view(t, b, -1)
+        return self._logits(x.repeat(t, 1), ids).view(t, b, -1)
 
     @property
     def learned_params_per_task(self) -> int:
@@ -292,8 +292,13 @@ class ContextMLP(Learner):
         """Logits ``(B, C)``: inputs ``(B, D)``, context vectors ``(B, T)``, each sample's task ``(B,)``.
 
         ``tasks`` picks the head (per-task readout) and the statistics a training batch updates;
-        everything else depends on the context alone.
+        everything else depends on the context alone. ``ValueError`` naming ``context`` if it holds
+        NaN or infinite values.
         """
+        return self._modulated(x, check_finite("context", context), tasks)
+
+    def _modulated(self, x: Tensor, context: Tensor, tasks: Tensor) -> Tensor:
+        """:meth:`context_logits` without the check (the one-hot contexts of :meth:`_logits`)."""
         z = self.trunk(x)
         c = context.to(z)
         if self.family == "synaptic":  # (W + sum_k c_k U_k V_k^T) x

@@ -47,6 +47,8 @@ from typing import Any
 import torch
 from torch import nn
 
+from .checks import check_finite, is_int, is_number
+
 GAIN_MODES = ("deterministic", "stochastic", "off")
 KINDS = ("deterministic_gain", "stochastic_gain", "film", "se_gain", "none")
 
@@ -95,9 +97,7 @@ def context_vectors(context: Any, n_contexts: int) -> torch.Tensor:
             f"context vectors must have length n_contexts={n_contexts} in their last dimension; "
             f"got shape {list(context.shape)}"
         )
-    if not bool(torch.isfinite(context).all()):
-        raise ValueError("context contains NaN or infinite values; every entry must be finite")
-    return context
+    return check_finite("context", context)
 
 
 def _check_sites(sites: dict[str, int]) -> dict[str, int]:
@@ -126,7 +126,7 @@ class Modulation(nn.Module):
     def __init__(self, sites: dict[str, int], n_tasks: int) -> None:
         super().__init__()
         self.sites = _check_sites(sites)
-        if not isinstance(n_tasks, int) or isinstance(n_tasks, bool) or n_tasks < 1:
+        if not (is_int(n_tasks) and n_tasks >= 1):
             raise ValueError(f"n_tasks={n_tasks!r} must be an integer >= 1")
         self.n_tasks = n_tasks
         self.task_ids: torch.Tensor | None = None
@@ -235,8 +235,10 @@ class GainModulation(Modulation):
         super().__init__(sites, n_tasks)
         if mode not in GAIN_MODES:
             raise ValueError(f"mode={mode!r} is unknown; allowed: {', '.join(GAIN_MODES)}")
-        if not isinstance(sigma_m, (int, float)) or not math.isfinite(sigma_m) or sigma_m < 0:
-            raise ValueError(f"sigma_m={sigma_m!r} must be a finite number >= 0")
+        if not (is_number(sigma_m) and sigma_m >= 0):
+            raise ValueError(f"sigma_m={sigma_m!r} is not allowed; allowed: a finite number >= 0")
+        if not isinstance(eval_noise, bool):
+            raise ValueError(f"eval_noise={eval_noise!r} is not allowed; allowed: True or False")
         self.mode, self.sigma_m, self.generator, self.eval_noise = mode, float(sigma_m), generator, eval_noise
         self.coupling = nn.ParameterDict(
             {
@@ -320,7 +322,7 @@ class SEGain(Modulation):
 
     def __init__(self, sites: dict[str, int], n_tasks: int, reduction: int = 16) -> None:
         super().__init__(sites, n_tasks)
-        if not isinstance(reduction, int) or reduction < 1:
+        if not (is_int(reduction) and reduction >= 1):
             raise ValueError(f"reduction={reduction!r} must be an integer >= 1")
         self.reduction = reduction
         self.hidden = {n: min(c, max(4, c // reduction)) for n, c in self.sites.items()}
@@ -368,7 +370,7 @@ def trainable_parameters_per_task(module: nn.Module, n_tasks: int | None = None)
     Raises ``ValueError`` if the total is not a multiple of ``n_tasks`` (shared parameters).
     """
     n_tasks = getattr(module, "n_tasks", None) if n_tasks is None else n_tasks
-    if not isinstance(n_tasks, int) or n_tasks < 1:
+    if not (is_int(n_tasks) and n_tasks >= 1):
         raise ValueError(f"n_tasks={n_tasks!r}: pass an integer >= 1 (module has no n_tasks attribute)")
     total = sum(p.numel() for p in module.parameters() if p.requires_grad)
     if total % n_tasks:

@@ -28,9 +28,10 @@ from dataclasses import dataclass, field
 import torch
 
 from .analysis import FixedPoints, find_fixed_points
+from .checks import Check, check_fields, is_int, is_number
 from .data.tasks import TASKS, TaskConfig, TrialBatch, generate, performance, task_index
 from .models.rnn import ModulatedRNN, RNNConfig, check_pathways, masked_mse
-from .training import FitConfig, check_fields, fit, is_int
+from .training import FitConfig, fit
 
 
 @dataclass(frozen=True)
@@ -52,20 +53,22 @@ class TrainConfig:
     seed: int = 0
 
     def __post_init__(self) -> None:
-        def within(x: object, low: float, high: float) -> bool:
-            return isinstance(x, (int, float)) and not isinstance(x, bool) and low < x <= high
+        def count(name: str) -> Check:
+            value = getattr(self, name)
+            return (name, is_int(value) and value >= 1, "an integer >= 1")
 
-        counts = [(n, is_int(getattr(self, n)) and getattr(self, n) >= 1, "an integer >= 1")
-                  for n in ("steps", "batch", "eval_every", "eval_trials")]  # fmt: skip
-        check_fields(self, counts)
-        if self.steps % self.eval_every:
-            raise ValueError(f"steps={self.steps} must be a multiple of eval_every={self.eval_every}")
+        steps, every = self.steps, self.eval_every
+        divides = is_int(steps) and is_int(every) and every >= 1 and steps % every == 0
+        multiple = f"steps={steps!r} must be a multiple of eval_every={every!r}"
         check_fields(
             self,
             [
-                ("lr", within(self.lr, 0, 1), "a number in (0, 1]"),
-                ("grad_clip", within(self.grad_clip, 0, math.inf), "a number > 0"),
-                ("criterion", within(self.criterion, 0, 1), "a number in (0, 1]"),
+                *(count(n) for n in ("steps", "batch", "eval_every", "eval_trials")),
+                ("steps", divides, "a multiple of eval_every", multiple),
+                ("lr", is_number(self.lr) and 0 < self.lr <= 1, "a number in (0, 1]"),
+                ("grad_clip", is_number(self.grad_clip) and self.grad_clip > 0, "a finite number > 0"),
+                ("criterion", is_number(self.criterion) and 0 < self.criterion <= 1, "a number in (0, 1]"),
+                ("seed", is_int(self.seed) and self.seed >= 0, "an integer >= 0"),
             ],
         )
 

@@ -207,7 +207,9 @@ def hierarchy_setup(
     ``n_tasks`` are held out; each task tells apart the 5 fine classes of its superclass.
 
     ``cifar100``: CIFAR-100's train split (last tenth for validation, at most ``n_images``
-    images; 0: all) and its test split (at most a fifth of that).
+    images; 0: all) and its test split (at most a fifth of that). ``verify``: check the files'
+    MD5 sums before unpickling them; False unpickles them unchecked (only for files you trust;
+    see :func:`~neuromod_lib.data.vision.load_cifar100_hierarchy`).
     """
     _check_choice("dataset", dataset, HIERARCHY_DATASETS)
     net = _backbone(backbone, weights, image_size)

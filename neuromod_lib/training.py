@@ -31,6 +31,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from .checks import check_fields, is_int, is_number  # kept importable from here (older code)
 from .progress import progress_bar
 from .storage import load_checkpoint, save_checkpoint
 
@@ -39,26 +40,6 @@ CHECKPOINT_FORMAT = 1  # bump when the checkpoint layout changes
 
 class TrainingDiverged(FloatingPointError):
     """A training loss or the monitored validation metric became NaN or infinite."""
-
-
-def is_number(x: Any) -> bool:
-    return isinstance(x, (int, float)) and not isinstance(x, bool) and math.isfinite(x)
-
-
-def is_int(x: Any) -> bool:
-    return isinstance(x, int) and not isinstance(x, bool)
-
-
-def check_fields(config: Any, checks: Iterable[tuple[str, bool, str]]) -> None:
-    """Raise ``ValueError`` for the first ``(field, ok, allowed)`` of ``config`` that is not ok.
-
-    The message names the class, the field, its value and what is allowed; config dataclasses
-    call it from ``__post_init__``, so a bad value fails when the config is made.
-    """
-    for name, ok, allowed in checks:
-        if not ok:
-            value = getattr(config, name)
-            raise ValueError(f"{type(config).__name__}.{name}={value!r} is not allowed; allowed: {allowed}")
 
 
 @dataclass(frozen=True)

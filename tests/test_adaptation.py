@@ -443,6 +443,39 @@ def test_adapt_config_refuses_bad_values(kw, message):
         config(**kw)
 
 
+@pytest.mark.parametrize(
+    "kw, message",
+    [
+        (dict(sigma_m=math.nan), r"^AdaptConfig\.sigma_m=nan is not allowed; allowed: sigma_m >= 0"),
+        (dict(lr=-1), r"^AdaptConfig\.lr=-1 is not allowed; allowed: a finite number > 0$"),
+        (dict(lr_backbone=math.inf), r"^AdaptConfig\.lr_backbone=inf is not allowed; allowed: a finite"),
+        (dict(steps=True), r"^AdaptConfig\.steps=True is not an integer; allowed: an integer >= 1$"),
+        (dict(patience=0), r"^AdaptConfig\.patience=0 is not allowed; allowed: None or an integer >= 1$"),
+        (dict(seeds=(0, -1)), r"^AdaptConfig\.seeds=\(0, -1\) is not allowed; allowed: a tuple of integers"),
+        (dict(sites="block1"), r"^AdaptConfig\.sites='block1' is not allowed; allowed: a tuple of site"),
+    ],
+)
+def test_adapt_config_refuses_nan_negative_and_wrong_types(kw, message):
+    with pytest.raises(ValueError, match=message):
+        config(**kw)
+
+
+@pytest.mark.parametrize(
+    "kw, message",
+    [
+        (dict(lr=-1), r"^PretrainConfig\.lr=-1 is not allowed; allowed: a finite number > 0$"),
+        (dict(lr=math.nan), r"^PretrainConfig\.lr=nan is not allowed"),
+        (dict(epochs=0), r"^PretrainConfig\.epochs=0 is not allowed; allowed: an integer >= 1$"),
+        (dict(batch_size=True), r"^PretrainConfig\.batch_size=True is not allowed"),
+        (dict(patience=1.5), r"^PretrainConfig\.patience=1\.5 is not allowed; allowed: None or an integer"),
+    ],
+)
+def test_pretrain_config_refuses_bad_values(kw, message):
+    with pytest.raises(ValueError, match=message):
+        PretrainConfig(**kw)
+    assert PretrainConfig(patience=None).patience is None
+
+
 @pytest.fixture
 def no_training(monkeypatch):
     """Any attempt to train fails the test: errors must come before any work."""

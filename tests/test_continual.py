@@ -285,6 +285,24 @@ def test_same_seed_same_result(method):
     assert not torch.equal(a.accuracy.nan_to_num(), c.accuracy.nan_to_num())
 
 
+@pytest.mark.parametrize("method", METHODS)
+def test_every_learner_refuses_a_task_it_never_trained(method):
+    sequence = two_axes(n=40)
+    config = ContinualConfig(epochs=1, batch=20, hidden=4, expansion=1.0, k=2)
+    learner = continual.make_learner(method, sequence, config, torch.Generator().manual_seed(0))
+    x = sequence.tasks[0].x_test[:3]
+    with pytest.raises(ValueError, match=r"^\w+ has no task yet; trained tasks: none$"):
+        learner.all_task_logits(x)
+    with pytest.raises(ValueError, match=r"^task 0 was never trained; trained tasks: none$"):
+        learner.logits(x, torch.tensor([0, 0, 0]))
+    continual.run_learner(method, learner, sequence, config, progress=False, joint=method == "joint")
+    for bad in (2, -1):
+        with pytest.raises(ValueError, match=rf"^task {bad} was never trained; trained tasks: 0\.\.1$"):
+            learner.logits(x, torch.tensor([0, bad, 1]))
+    assert learner.logits(x, torch.tensor([1, 0, 1])).shape == (3, 2)
+    assert learner.all_task_logits(x).shape == (2, 3, 2)
+
+
 # --- the pieces of the baselines ---------------------------------------------------------------
 
 

@@ -187,6 +187,9 @@ def test_hierarchy_determinism_and_options():
         make_hierarchy(10, n_coarse=21)
     with pytest.raises(ValueError, match="n_fine_per_coarse="):
         make_hierarchy(10, n_fine_per_coarse=6)
+    for bad in ({"n_coarse": True}, {"n_fine_per_coarse": True}):  # booleans are not counts
+        with pytest.raises(ValueError, match=rf"^{next(iter(bad))}=True must be an integer"):
+            make_hierarchy(10, **bad)
 
 
 def test_changing_the_fine_class_changes_every_image():

@@ -141,7 +141,8 @@ def test_config_defaults_and_sizes():
      ({"dt": "100"}, "dt='100'"), ({"n_ring": 3}, "n_ring=3"), ({"n_ring": 4.5}, "n_ring=4.5"),
      ({"n_ring": True}, "n_ring=True"), ({"coherences": ()}, "coherences=()"),
      ({"coherences": (0.1, 0.0)}, "coherences=(0.1, 0.0)"), ({"coherences": (-0.1,)}, "coherences=(-0.1,)"),
-     ({"coherences": (0.8,)}, "coherences=(0.8,)")],
+     ({"coherences": (0.8,)}, "coherences=(0.8,)"), ({"dt": True}, "TaskConfig.dt=True"),
+     ({"dt": math.inf}, "TaskConfig.dt=inf"), ({"coherences": (math.nan,)}, "TaskConfig.coherences=(nan,)")],
 )  # fmt: skip
 def test_config_rejects(kwargs, fragment):
     with pytest.raises(ValueError, match="allowed") as info:

@@ -20,6 +20,7 @@ import pytest
 import torch
 import torchvision.datasets.celeba as tv_celeba
 import torchvision.datasets.cifar as tv_cifar
+import torchvision.datasets.utils as tv_utils
 from PIL import Image
 
 from neuromod_lib.data import load_celeba, load_cifar100_hierarchy
@@ -258,3 +259,53 @@ def test_cifar_downloads_only_when_asked(tmp_path, monkeypatch):
     assert calls == []
     data = load_cifar100_hierarchy(tmp_path / "new", "test", download=True)
     assert len(calls) == 1 and data.fine.tolist() == TEST_FINE
+
+
+# --------------------------------------------------------------------------- CIFAR-100 checksums
+
+
+class RunsCode:
+    """Unpickling this creates the folder ``marker``: the proof that a pickle's code ran."""
+
+    def __init__(self, marker: Path) -> None:
+        self.marker = marker
+
+    def __reduce__(self):
+        return (os.mkdir, (str(self.marker),))
+
+
+def published_md5(monkeypatch, root: Path) -> None:
+    """Make the fixture files' own MD5 sums the published ones, and check them for real."""
+    folder = root / "cifar-100-python"
+    sums = {name: tv_utils.calculate_md5(folder / name) for name in ("train", "test", "meta")}
+    monkeypatch.setattr(tv_cifar, "check_integrity", tv_utils.check_integrity)
+    monkeypatch.setattr(tv_cifar.CIFAR100, "train_list", [["train", sums["train"]]])
+    monkeypatch.setattr(tv_cifar.CIFAR100, "test_list", [["test", sums["test"]]])
+    monkeypatch.setattr(tv_cifar.CIFAR100, "meta", {**tv_cifar.CIFAR100.meta, "md5": sums["meta"]})
+
+
+def test_cifar_with_published_sums_loads_when_verified(cifar_root, no_download, monkeypatch):
+    published_md5(monkeypatch, cifar_root)
+    assert load_cifar100_hierarchy(cifar_root, "test", verify=True).fine.tolist() == TEST_FINE
+
+
+@pytest.mark.parametrize("name", ["train", "test", "meta"])
+def test_cifar_with_a_wrong_sum_is_refused_before_anything_is_unpickled(
+    cifar_root, no_download, monkeypatch, tmp_path, name
+):
+    published_md5(monkeypatch, cifar_root)
+    marker = tmp_path / "code_ran"
+    file = cifar_root / "cifar-100-python" / name
+    with open(file, "wb") as f:  # a file swapped for one that runs code when unpickled
+        pickle.dump(RunsCode(marker), f)
+    for split in ("train", "test"):
+        with pytest.raises(FileNotFoundError) as err:
+            load_cifar100_hierarchy(cifar_root, split, verify=True)
+        text = str(err.value)
+        assert f"{str(file)!r} not found or corrupted: its MD5 sum is {tv_utils.calculate_md5(file)}" in text
+        assert f"root={str(cifar_root)!r}" in text and "datasets.CIFAR100(" in text  # folder and command
+        assert not marker.exists(), "a pickle was loaded before its checksum was checked"
+    if name != "meta":  # verify=False unpickles unchecked, as documented: only for trusted files
+        with pytest.raises(TypeError):  # the stand-in unpickles to None, not a dict
+            load_cifar100_hierarchy(cifar_root, name, verify=False)
+        assert marker.exists()

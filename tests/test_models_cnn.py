@@ -127,6 +127,8 @@ def test_unknown_names_are_errors():
         ConvNet(widths=())
     with pytest.raises(ValueError, match="blocks_per_stage"):
         SmallResNet(blocks_per_stage=0)
+    with pytest.raises(ValueError, match=r"^in_channels=True must be an integer >= 1$"):
+        ConvNet(in_channels=True)
     with pytest.raises(ValueError, match=r"site='block9'.*available: \['block1'"):
         ConvNet().site_module("block9")
 

@@ -177,6 +177,33 @@ def test_unknown_task_ids_are_errors() -> None:
             call(7)
 
 
+@pytest.mark.parametrize("bad", [math.nan, math.inf, -math.inf])
+def test_non_finite_contexts_are_refused_naming_context(bad) -> None:
+    net = make(2)
+    context = torch.tensor([[1.0, 0.0], [0.5, 0.5], [bad, 1.0]])
+    with pytest.raises(ValueError) as info:
+        net.context_logits(randn(3, D), context)
+    expected = f"context contains NaN or infinite values ({bad} at index [2, 0]); allowed: finite values"
+    assert str(info.value) == expected
+    assert net.context_logits(randn(3, D), context.nan_to_num(0.0, 0.0, 0.0)).isfinite().all()
+
+
+@pytest.mark.parametrize(
+    ("kw", "allowed"),
+    [
+        ({"expansion": True}, "a finite number >= 1 (n_hidden = expansion * n_inputs)"),
+        ({"expansion": math.inf}, "a finite number >= 1 (n_hidden = expansion * n_inputs)"),
+        ({"n_classes": True}, "an integer >= 1"),
+        ({"k": True}, "an integer in [1, n_inputs=12] (ones per hidden unit)"),
+    ],
+)
+def test_config_refuses_booleans_and_infinity(kw: dict, allowed: str) -> None:
+    with pytest.raises(ValueError) as info:
+        RandomWeightConfig(**{"n_inputs": D, "n_classes": C, **kw})
+    [(name, value)] = kw.items()
+    assert str(info.value) == f"RandomWeightConfig.{name}={value!r} is not allowed; allowed: {allowed}"
+
+
 # --- continual learning ------------------------------------------------------------------------
 def teacher_problem(task: int, n: int = 256, d: int = 20) -> tuple[torch.Tensor, torch.Tensor]:
     """Inputs and labels ``argmax(x A_task)`` of a random linear teacher, one per task."""

@@ -436,6 +436,11 @@ def test_input_noise_std_is_input_noise_sqrt_2_over_a():
         ({"matched": True, "rank": 2}, "matched"),
         ({"rank": 0}, "rank"),
         ({"rec_noise": -0.1}, "rec_noise"),
+        ({"dt": math.nan}, r"RNNConfig\.dt=nan is not allowed"),
+        ({"tau": math.inf}, r"RNNConfig\.tau=inf is not allowed"),
+        ({"input_noise": True}, r"RNNConfig\.input_noise=True is not allowed"),
+        ({"n_contexts": True}, r"RNNConfig\.n_contexts=True is not allowed"),
+        ({"matched": 1}, r"RNNConfig\.matched=1 is not allowed; allowed: True or False"),
     ],
 )
 def test_bad_configs_are_rejected_naming_the_parameter(kw, name):

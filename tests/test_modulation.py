@@ -18,6 +18,7 @@ from neuromod_lib.modulation import (
     FiLM,
     GainModulation,
     SEGain,
+    context_vectors,
     make_modulation,
     trainable_parameters_per_task,
 )
@@ -264,6 +265,32 @@ def test_invalid_arguments_are_errors():
             mod.set_context(bad)
     with pytest.raises(ValueError, match="task_ids must be a"):
         mod.set_context(torch.tensor([0.0, 1.0]))
+
+
+@pytest.mark.parametrize(
+    "make, message",
+    [
+        (lambda: GainModulation({"a": 2}, 2, sigma_m=True), r"^sigma_m=True is not allowed; allowed"),
+        (lambda: GainModulation({"a": 2}, 2, sigma_m=math.nan), r"^sigma_m=nan is not allowed"),
+        (lambda: GainModulation({"a": 2}, 2, sigma_m=math.inf), r"^sigma_m=inf is not allowed"),
+        (lambda: GainModulation({"a": 2}, 2, eval_noise=1), r"^eval_noise=1 is not allowed; allowed"),
+        (lambda: GainModulation({"a": 2}, True), r"^n_tasks=True must be an integer >= 1$"),
+        (lambda: SEGain({"a": 2}, 2, reduction=True), r"^reduction=True must be an integer >= 1$"),
+        (lambda: trainable_parameters_per_task(FiLM({"a": 2}, 2), True), r"^n_tasks=True: pass an integer"),
+    ],
+)
+def test_booleans_nan_and_inf_are_not_numbers(make, message):
+    with pytest.raises(ValueError, match=message):
+        make()
+
+
+@pytest.mark.parametrize("bad", [math.nan, math.inf, -math.inf])
+def test_context_vectors_refuse_non_finite_values(bad):
+    context = torch.tensor([[1.0, 0.0], [0.5, bad]])
+    message = rf"^context contains NaN or infinite values \({bad} at index \[1, 1\]\); allowed: finite"
+    with pytest.raises(ValueError, match=message):
+        context_vectors(context, 2)
+    assert torch.equal(context_vectors(torch.tensor([1, 0]), 2), torch.tensor([[0.0, 1.0], [1.0, 0.0]]))
 
 
 def test_context_is_required_and_must_match_the_batch():

@@ -194,6 +194,11 @@ def test_train_networks_checks_everything_before_training(no_training, task_list
         ({"eval_trials": 2.5}, "eval_trials"),
         ({"grad_clip": 0}, "grad_clip"),
         ({"lr": True}, "lr"),
+        ({"lr": math.nan}, "lr"),
+        ({"grad_clip": math.inf}, "grad_clip"),
+        ({"criterion": math.nan}, "criterion"),
+        ({"seed": -1}, "seed"),
+        ({"eval_every": 0}, "eval_every"),
     ],
 )
 def test_bad_train_configs_are_rejected(kw, name):

@@ -8,6 +8,7 @@ the data generator. ``run`` is also imported by a subprocess in the kill-and-res
 from __future__ import annotations
 
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -421,6 +422,20 @@ def test_checkpoint_of_other_model_is_refused_and_kept(tmp_path):
     # resume=False starts over and overwrites
     result, _, _ = run(max_epochs=2, checkpoint=ckpt, hidden=16, resume=False)
     assert result.resumed_from is None and load_checkpoint(ckpt)["epoch"] == 2
+
+
+def test_resume_from_a_truncated_checkpoint_names_it_before_training(tmp_path):
+    ckpt = tmp_path / "run.pt"
+    run(max_epochs=1, checkpoint=ckpt)
+    ckpt.write_bytes(ckpt.read_bytes()[:-100])  # a crash or a full disk cut it short
+    before = ckpt.read_bytes()
+
+    def no_training(model, batch):
+        raise AssertionError("trained before the checkpoint was read")
+
+    with pytest.raises(ValueError, match=rf"^checkpoint={re.escape(repr(str(ckpt)))} cannot be read"):
+        run(max_epochs=2, checkpoint=ckpt, loss=no_training)
+    assert ckpt.read_bytes() == before
 
 
 def test_progress_enabled_follows_flags_and_environment(monkeypatch):

@@ -32,6 +32,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from ..checks import is_int
+
 __all__ = [
     "ATTRIBUTES",
     "ATTRIBUTE_NUISANCE",
@@ -717,9 +719,9 @@ def make_hierarchy(
     """
     _check_common(n, size, seed, chunk)
     max_coarse = len(_SHAPES) * len(_STYLES)
-    if not isinstance(n_coarse, int) or not 1 <= n_coarse <= max_coarse:
+    if not is_int(n_coarse) or not 1 <= n_coarse <= max_coarse:
         raise ValueError(f"n_coarse={n_coarse!r} must be an integer in 1..{max_coarse}")
-    if not isinstance(n_fine_per_coarse, int) or not 2 <= n_fine_per_coarse <= 5:
+    if not is_int(n_fine_per_coarse) or not 2 <= n_fine_per_coarse <= 5:
         raise ValueError(f"n_fine_per_coarse={n_fine_per_coarse!r} must be an integer in 2..5")
     n_fine = n_coarse * n_fine_per_coarse
     fine = (torch.arange(n) % n_fine)[torch.randperm(n, generator=_generator(seed, 1))]

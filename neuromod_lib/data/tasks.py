@@ -48,6 +48,8 @@ from dataclasses import dataclass, fields
 import torch
 from torch import Tensor
 
+from ..checks import check_fields, is_int, is_number
+
 __all__ = [
     "PACKING_ORDER",
     "TASKS",
@@ -102,22 +104,17 @@ class TaskConfig:
     coherences: tuple[float, ...] = (0.08, 0.16, 0.32)
 
     def __post_init__(self) -> None:
-        dt = self.dt
-        if isinstance(dt, bool) or not isinstance(dt, numbers.Real) or not 0 < dt <= 500:
-            raise ValueError(
-                f"TaskConfig dt={dt!r} is not allowed: dt is the step in ms, a number in (0, 500]"
-            )
-        n = self.n_ring
-        if isinstance(n, bool) or not isinstance(n, numbers.Integral) or n < 4:
-            raise ValueError(f"TaskConfig n_ring={n!r} is not allowed: n_ring must be an integer >= 4")
-        cohs = self.coherences
-        ok = isinstance(cohs, Sequence) and not isinstance(cohs, str) and len(cohs) > 0
-        ok = ok and all(isinstance(c, numbers.Real) and not isinstance(c, bool) and 0 < c < 0.8 for c in cohs)
-        if not ok:
-            raise ValueError(
-                f"TaskConfig coherences={cohs!r} is not allowed: coherences must be a non-empty "
-                "sequence of numbers in (0, 0.8)"
-            )
+        dt, n, cohs = self.dt, self.n_ring, self.coherences
+        cohs_ok = isinstance(cohs, Sequence) and not isinstance(cohs, str) and len(cohs) > 0
+        cohs_ok = cohs_ok and all(is_number(c) and 0 < c < 0.8 for c in cohs)
+        check_fields(
+            self,
+            [
+                ("dt", is_number(dt) and 0 < dt <= 500, "the step in ms, a number in (0, 500]"),
+                ("n_ring", is_int(n) and n >= 4, "an integer >= 4"),
+                ("coherences", cohs_ok, "a non-empty sequence of numbers in (0, 0.8)"),
+            ],
+        )
         object.__setattr__(self, "dt", float(dt))
         object.__setattr__(self, "n_ring", int(n))
         object.__setattr__(self, "coherences", tuple(float(c) for c in cohs))

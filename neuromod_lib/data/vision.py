@@ -24,6 +24,7 @@ from torch import Tensor
 from torchvision import datasets
 from torchvision.datasets import celeba as tv_celeba
 from torchvision.datasets import cifar as tv_cifar
+from torchvision.datasets.utils import calculate_md5
 
 from .attributes import AttributeSet, HierarchySet
 
@@ -71,23 +72,44 @@ def _check_limit(limit: int | None) -> None:
         raise ValueError(f"limit={limit!r} must be None or an integer >= 1")
 
 
-def _open(make, root: Path, hint: str, verify: bool = True, module=None):
+class _Corrupted(RuntimeError):
+    """A data file is missing or its MD5 sum is not the published one (found by :func:`_check_md5`)."""
+
+
+def _check_md5(folder: Path, files: list[tuple[str, str]]) -> None:
+    """Raise :class:`_Corrupted` naming the first of ``files`` (``(name, md5)`` in ``folder``) that
+    is missing or has another MD5 sum. Only reads bytes: nothing is unpickled or decoded.
+
+    Uses torchvision's ``check_integrity`` (the one torchvision itself uses), so a test that
+    stands in for it covers this check too.
+    """
+    for name, md5 in files:
+        file = folder / name
+        if not tv_cifar.check_integrity(str(file), md5):
+            found = f"its MD5 sum is {calculate_md5(file)}, not {md5}" if file.is_file() else "it is missing"
+            raise _Corrupted(f"{str(file)!r} not found or corrupted: {found}")
+
+
+def _open(make, root: Path, hint: str, verify: bool = True, module=None, check=None):
     """Build a torchvision data set; its 'not found or corrupted' error becomes a FileNotFoundError.
 
     ``verify=False`` replaces torchvision's MD5 check by an existence check (for trusted local
     copies whose files differ from the published archives, e.g. re-encoded or test fixtures).
+    ``check`` (called first when ``verify``) may raise :class:`_Corrupted` before ``make`` runs.
     """
     try:
         if verify:
+            if check is not None:
+                check()
             return make()
         with mock.patch.object(module, "check_integrity", lambda fpath, md5=None: os.path.isfile(fpath)):
             return make()
     except RuntimeError as err:
         if "not found or corrupted" not in str(err):
             raise
+        what = f": {err}" if isinstance(err, _Corrupted) else " (or a file is incomplete)"
         raise FileNotFoundError(
-            f"root={str(root)!r} does not hold the data set (or a file is incomplete); download it with:\n"
-            f"  {hint}"
+            f"root={str(root)!r} does not hold the data set{what}; download it with:\n  {hint}"
         ) from err
 
 
@@ -167,16 +189,27 @@ def load_cifar100_hierarchy(
     Images and fine labels come from ``torchvision.datasets.CIFAR100``; the superclass labels
     and all names from the same python pickles (``coarse_labels``; ``meta``). The fine-to-coarse
     map is taken from the whole split, so it is complete even with ``limit``.
+
+    The files are Python pickles, and unpickling a file can run any code it holds. With
+    ``verify=True`` (the default) the MD5 sums of ``train``, ``test`` and ``meta`` are checked
+    against the published ones *before anything is unpickled*; a missing file or another sum is a
+    ``FileNotFoundError`` naming the file, the folder and the download command. With
+    ``download=True`` torchvision checks the archive's MD5 sum before extracting it, and (0.29)
+    the files' before loading them. ``verify=False`` (a notebook's ``verify_data=False``) unpickles
+    the files unchecked: use it only with files you trust (your own re-encoded copy, test fixtures).
     """
     hint = cifar100_download_command(root)
     path = _check_args(root, split, CIFAR100_SPLITS, hint, download)
     _check_limit(limit)
+    cifar = tv_cifar.CIFAR100
+    files = [*cifar.train_list, *cifar.test_list, (cifar.meta["filename"], cifar.meta["md5"])]
     ds = _open(
         lambda: datasets.CIFAR100(str(path), train=split == "train", download=download),
         path,
         hint,
         verify,
         tv_cifar,
+        check=None if download else lambda: _check_md5(path / cifar.base_folder, files),
     )
     folder = Path(ds.root) / ds.base_folder
     coarse_all = torch.as_tensor(_unpickle(folder / split)["coarse_labels"], dtype=torch.long)

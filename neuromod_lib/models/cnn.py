@@ -28,6 +28,8 @@ import torch
 import torchvision
 from torch import nn
 
+from ..checks import is_int
+
 # Input normalisation that torchvision's ImageNet weights expect (per RGB channel).
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
@@ -163,7 +165,7 @@ class ConvNet(Backbone):
         super().__init__()
         self.pool_grid = _check_grid(pool_grid)
         widths = _check_widths(widths)
-        if not isinstance(in_channels, int) or in_channels < 1:
+        if not is_int(in_channels) or in_channels < 1:
             raise ValueError(f"in_channels={in_channels!r} must be an integer >= 1")
         self.in_channels, self.widths = in_channels, widths
         channels = (in_channels, *widths)

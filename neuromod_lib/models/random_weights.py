@@ -49,14 +49,10 @@ from dataclasses import asdict, dataclass, fields
 import torch
 from torch import nn
 
+from ..checks import check_fields, check_finite, check_trained, is_int, is_number
 from ..storage import load_checkpoint, save_checkpoint
 
 FORMAT = "neuromod.RandomWeightNet/1"
-
-
-def _int_at_least(name: str, value: object, low: int) -> None:
-    if not isinstance(value, int) or isinstance(value, bool) or value < low:
-        raise ValueError(f"{name}={value!r} must be an integer >= {low}")
 
 
 @dataclass(frozen=True)
@@ -74,18 +70,25 @@ class RandomWeightConfig:
     seed: int = 0
 
     def __post_init__(self) -> None:
-        _int_at_least("n_inputs", self.n_inputs, 1)
-        _int_at_least("n_classes", self.n_classes, 1)
-        _int_at_least("seed", self.seed, 0)
-        e = self.expansion
-        if not isinstance(e, (int, float)) or isinstance(e, bool) or not math.isfinite(e) or e < 1:
-            raise ValueError(
-                f"expansion={e!r} must be a finite number >= 1 (n_hidden = expansion * n_inputs)"
-            )
-        if not isinstance(self.k, int) or isinstance(self.k, bool) or not 1 <= self.k <= self.n_inputs:
-            raise ValueError(
-                f"k={self.k!r} (ones per hidden unit) must be an integer in [1, n_inputs={self.n_inputs}]"
-            )
+        d, k = self.n_inputs, self.k
+        check_fields(
+            self,
+            [
+                ("n_inputs", is_int(d) and d >= 1, "an integer >= 1"),
+                ("n_classes", is_int(self.n_classes) and self.n_classes >= 1, "an integer >= 1"),
+                ("seed", is_int(self.seed) and self.seed >= 0, "an integer >= 0"),
+                (
+                    "expansion",
+                    is_number(self.expansion) and self.expansion >= 1,
+                    "a finite number >= 1 (n_hidden = expansion * n_inputs)",
+                ),
+                (
+                    "k",
+                    is_int(k) and is_int(d) and 1 <= k <= d,
+                    f"an integer in [1, n_inputs={d}] (ones per hidden unit)",
+                ),
+            ],
+        )
 
     @property
     def n_hidden(self) -> int:
@@ -229,12 +232,7 @@ class RandomWeightNet(nn.Module):
         if not ok or task_ids.dtype.is_floating_point or task_ids.dtype == torch.bool:
             got = list(task_ids.shape) if isinstance(task_ids, torch.Tensor) else type(task_ids).__name__
             raise ValueError(f"task_ids must be a ({batch},) integer tensor (one id per sample); got {got}")
-        bad = task_ids[(task_ids < 0) | (task_ids >= self.n_tasks)]
-        if bad.numel():
-            raise ValueError(
-                f"task {int(bad[0])} was never trained; trained tasks: {_task_range(self.n_tasks)}"
-            )
-        return task_ids.to(self.readout.device, torch.long)
+        return check_trained(task_ids, self.n_tasks).to(self.readout.device, torch.long)
 
     def forward(self, x: torch.Tensor, task_ids: torch.Tensor | int) -> torch.Tensor:
         """Logits ``(B, C)`` of each sample under its own task: ``x`` ``(B, D)``, ``task_ids`` ``(B,)``."""
@@ -254,6 +252,7 @@ class RandomWeightNet(nn.Module):
         if not isinstance(context, torch.Tensor) or context.shape != (h.shape[0], self.n_tasks):
             got = list(context.shape) if isinstance(context, torch.Tensor) else type(context).__name__
             raise ValueError(f"context must be ({h.shape[0]}, {self.n_tasks}), a weight per task; got {got}")
+        check_finite("context", context)
         contexts, strengths = self._task_values()
         mixed = context.to(h) @ (strengths[:, None] * contexts)
         return (h * mixed) @ self.readout.t()

@@ -53,22 +53,12 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
+from ..checks import Check, check_fields, is_int, is_number
 from ..modulation import context_vectors
 
 PATHWAYS = ("rule", "excitability", "synaptic", "both")
 SYNAPTIC_FORMS = ("elementwise", "lowrank")
 ACTIVATIONS = {"softplus": nn.functional.softplus, "relu": torch.relu}
-
-
-def _positive_int(name: str, value: object, low: int = 1) -> None:
-    if not isinstance(value, int) or isinstance(value, bool) or value < low:
-        raise ValueError(f"{name}={value!r} must be an integer >= {low}")
-
-
-def _non_negative(name: str, value: object) -> None:
-    ok = isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
-    if not ok or value < 0:
-        raise ValueError(f"{name}={value!r} must be a finite number >= 0")
 
 
 @dataclass(frozen=True)
@@ -96,26 +86,39 @@ class RNNConfig:
     matched: bool = False
 
     def __post_init__(self) -> None:
-        for name in ("n_neurons", "n_inputs", "n_outputs", "n_contexts", "rank"):
-            _positive_int(name, getattr(self, name))
-        for name in ("dt", "tau", "rec_noise", "input_noise", "w_rec_scale"):
-            _non_negative(name, getattr(self, name))
-        if self.dt <= 0 or self.tau <= 0:
-            raise ValueError(f"dt={self.dt!r} and tau={self.tau!r} must be > 0 (ms)")
-        if self.dt > self.tau:
-            raise ValueError(
-                f"dt={self.dt} ms must not exceed tau={self.tau} ms: the update a = dt/tau must be <= 1"
-            )
-        if self.activation not in ACTIVATIONS:
-            raise ValueError(f"activation={self.activation!r} is unknown; allowed: {', '.join(ACTIVATIONS)}")
-        if self.synaptic not in SYNAPTIC_FORMS:
-            raise ValueError(f"synaptic={self.synaptic!r} is unknown; allowed: {', '.join(SYNAPTIC_FORMS)}")
-        if not isinstance(self.matched, bool):
-            raise ValueError(f"matched={self.matched!r} must be True or False")
-        if self.matched and (self.synaptic != "lowrank" or self.rank != 1):
-            raise ValueError(
-                "matched=True needs synaptic='lowrank' and rank=1 (the budget 2 N K per pathway)"
-            )
+        def count(name: str) -> Check:
+            value = getattr(self, name)
+            return (name, is_int(value) and value >= 1, "an integer >= 1")
+
+        def non_negative(name: str) -> Check:
+            value = getattr(self, name)
+            return (name, is_number(value) and value >= 0, "a finite number >= 0")
+
+        dt, tau = self.dt, self.tau
+        known_activation = isinstance(self.activation, str) and self.activation in ACTIVATIONS
+        check_fields(
+            self,
+            [
+                *(count(n) for n in ("n_neurons", "n_inputs", "n_outputs", "n_contexts", "rank")),
+                ("dt", is_number(dt) and dt > 0, "a finite number > 0 (ms)"),
+                ("tau", is_number(tau) and tau > 0, "a finite number > 0 (ms)"),
+                (
+                    "dt",
+                    is_number(dt) and is_number(tau) and dt <= tau,
+                    f"dt <= tau={tau} ms: the update a = dt/tau must be <= 1",
+                    f"dt={dt} ms must not exceed tau={tau} ms",
+                ),
+                *(non_negative(n) for n in ("rec_noise", "input_noise", "w_rec_scale")),
+                ("activation", known_activation, ", ".join(ACTIVATIONS)),
+                ("synaptic", self.synaptic in SYNAPTIC_FORMS, ", ".join(SYNAPTIC_FORMS)),
+                ("matched", isinstance(self.matched, bool), "True or False"),
+                (
+                    "matched",
+                    not self.matched or self.synaptic == "lowrank" and self.rank == 1,
+                    "False, or True with synaptic='lowrank' and rank=1 (the budget 2 N K per pathway)",
+                ),
+            ],
+        )
 
     @property
     def alpha(self) -> float:
