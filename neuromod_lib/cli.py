@@ -1,19 +1,23 @@
 """Command line: ``python -m neuromod_lib`` (or ``neuromod``) lists and runs the notebooks.
 
-    python -m neuromod_lib list
+    python -m neuromod_lib list [05]
     python -m neuromod_lib run 00 01 --profile quick -p seed=1 --output-dir results/notebooks
     python -m neuromod_lib run all --in-place          # what `make notebooks` does
     python -m neuromod_lib summary
     python -m neuromod_lib report
 
-Every input is checked before anything runs: an unknown notebook, profile or parameter,
-or a value of the wrong type, prints one line naming it and the allowed values, and the
-command exits with status 2.
+Every input is checked before anything runs: an unknown notebook, profile or parameter, a
+value of the wrong type or out of range (list entries included, sizes against a memory
+estimate), an unavailable device, or an output folder that cannot be written prints one line
+naming it and the allowed values, and the command exits with status 2. Every run has a per-cell
+time limit, so nothing waits forever; a failed notebook prints its exception and the failing
+cell, and is kept under ``<results>/failed/``.
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -28,10 +32,16 @@ class _Parser(argparse.ArgumentParser):
         self.exit(2, f"neuromod: error: {message}\n")
 
 
+#: default per-cell time limit of a notebook run, by profile (``--timeout`` overrides it): far above
+#: what a cell takes (quick: about 2 minutes per notebook on a 2-core CPU), so that only a hang hits it
+DEFAULT_TIMEOUT = {"smoke": 600, "quick": 1800, "paper": 24 * 3600}
+
+
 def _parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="python -m neuromod_lib", description="List and run the neuromod notebooks.")
     sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
-    sub.add_parser("list", help="list the notebooks and their parameters")
+    listing = sub.add_parser("list", help="list the notebooks, or one notebook's parameters")
+    listing.add_argument("names", nargs="*", metavar="NOTEBOOK", help="show these notebooks' parameters")
     run = sub.add_parser("run", help="execute notebooks with papermill")
     run.add_argument("names", nargs="*", metavar="NOTEBOOK", help="names or number prefixes (default: all)")
     run.add_argument("--profile", default=profiles.DEFAULT_PROFILE, help="smoke, quick or paper")
@@ -50,14 +60,26 @@ def _parser() -> argparse.ArgumentParser:
         default=Path("results/notebooks"),
         help="folder for the executed notebooks (default: results/notebooks)",
     )
-    where.add_argument("--in-place", action="store_true", help="write the executed notebooks back in place")
+    where.add_argument(
+        "--in-place",
+        action="store_true",
+        help="rewrite the committed notebooks (quick profile, default parameters only) and their "
+        "reference records and summary",
+    )
     run.add_argument("--results-dir", type=Path, default=Path("results"), help="folder for recorded results")
     run.add_argument("--progress", action="store_true", help="show progress bars inside the notebooks")
-    run.add_argument("--timeout", type=int, default=None, help="per-cell timeout in seconds")
-    summary = sub.add_parser("summary", help="print and write the results summary")
+    run.add_argument(
+        "--timeout",
+        type=int,
+        default=None,
+        help="per-cell time limit in seconds (default: "
+        + ", ".join(f"{k} {v}" for k, v in DEFAULT_TIMEOUT.items())
+        + ")",
+    )
+    summary = sub.add_parser("summary", help="print every recorded run, aggregated over seeds")
     summary.add_argument("--results-dir", type=Path, default=Path("results"))
     report_parser = sub.add_parser(
-        "report", help="write results/report.md: every record and the papers' claims"
+        "report", help="write results/report.md: every recorded run and the papers' claims"
     )
     report_parser.add_argument("--results-dir", type=Path, default=Path("results"))
     report_parser.add_argument(
@@ -78,33 +100,88 @@ def _table(rows: list[list[str]], header: list[str]) -> str:
     return "\n".join(line.rstrip() for line in lines)
 
 
-def _list() -> int:
+def _list(names: Sequence[str]) -> int:
+    if names:
+        for nb in notebooks.select(names):
+            print(f"{nb.name}: {nb.question}\n")
+            print(_table(profiles.describe_parameters(nb.name), profiles.DESCRIBE_HEADER) + "\n")
+        return 0
     rows = []
     for nb in notebooks.CATALOGUE:
         params = ", ".join(profiles.NOTEBOOK_PARAMS.get(nb.name, {})) or "-"
         rows.append([nb.name, "ready" if nb.ready else "not yet written", nb.paper, params])
     print(_table(rows, ["notebook", "status", "paper", "parameters (besides seed, device, results_dir)"]))
     print(f"\nprofiles: {', '.join(profiles.PROFILES)} (default {profiles.DEFAULT_PROFILE})")
+    print("details of one notebook's parameters: python -m neuromod_lib list 05")
     return 0
 
 
-def _validate(args: argparse.Namespace) -> list[tuple[notebooks.Notebook, dict]]:
-    """Every check, before anything runs: notebooks, profile, parameters."""
+def _check_folder(option: str, folder: Path) -> None:
+    """Refuse, before any work, a folder that cannot be created or written: a file, a folder under
+    a file, or one whose nearest existing parent is not writable."""
+    path = folder.resolve()
+    if path.exists() and not path.is_dir():
+        raise profiles.ParameterError(f"{option}={str(folder)!r} is a file; allowed: a folder")
+    parent = path
+    while not parent.exists():
+        parent = parent.parent
+    if not parent.is_dir():
+        raise profiles.ParameterError(
+            f"{option}={str(folder)!r} lies under the file {str(parent)!r}; allowed: a folder"
+        )
+    if not os.access(parent, os.W_OK | os.X_OK):
+        raise profiles.ParameterError(
+            f"{option}={str(folder)!r} is not writable ({str(parent)!r}); allowed: a writable folder"
+        )
+
+
+def _validate(args: argparse.Namespace) -> list[tuple[notebooks.Notebook, dict, profiles.Config]]:
+    """Every check, before anything runs: notebooks, profile, parameters, folders, timeout."""
     profiles.check_profile(args.profile)
     chosen = notebooks.select(args.names)
     plan = []
     for nb in chosen:
         overrides = profiles.parse_overrides(nb.name, args.param)
-        profiles.resolve(nb.name, args.profile, **overrides)
-        plan.append((nb, overrides))
+        plan.append((nb, overrides, profiles.resolve(nb.name, args.profile, **overrides)))
+    if args.timeout is not None and args.timeout < 1:
+        raise profiles.ParameterError(f"--timeout={args.timeout} is not allowed; allowed: seconds >= 1")
+    if args.in_place:
+        if args.profile != profiles.DEFAULT_PROFILE or args.param:
+            raise profiles.ParameterError(
+                "--in-place rewrites the committed notebooks, which run the quick profile with their "
+                "default parameters; allowed: no --profile other than quick and no -p (use --output-dir)"
+            )
+    else:
+        if args.output_dir.resolve() == notebooks.NOTEBOOK_DIR.resolve():
+            raise profiles.ParameterError(
+                f"--output-dir={str(args.output_dir)!r} is the folder of the committed notebooks; "
+                "allowed: another folder, or --in-place (quick profile, default parameters)"
+            )
+        _check_folder("--output-dir", args.output_dir)
+    _check_folder("--results-dir", args.results_dir)
     return plan
+
+
+def _failure(error: BaseException) -> str:
+    """What went wrong in a notebook run, in a few lines: the notebook's exception and the first
+    lines of the failing cell, or the error that stopped the run (time limit, dead kernel)."""
+    import papermill.exceptions as pm_errors
+
+    if isinstance(error, pm_errors.PapermillExecutionError):
+        lines = [f"{error.ename}: {error.evalue}", f"in cell [{error.exec_count}]:"]
+        code = [line for line in str(error.source).splitlines() if line.strip()][:3]
+        return "\n".join(lines + [f"    {line}" for line in code])
+    text = str(error).strip()
+    first = text.splitlines()[0] if text else ""
+    return f"{type(error).__name__}: {first}" if first else type(error).__name__
 
 
 def _run(args: argparse.Namespace) -> int:
     plan = _validate(args)
     results_dir = args.results_dir.resolve()
+    timeout = args.timeout or DEFAULT_TIMEOUT[args.profile]
     rows, failed = [], []
-    for nb, overrides in plan:
+    for nb, overrides, cfg in plan:
         output = nb.path if args.in_place else args.output_dir.resolve() / nb.path.name
         print(f"running {nb.name} (profile {args.profile}) -> {output}", flush=True)
         try:
@@ -115,27 +192,34 @@ def _run(args: argparse.Namespace) -> int:
                 overrides=overrides,
                 results_dir=results_dir,
                 progress=args.progress,
-                timeout=args.timeout,
+                timeout=timeout,
             )
         except Exception as error:  # noqa: BLE001 - report, go on with the others
             failed.append(nb.name)
-            first_line = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
-            print(f"  FAILED: {first_line}\n  partial notebook: {results_dir / 'failed' / nb.path.name}")
+            message = _failure(error).replace("\n", "\n  ")
+            print(f"  FAILED: {message}\n  partial notebook: {results_dir / 'failed' / nb.path.name}")
             rows.append([nb.name, "FAILED", "-", "-"])
             continue
-        record = results.load(results_dir).get(nb.name, {})
-        rows.append([nb.name, "ok", f"{seconds:.0f}", results.headline(record.get("metrics", {}))])
-    summary = results.write_summary(results_dir)
+        path = results.run_path(results_dir, cfg)
+        run = results.read_record(path) if path.is_file() else None
+        if run is not None and args.in_place:
+            results.write_reference(results_dir, run)
+        line = results.headline(run["metrics"]) if run else "(the notebook wrote no record)"
+        rows.append([nb.name, "ok", f"{seconds:.0f}", line])
     print("\n" + _table(rows, ["notebook", "status", "seconds", "headline numbers"]))
+    if args.in_place:
+        print(f"\nsummary: {results.write_summary(results_dir)}")
     written = notebooks.NOTEBOOK_DIR if args.in_place else args.output_dir.resolve()
     figures_from = [written, *report.default_notebook_dirs(results_dir)]
-    print(f"\nsummary: {summary}\nreport:  {report.write_report(results_dir, figures_from)}")
+    print(f"records: {results_dir / results.RUNS_DIR}")
+    print(f"report:  {report.write_report(results_dir, figures_from)}")
     return 1 if failed else 0
 
 
 def _summary(args: argparse.Namespace) -> int:
-    print(results.summary_markdown(results.load(args.results_dir)), end="")
-    results.write_summary(args.results_dir)
+    runs = results.load_runs(args.results_dir)
+    source = f"every run record under `{args.results_dir / results.RUNS_DIR}`"
+    print(results.summary_markdown(runs, title="Recorded runs", source=source), end="")
     return 0
 
 
@@ -144,13 +228,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     try:
         if args.command == "list":
-            return _list()
+            return _list(args.names)
         if args.command == "run":
             return _run(args)
         if args.command == "report":
             print(f"report: {report.write_report(args.results_dir, args.notebooks_dir)}")
             return 0
         return _summary(args)
-    except profiles.ParameterError as error:
+    except ValueError as error:  # ParameterError, and records or files that are not what they should be
         print(f"neuromod: error: {error}", file=sys.stderr)
         return 2

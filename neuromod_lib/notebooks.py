@@ -136,7 +136,7 @@ def injected_parameters(notebook: Notebook, profile: str, overrides: Mapping[str
     params: dict[str, Any] = dict(overrides)
     if profile != DEFAULT_PROFILE:
         params["profile"] = profile
-    default_results = (NOTEBOOK_DIR / COMMON["results_dir"].value).resolve()
+    default_results = (NOTEBOOK_DIR / COMMON["results_dir"].default(profile)).resolve()
     if Path(results_dir).resolve() != default_results:
         params["results_dir"] = str(Path(results_dir).resolve())
     return params

@@ -13,15 +13,25 @@ fails at once, before any training, with a message naming the parameter and what
 from __future__ import annotations
 
 import math
+import os
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from .adaptation import PLACEMENTS
+from .continual import METHODS
+from .data.tasks import TASKS
 from .device import _DEVICE_PATTERN
+from .families import FAMILIES, TASK_SETS
+from .models.cnn import BACKBONES
+from .models.rnn import PATHWAYS
 
 PROFILES: tuple[str, ...] = ("smoke", "quick", "paper")
 DEFAULT_PROFILE = "quick"
+#: the most training steps any parameter accepts
+MAX_STEPS = 10**7
+_NAME_LIST = re.compile(r"^\s*[a-z_0-9]+\s*(,\s*[a-z_0-9]+\s*)*$")
 _KINDS = {int: "an integer", float: "a number", str: "a string", bool: "true or false"}
 
 
@@ -36,7 +46,9 @@ class Param:
     ``value`` is one value for every profile or a dict ``{profile: value}`` (a missing
     ``smoke`` falls back to ``quick``). ``low``/``high`` are inclusive bounds,
     ``above`` an exclusive lower bound, ``choices`` a closed set, ``pattern`` a check on
-    strings (a compiled regex) described by ``allowed``.
+    strings (a compiled regex) described by ``allowed``. ``item`` makes the parameter a comma
+    list (a string such as ``"8,16,32"``) whose every entry is checked by that Param; an entry
+    may not be listed twice.
     """
 
     kind: type
@@ -48,9 +60,12 @@ class Param:
     choices: tuple[Any, ...] | None = None
     pattern: Any = None
     allowed: str | None = None
+    item: Param | None = None
 
     def default(self, profile: str) -> Any:
-        """The value this parameter takes under ``profile``."""
+        """The value this parameter takes under ``profile`` (a callable value is called each time)."""
+        if callable(self.value):
+            return self.value()
         if not isinstance(self.value, dict):
             return self.value
         return self.value.get(profile, self.value.get("quick"))
@@ -59,6 +74,10 @@ class Param:
         """What is allowed, in words (used in every error message)."""
         if self.allowed:
             return self.allowed
+        if self.item is not None:
+            return "a comma list of " + self.item.describe().removeprefix("one of ").replace(
+                "an integer", "integers"
+            ).replace("a number", "numbers")
         if self.choices is not None:
             return "one of " + ", ".join(map(str, self.choices))
         parts = [_KINDS[self.kind]]
@@ -95,7 +114,32 @@ class Param:
             raise bad
         if self.above is not None and value <= self.above:
             raise bad
+        if self.item is not None:
+            self._check_items(name, value)
         return value
+
+    def _check_items(self, name: str, text: str) -> None:
+        """Every entry of the comma list ``text`` is allowed by ``self.item``, and none repeats."""
+        entries = [e.strip() for e in text.split(",")]
+        seen: set[Any] = set()
+        for entry in entries:
+            try:
+                value = self.item.parse(name, entry)
+            except ParameterError:
+                raise ParameterError(
+                    f"parameter {name}={text!r} is not allowed: entry {entry!r}; allowed: {self.describe()}"
+                ) from None
+            if value in seen:
+                raise ParameterError(
+                    f"parameter {name}={text!r} lists {entry!r} twice; allowed: {self.describe()}"
+                )
+            seen.add(value)
+
+    def items(self, value: str) -> list[Any]:
+        """The entries of a comma-list value, converted to the item type."""
+        if self.item is None:
+            raise TypeError("items() is for comma-list parameters")
+        return [self.item.parse("item", e.strip()) for e in value.split(",")]
 
     def parse(self, name: str, text: str) -> Any:
         """Convert command-line text (``-p name=text``) to this parameter's type, then check it."""
@@ -114,13 +158,24 @@ class Param:
         return self.check(name, value)
 
 
+def default_results_dir() -> str:
+    """Where notebooks record their runs when ``results_dir`` is not given: ``$NEUROMOD_RESULTS_DIR``
+    if set (the test suite points it at a temporary folder, so that nbval never writes into your
+    ``results/``), else ``../results`` (relative to ``notebooks/``)."""
+    return os.environ.get("NEUROMOD_RESULTS_DIR") or "../results"
+
+
 #: Parameters every notebook takes.
 COMMON: dict[str, Param] = {
-    "seed": Param(int, 0, "seed of every random draw", low=0),
+    "seed": Param(int, 0, "seed of every random draw", low=0, high=2**32 - 1),
     "device": Param(
         str, "auto", "where to compute", pattern=_DEVICE_PATTERN, allowed="auto, cpu, cuda, cuda:N or mps"
     ),
-    "results_dir": Param(str, "../results", "folder for the recorded results (relative to notebooks/)"),
+    "results_dir": Param(
+        str,
+        lambda: default_results_dir(),
+        "folder for the records (relative to notebooks/): $NEUROMOD_RESULTS_DIR if set, else ../results",
+    ),
 }
 
 #: Each notebook's own parameters (besides COMMON), by notebook name.
@@ -146,26 +201,38 @@ def _cnn_params(
         "dataset": Param(str, {"quick": "generated", "paper": paper_dataset}, "data set", choices=datasets),
         "data_root": Param(str, "../data", "folder of the real data sets (paper profile)"),
         "verify_data": Param(bool, True, "check the real data's published MD5 sums"),
-        "n_images": Param(int, {"smoke": 900, "quick": 6000, "paper": 0}, "images to use (0: all)", low=0),
+        "n_images": Param(
+            int, {"smoke": 900, "quick": 6000, "paper": 0}, "images to use (0: all)", low=0, high=10**7
+        ),
         "image_size": Param(int, {"quick": 32, "paper": 64}, "image side in pixels", low=8, high=512),
         "weights": Param(str, "", "local ImageNet state_dict file for resnet18/50 ('': none)"),
         "n_tasks": Param(int, n_tasks, "held-out tasks to adapt to", low=1, high=max_tasks),
         "pretrain_epochs": Param(
-            int, {"smoke": 1, "quick": 6, "paper": 15}, "backbone pretraining epochs", low=1
+            int, {"smoke": 1, "quick": 6, "paper": 15}, "backbone pretraining epochs", low=1, high=1000
         ),
         "steps": Param(
-            int, {"smoke": 20, "quick": 300, "paper": 3000}, "adaptation steps (all conditions)", low=1
+            int,
+            {"smoke": 20, "quick": 300, "paper": 3000},
+            "adaptation steps (all conditions)",
+            low=1,
+            high=MAX_STEPS,
         ),
         "eval_every": Param(
             int, {"smoke": 10, "quick": 60, "paper": 300}, "steps between evaluations", low=1
         ),
         "batch_per_task": Param(
-            int, {"smoke": 4, "quick": 8, "paper": 32}, "samples per task per step", low=1
+            int, {"smoke": 4, "quick": 8, "paper": 32}, "samples per task per step", low=1, high=4096
         ),
         "lr": Param(float, 0.01, "Adam learning rate of heads, gains, FiLM, SE", above=0.0),
         "n_seeds": Param(int, {"smoke": 2, "quick": 3, "paper": 3}, "adaptation seeds", low=1, high=10),
         "sigma_m": Param(float, 0.1, "std of the shared modulator m (stochastic comodulation)", low=0.0),
-        "gain_sites": Param(str, "late", "where gains act: early, late, all, or a comma list of sites"),
+        "gain_sites": Param(
+            str,
+            "late",
+            "where gains act: early, late, all, or a comma list of sites",
+            pattern=_NAME_LIST,
+            allowed="early, late, all, or a comma list of site names (see neuromod_lib.models.cnn)",
+        ),
     }
 
 
@@ -198,7 +265,9 @@ NOTEBOOK_PARAMS.update(
             "n_tasks": Param(
                 int, {"smoke": 2, "quick": 6, "paper": 10}, "held-out superclasses", low=1, high=10
             ),
-            "steps": Param(int, {"smoke": 20, "quick": 200, "paper": 3000}, "adaptation steps", low=1),
+            "steps": Param(
+                int, {"smoke": 20, "quick": 200, "paper": 3000}, "adaptation steps", low=1, high=MAX_STEPS
+            ),
             "eval_every": Param(
                 int, {"smoke": 10, "quick": 50, "paper": 300}, "steps between evaluations", low=1
             ),
@@ -217,16 +286,17 @@ NOTEBOOK_PARAMS.update(
                     "paper": "resnet18,resnet50,convnet_wide",
                 },
                 "comma list of backbones",
+                item=Param(str, None, "backbone", choices=BACKBONES),
             ),
-            "placements": Param(str, "early,late,all", "comma list of early, late, all"),
+            "placements": Param(
+                str,
+                "early,late,all",
+                "comma list of early, late, all",
+                item=Param(str, None, "placement", choices=PLACEMENTS),
+            ),
         },
     }
 )
-
-
-_INT_LIST = re.compile(r"^\s*\d+\s*(,\s*\d+\s*)*$")
-_FLOAT_LIST = re.compile(r"^\s*\d+(\.\d*)?\s*(,\s*\d+(\.\d*)?\s*)*$")
-_NAME_LIST = re.compile(r"^\s*[a-z_0-9]+\s*(,\s*[a-z_0-9]+\s*)*$")
 
 
 def _rnn_params() -> dict:
@@ -241,21 +311,28 @@ def _rnn_params() -> dict:
             str,
             "rule,excitability,synaptic,both",
             "comma list of context pathways: rule, excitability, synaptic, both",
-            pattern=_NAME_LIST,
-            allowed="a comma list of rule, excitability, synaptic, both",
+            item=Param(str, None, "pathway", choices=PATHWAYS),
         ),
         "replicates": Param(
             int, {"smoke": 2, "quick": 3, "paper": 5}, "networks (seeds) per condition", low=1, high=20
         ),
-        "steps": Param(int, {"smoke": 40, "quick": 1500, "paper": 20000}, "training steps at most", low=1),
+        "steps": Param(
+            int,
+            {"smoke": 40, "quick": 1500, "paper": 20000},
+            "training steps at most (a multiple of eval_every)",
+            low=1,
+            high=MAX_STEPS,
+        ),
         "eval_every": Param(
             int, {"smoke": 20, "quick": 100, "paper": 500}, "steps between evaluations", low=1
         ),
-        "batch": Param(int, {"smoke": 16, "quick": 32, "paper": 64}, "trials per network per step", low=1),
+        "batch": Param(
+            int, {"smoke": 16, "quick": 32, "paper": 64}, "trials per network per step", low=1, high=65536
+        ),
         "lr": Param(float, {"quick": 3e-3, "paper": 1e-3}, "Adam learning rate", above=0.0, high=1.0),
         "criterion": Param(float, 0.9, "performance every task must reach", above=0.0, high=1.0),
         "eval_trials": Param(
-            int, {"smoke": 16, "quick": 64, "paper": 256}, "evaluation trials per task", low=1
+            int, {"smoke": 16, "quick": 64, "paper": 256}, "evaluation trials per task", low=1, high=65536
         ),
         "dt": Param(float, {"quick": 100.0, "paper": 20.0}, "time step (ms)", above=0.0, high=500.0),
         "tau": Param(
@@ -281,39 +358,43 @@ NOTEBOOK_PARAMS.update(
                 str,
                 {"smoke": "8,16", "quick": "8,16,32", "paper": "16,32,64,128,256"},
                 "comma list of network sizes N",
-                pattern=_INT_LIST,
-                allowed="a comma list of integers, e.g. 16,32,64",
+                item=Param(int, None, "N", low=1, high=4096),
             ),
             "ks": Param(
                 str,
                 {"smoke": "1,2", "quick": "1,2,3,4", "paper": "1,2,4,6,8,10,13"},
                 "comma list of task counts K (first K tasks of the packing order)",
-                pattern=_INT_LIST,
-                allowed="a comma list of integers from 1 to 13",
+                item=Param(int, None, "K", low=1, high=len(TASKS)),
             ),
         },
         "05_rnn_ambiguity_and_dynamics": {
             **_rnn_params(),
-            "n_neurons": Param(int, {"smoke": 16, "quick": 64, "paper": 256}, "network size N", low=1),
+            "n_neurons": Param(
+                int, {"smoke": 16, "quick": 64, "paper": 256}, "network size N", low=1, high=4096
+            ),
             "tasks": Param(
                 str,
                 "go,anti,dm1,dly_go",
                 "comma list of the tasks every network learns",
-                pattern=_NAME_LIST,
-                allowed="a comma list of task names (see neuromod_lib.data.tasks.TASKS)",
+                item=Param(str, None, "task", choices=TASKS),
             ),
-            "task_a": Param(str, "go", "first task of the ambiguous pair (must be in tasks)"),
-            "task_b": Param(str, "anti", "second task of the ambiguous pair (must be in tasks)"),
-            "n_lambdas": Param(int, {"smoke": 3, "quick": 11, "paper": 21}, "mixture levels", low=2),
+            "task_a": Param(str, "go", "first task of the ambiguous pair (one of tasks)", choices=TASKS),
+            "task_b": Param(str, "anti", "second task of the ambiguous pair (one of tasks)", choices=TASKS),
+            "n_lambdas": Param(
+                int, {"smoke": 3, "quick": 11, "paper": 21}, "mixture levels", low=2, high=1001
+            ),
             "sigmas": Param(
                 str,
                 {"smoke": "0,1", "quick": "0,0.25,0.5,0.75,1,1.5", "paper": "0,0.25,0.5,0.75,1,1.5,2"},
                 "comma list of context noise levels",
-                pattern=_FLOAT_LIST,
-                allowed="a comma list of numbers >= 0",
+                item=Param(float, None, "sigma", low=0.0, high=100.0),
             ),
             "fp_steps": Param(
-                int, {"smoke": 50, "quick": 1500, "paper": 5000}, "fixed-point optimisation steps", low=1
+                int,
+                {"smoke": 50, "quick": 1500, "paper": 5000},
+                "fixed-point optimisation steps",
+                low=1,
+                high=MAX_STEPS,
             ),
         },
     }
@@ -339,17 +420,18 @@ NOTEBOOK_PARAMS["06_random_weight_continual_learning"] = {
     "max_train": Param(
         int, {"smoke": 200, "quick": 0, "paper": 0}, "training samples per task (0: all)", low=0
     ),
-    "epochs": Param(int, {"smoke": 1, "quick": 5, "paper": 3}, "epochs per task", low=1),
-    "batch": Param(int, 128, "batch size", low=1),
+    "epochs": Param(int, {"smoke": 1, "quick": 5, "paper": 3}, "epochs per task", low=1, high=1000),
+    "batch": Param(int, 128, "batch size", low=1, high=65536),
     "methods": Param(
         str,
         "random_weights,finetune,ewc,si,supermask,joint",
         "comma list of methods",
-        pattern=_NAME_LIST,
-        allowed="a comma list of random_weights, finetune, ewc, si, supermask, joint",
+        item=Param(str, None, "method", choices=METHODS),
     ),
-    "expansion": Param(float, 10.0, "hidden units per input of the random expansion (>= 1)", low=1.0),
-    "k": Param(int, 7, "inputs summed by each hidden unit", low=1),
+    "expansion": Param(
+        float, 10.0, "hidden units per input of the random expansion (>= 1)", low=1.0, high=10_000.0
+    ),
+    "k": Param(int, 7, "inputs summed by each hidden unit (at most the inputs per sample)", low=1),
     "rw_lr": Param(float, 1e-2, "RMSprop learning rate of the contexts", above=0.0),
     "dense_lr": Param(float, 1e-3, "Adam learning rate of the dense baselines", above=0.0),
     "ewc_lambda": Param(float, 100.0, "EWC penalty strength", low=0.0),
@@ -416,7 +498,175 @@ def resolve(notebook: str, profile: str = DEFAULT_PROFILE, **overrides: Any) -> 
     params = _check_known(notebook, overrides)
     values = {name: p.check(name, p.default(profile)) for name, p in params.items()}
     values.update({name: params[name].check(name, v) for name, v in overrides.items() if v is not None})
-    return Config(notebook=notebook, profile=profile, **values)
+    cfg = Config(notebook=notebook, profile=profile, **values)
+    for check in _TOGETHER.get(notebook, ()):
+        check(cfg)
+    check_memory(cfg)
+    return cfg
+
+
+# --- checks of several parameters together --------------------------------------------------------
+
+
+def _refuse(name: str, value: Any, why: str, allowed: str) -> ParameterError:
+    return ParameterError(f"parameter {name}={value!r} is not allowed: {why}; allowed: {allowed}")
+
+
+def _steps_multiple(cfg: Config) -> None:
+    if cfg.steps % cfg.eval_every:
+        raise _refuse(
+            "steps", cfg.steps, f"not a multiple of eval_every={cfg.eval_every}", "a multiple of eval_every"
+        )
+
+
+def _tau_not_below_dt(cfg: Config) -> None:
+    if cfg.tau < cfg.dt:
+        raise _refuse("tau", cfg.tau, f"shorter than the time step dt={cfg.dt}", f"a number >= dt ({cfg.dt})")
+
+
+def _pair_in_tasks(cfg: Config) -> None:
+    tasks = spec(cfg.notebook)["tasks"].items(cfg.tasks)
+    for name in ("task_a", "task_b"):
+        if cfg[name] not in tasks:
+            raise _refuse(name, cfg[name], f"not one of tasks={cfg.tasks!r}", "one of " + ", ".join(tasks))
+    if cfg.task_a == cfg.task_b:
+        raise _refuse("task_b", cfg.task_b, "the same task as task_a", "another of " + ", ".join(tasks))
+
+
+def _gain_sites_of_backbone(cfg: Config) -> None:
+    from .models.cnn import build_backbone
+
+    if cfg.gain_sites in PLACEMENTS:
+        return
+    sites = list(build_backbone(cfg.backbone).sites)
+    unknown = [s.strip() for s in cfg.gain_sites.split(",") if s.strip() not in sites]
+    if unknown:
+        allowed = f"{', '.join(PLACEMENTS)} or a comma list of {', '.join(sites)} (sites of {cfg.backbone})"
+        raise _refuse(
+            "gain_sites", cfg.gain_sites, f"{unknown[0]!r} is not a site of {cfg.backbone}", allowed
+        )
+
+
+#: input values per sample of each task sequence (for ``k`` and the memory estimate)
+_INPUTS = {"digits": 64, "mnist1d": 40, "mnist": 784}
+
+
+def _inputs(benchmark: str) -> int:
+    return _INPUTS[benchmark.rsplit("_", 1)[-1]]
+
+
+def _k_within_inputs(benchmark: str, expansion: str) -> Any:
+    def check(cfg: Config) -> None:
+        d = _inputs(cfg[benchmark])
+        if cfg.k > d:
+            raise _refuse(
+                "k", cfg.k, f"more than the {d} inputs of {cfg[benchmark]}", f"an integer from 1 to {d}"
+            )
+
+    return check
+
+
+def _device_available(cfg: Config) -> None:
+    from .device import pick_device
+
+    try:
+        pick_device(cfg.device)
+    except ValueError as error:
+        raise ParameterError(f"parameter {error}") from None
+
+
+_RNN_CHECKS = (_steps_multiple, _tau_not_below_dt)
+_TOGETHER: dict[str, tuple[Any, ...]] = {
+    "01_gain_modulation": (_gain_sites_of_backbone,),
+    "02_stochastic_comodulation": (_gain_sites_of_backbone,),
+    "04_rnn_task_packing": _RNN_CHECKS,
+    "05_rnn_ambiguity_and_dynamics": (*_RNN_CHECKS, _pair_in_tasks),
+    "06_random_weight_continual_learning": (_k_within_inputs("benchmark", "expansion"),),
+    "07_modulation_families_compared": (_k_within_inputs("benchmark", "digit_expansion"),),
+}
+for _name in NOTEBOOK_PARAMS:
+    _TOGETHER[_name] = (_device_available, *_TOGETHER.get(_name, ()))
+
+
+# --- memory ----------------------------------------------------------------------------------------
+
+_FLOAT = 4  # bytes of a float32
+_FULL_SETS = {"celeba": 202_599, "cifar100": 60_000}
+#: trial length in ms that the RNN estimate assumes (the longest of Yang et al.'s tasks, with a delay)
+_TRIAL_MS = 3_000.0
+
+
+def _rnn_bytes(n: int, networks: int, batch: int, k: int, dt: float) -> float:
+    """A stack of ``networks`` RNNs of ``n`` units trained together: weights with their gradients
+    and Adam moments, and the activations of one batch (``batch`` trials per network) kept for
+    backpropagation through ``_TRIAL_MS / dt`` steps (about four tensors per step)."""
+    steps = _TRIAL_MS / dt
+    weights = 4 * networks * (n * n + 2 * k * n + 40 * n)
+    return _FLOAT * (weights + 4 * networks * batch * steps * n)
+
+
+def _continual_bytes(d: int, expansion: float, n_tasks: int) -> float:
+    """Random expansion of ``d`` inputs to ``h = expansion * d`` units: the dense baselines of the
+    same width (weights, gradient, Adam moments, EWC/SI statistics: ~8 copies of ``h x d``), one
+    context per task, and one batch of hidden activity."""
+    h = expansion * d
+    return _FLOAT * (8 * h * d + 4 * n_tasks * h + 2 * 1024 * h)
+
+
+def memory_estimate(cfg: Config) -> tuple[float, str]:
+    """A rough upper estimate (bytes) of the largest allocation ``cfg`` asks for, and the parameter
+    that drives it (to name it in the error). Only the terms that grow with the parameters count."""
+    v = cfg
+    terms: list[tuple[float, str]] = [(0.0, "")]
+    if "n_images" in v:
+        n = v.n_images or _FULL_SETS.get(v.dataset, 0)
+        # uint8 images, held once as loaded and once as the split used
+        terms.append((2 * 3 * n * v.image_size**2, "n_images" if v.n_images else "image_size"))
+    if "sizes" in v:
+        networks = len(v.pathways.split(",")) * len(v.ks.split(",")) * v.replicates
+        k = max(int(x) for x in v.ks.split(","))
+        n = max(int(x) for x in v.sizes.split(","))
+        terms.append((_rnn_bytes(n, networks, v.batch, k, v.dt), "sizes"))
+    if "n_neurons" in v and "pathways" in v:
+        networks = len(v.pathways.split(",")) * v.replicates
+        terms.append((_rnn_bytes(v.n_neurons, networks, v.batch, len(v.tasks.split(",")), v.dt), "n_neurons"))
+    if "rnn_neurons" in v:
+        terms.append(
+            (
+                _rnn_bytes(v.rnn_neurons, 2 * v.rnn_replicates, 64, len(v.rnn_tasks.split(",")), 20.0),
+                "rnn_neurons",
+            )
+        )
+    if "expansion" in v:
+        terms.append((_continual_bytes(_inputs(v.benchmark), v.expansion, v.n_tasks), "expansion"))
+    if "digit_expansion" in v:
+        d = _inputs(v.benchmark)
+        terms.append((_continual_bytes(d, v.digit_expansion, v.n_digit_tasks), "digit_expansion"))
+    return max(terms)
+
+
+def memory_limit() -> float:
+    """This machine's physical memory in bytes ($NEUROMOD_MEMORY_LIMIT_GB overrides it)."""
+    override = os.environ.get("NEUROMOD_MEMORY_LIMIT_GB")
+    if override:
+        return float(override) * 2**30
+    return float(os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES"))
+
+
+def _gib(n: float) -> str:
+    return f"{n / 2**30:,.1f} GiB" if n < 2**40 else f"{n / 2**40:,.1f} TiB"
+
+
+def check_memory(cfg: Config) -> None:
+    """Refuse parameters whose estimated memory exceeds this machine's (before anything runs)."""
+    need, name = memory_estimate(cfg)
+    limit = memory_limit()
+    if need > limit:
+        raise ParameterError(
+            f"parameter {name}={cfg[name]!r} is not allowed: with these parameters the run needs about "
+            f"{_gib(need)} of memory (estimate), more than this machine's {_gib(limit)}; "
+            f"allowed: smaller values of {name} (or of the sizes that multiply it)"
+        )
 
 
 def parse_overrides(notebook: str, pairs: list[str]) -> dict[str, Any]:
@@ -436,16 +686,13 @@ NOTEBOOK_PARAMS["07_modulation_families_compared"] = {
         str,
         "attributes,digits,cognitive",
         "comma list of task sets: attributes, digits, cognitive",
-        pattern=_NAME_LIST,
-        allowed="a comma list of attributes, digits, cognitive",
+        item=Param(str, None, "task set", choices=TASK_SETS),
     ),
     "families": Param(
         str,
         "deterministic_gain,stochastic_gain,excitability,synaptic,random_weights,finetune",
         "comma list of modulation families (and the finetune reference)",
-        pattern=_NAME_LIST,
-        allowed="a comma list of deterministic_gain, stochastic_gain, excitability, synaptic, "
-        "random_weights, finetune",
+        item=Param(str, None, "family", choices=(*FAMILIES, "finetune")),
     ),
     # images: notebook 01's attribute set-up (same cache key, so a run after 01 reuses its backbone)
     "dataset": Param(
@@ -453,17 +700,21 @@ NOTEBOOK_PARAMS["07_modulation_families_compared"] = {
     ),
     "data_root": Param(str, "../data", "folder of the real data sets (paper profile)"),
     "verify_data": Param(bool, True, "check the real data's published MD5 sums"),
-    "n_images": Param(int, {"smoke": 900, "quick": 6000, "paper": 0}, "images to use (0: all)", low=0),
+    "n_images": Param(
+        int, {"smoke": 900, "quick": 6000, "paper": 0}, "images to use (0: all)", low=0, high=10**7
+    ),
     "image_size": Param(int, {"quick": 32, "paper": 64}, "image side in pixels", low=8, high=512),
     "backbone": _backbone_param("convnet", "resnet18"),
     "weights": Param(str, "", "local ImageNet state_dict file for resnet18/50 ('': none)"),
     "pretrain_epochs": Param(
-        int, {"smoke": 1, "quick": 6, "paper": 15}, "backbone pretraining epochs", low=1
+        int, {"smoke": 1, "quick": 6, "paper": 15}, "backbone pretraining epochs", low=1, high=1000
     ),
     "n_attributes": Param(
         int, {"smoke": 3, "quick": 8, "paper": 20}, "held-out attribute tasks", low=2, high=20
     ),
-    "attribute_expansion": Param(float, 2.0, "shared width per image feature (H = expansion x D)", low=1.0),
+    "attribute_expansion": Param(
+        float, 2.0, "shared width per image feature (H = expansion x D)", low=1.0, high=10_000.0
+    ),
     # digits: a continual sequence of notebook 06
     "benchmark": Param(
         str,
@@ -477,18 +728,22 @@ NOTEBOOK_PARAMS["07_modulation_families_compared"] = {
     "max_train": Param(
         int, {"smoke": 200, "quick": 0, "paper": 0}, "training samples per task (0: all)", low=0
     ),
-    "digit_expansion": Param(float, 10.0, "shared width per pixel (H = expansion x D)", low=1.0),
+    "digit_expansion": Param(
+        float, 10.0, "shared width per pixel (H = expansion x D)", low=1.0, high=10_000.0
+    ),
     # how every feedforward family learns (one budget for all)
-    "epochs": Param(int, {"smoke": 1, "quick": 3, "paper": 5}, "epochs per task", low=1),
-    "batch": Param(int, 128, "batch size", low=1),
+    "epochs": Param(int, {"smoke": 1, "quick": 3, "paper": 5}, "epochs per task", low=1, high=1000),
+    "batch": Param(int, 128, "batch size", low=1, high=65536),
     "lr": Param(float, 1e-2, "Adam learning rate of modulations (and per-task heads)", above=0.0),
     "trunk_lr": Param(float, 1e-3, "Adam learning rate of the shared layer (first task only)", above=0.0),
     "readout": Param(
         str, "shared", "one readout for all tasks, or a head per task", choices=("shared", "per_task")
     ),
-    "rank": Param(int, 0, "synaptic rank per task (0: matched to excitability's 2H values)", low=0),
+    "rank": Param(
+        int, 0, "synaptic rank per task (0: matched to excitability's 2H values)", low=0, high=4096
+    ),
     "sigma_m": Param(float, 0.1, "std of the stochastic modulator m", low=0.0),
-    "k": Param(int, 7, "inputs summed by each random-weight hidden unit", low=1),
+    "k": Param(int, 7, "inputs summed by each random-weight hidden unit (at most the inputs)", low=1),
     "rw_lr": Param(float, 1e-2, "RMSprop learning rate of the random-weight contexts", above=0.0),
     "dense_lr": Param(float, 1e-3, "Adam learning rate of the finetune reference", above=0.0),
     # cognitive tasks: notebook 05's networks (its profile's dynamics and budget)
@@ -496,13 +751,12 @@ NOTEBOOK_PARAMS["07_modulation_families_compared"] = {
         str,
         "go,anti,dm1,dly_go",
         "comma list of cognitive tasks",
-        pattern=_NAME_LIST,
-        allowed="a comma list of task names (see neuromod_lib.data.tasks.TASKS)",
+        item=Param(str, None, "task", choices=TASKS),
     ),
-    "rnn_neurons": Param(int, {"smoke": 16, "quick": 32, "paper": 256}, "RNN size N", low=1),
+    "rnn_neurons": Param(int, {"smoke": 16, "quick": 32, "paper": 256}, "RNN size N", low=1, high=4096),
     "rnn_replicates": Param(int, {"smoke": 1, "quick": 2, "paper": 5}, "RNNs per family", low=1, high=20),
     "rnn_steps": Param(
-        int, {"smoke": 40, "quick": 1500, "paper": 20000}, "RNN training steps at most", low=1
+        int, {"smoke": 40, "quick": 1500, "paper": 20000}, "RNN training steps at most", low=1, high=MAX_STEPS
     ),
     # robustness
     "ambiguity_lambda": Param(
@@ -510,3 +764,42 @@ NOTEBOOK_PARAMS["07_modulation_families_compared"] = {
     ),
     "context_noise": Param(float, 0.5, "sigma of the noisy context e_a + sigma xi", above=0.0),
 }
+
+
+DESCRIBE_HEADER = ["parameter", "type", *PROFILES, "allowed", "description"]
+_TYPE_NAMES = {int: "int", float: "float", str: "str", bool: "bool"}
+
+
+def type_name(param: Param) -> str:
+    """``int``, ``float``, ``str``, ``bool``, or ``list[int]`` (a comma list) for ``param``."""
+    if param.item is not None:
+        return f"list[{_TYPE_NAMES[param.item.kind]}]"
+    return _TYPE_NAMES[param.kind]
+
+
+def describe_parameters(notebook: str) -> list[list[str]]:
+    """One row per parameter of ``notebook`` (see DESCRIBE_HEADER): what ``list NB`` prints."""
+    rows = []
+    for name, param in spec(notebook).items():
+        values = [repr(param.default(profile)) for profile in PROFILES]
+        rows.append([name, type_name(param), *values, param.describe(), param.help])
+    return rows
+
+
+_PROFILE_HELP = "smoke (seconds, tests), quick (laptop CPU, embedded data), paper (GPU, real data)"
+
+
+def parameters_cell(notebook: str) -> str:
+    """The source of ``notebook``'s papermill ``parameters`` cell, generated from its spec.
+
+    Every parameter but ``profile`` is ``None`` ("the profile's value"); each line carries its
+    type and help as papermill reads them (``papermill --help-notebook``). A test keeps the
+    committed cells equal to this.
+    """
+    lines = [
+        f'profile = "{DEFAULT_PROFILE}"  # type: str  {_PROFILE_HELP}',
+        f"# None: the profile's value. Every parameter, its values and what is allowed: "
+        f"python -m neuromod_lib list {notebook[:2]}",
+    ]
+    lines += [f"{name} = None  # type: {type_name(p)}  {p.help}" for name, p in spec(notebook).items()]
+    return "\n".join(lines)

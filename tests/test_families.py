@@ -69,6 +69,20 @@ def test_mixed_contexts_interpolate_the_random_weight_modulation():
         net.context_logits(x, torch.ones(5, 3))
 
 
+@pytest.mark.parametrize("family", MLP)
+def test_non_finite_contexts_and_untrained_tasks_are_refused(family):
+    net = _net(family).eval()
+    net.begin_task(1)  # tasks 0 and 1 seen, task 2 not yet
+    x, tasks = torch.randn(2, 6), torch.tensor([0, 1])
+    for bad in (float("nan"), float("inf")):
+        context = torch.tensor([[1.0, 0.0, 0.0], [0.0, 1.0, bad]])
+        with pytest.raises(ValueError, match=rf"^context contains NaN or infinite values \({bad} at index"):
+            net.context_logits(x, context, tasks)
+    with pytest.raises(ValueError, match=r"^task 2 was never trained; trained tasks: 0\.\.1$"):
+        net.logits(x, torch.tensor([0, 2]))
+    assert net.all_task_logits(x).shape == (2, 2, 4)
+
+
 def test_sizes_per_task_follow_each_family():
     h, d, c = 10, 6, 4
     assert families.matched_rank(h, d) == 1 and families.matched_rank(640, 64) == 2
@@ -188,9 +202,14 @@ def test_unknown_family_is_refused_before_any_training(rotated3):
     ],
 )
 def test_plan_checks_every_list_first(override, message):
-    cfg = profiles.resolve("07_modulation_families_compared", "smoke", **override)
+    """The library checks its lists itself (for callers that build a config by hand); from a
+    notebook or the command line the same values are refused earlier, by ``profiles.resolve``."""
+    cfg = profiles.Config({**profiles.resolve("07_modulation_families_compared", "smoke"), **override})
     with pytest.raises(ValueError, match=message):
         families.plan(cfg)
+    if override != {"rnn_tasks": "go"}:
+        with pytest.raises(profiles.ParameterError, match=f"{next(iter(override))}="):
+            profiles.resolve("07_modulation_families_compared", "smoke", **override)
 
 
 def test_cognitive_rows_cover_only_families_with_an_rnn_form():
