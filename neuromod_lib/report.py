@@ -39,7 +39,7 @@ import base64
 import math
 import os
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
@@ -53,78 +53,50 @@ from .storage import write_atomic, write_text
 
 @dataclass(frozen=True)
 class Claim:
-    """A paper's claim, the notebook that tests it, and the recorded boolean (or number) that answers it."""
+    """A paper's claim, the notebook that tests it, and the quantity that decides it.
+
+    ``quantity`` names the notebook's recorded ``samples`` (one value per seed or replicate);
+    the claim is that their mean stands in ``relation`` to ``bound``: ``<``, ``>``, ``>=``
+    (the 95 % confidence interval lies on that side), ``!=`` (the interval excludes the bound)
+    or ``==`` (every value equals the bound: a structural claim, such as zero forgetting).
+    """
 
     paper: str
     text: str
     notebook: str
-    metric: str
-    expected: Any = True
+    quantity: str
+    relation: str
+    bound: float = 0.0
 
 
 CLAIMS: tuple[Claim, ...] = (
-    Claim(
-        "Boeshertz et al. 2023",
-        "Per-task gains adapt a frozen CNN better than a new head alone",
-        "01_gain_modulation",
-        "gains_beat_head_only",
-    ),
-    Claim(
-        "Boeshertz et al. 2023",
-        "Stochastic comodulation beats deterministic gains",
-        "02_stochastic_comodulation",
-        "stochastic_beats_deterministic",
-    ),
-    Claim(
-        "Boeshertz et al. 2023",
-        "Stochastic comodulation adds no learnable parameter",
-        "02_stochastic_comodulation",
-        "extra_params_stochastic",
-        0,
-    ),
-    Claim(
-        "Boeshertz et al. 2023",
-        "Gains help on every backbone studied",
-        "03_architecture_study",
-        "gains_help_every_backbone",
-    ),
-    Claim(
-        "Vedovati & Ching 2024",
-        "Excitability and synapses together pack at least as many tasks as either alone",
-        "04_rnn_task_packing",
-        "both_at_least_best_single",
-    ),
-    Claim(
-        "Vedovati & Ching 2024",
-        "Excitability and synaptic modulation differ in robustness to ambiguous context",
-        "05_rnn_ambiguity_and_dynamics",
-        "pathways_differ_in_ambiguity",
-    ),
-    Claim(
-        "Vedovati & Ching 2024",
-        "The two pathways combined are the most robust to a mixed context",
-        "05_rnn_ambiguity_and_dynamics",
-        "both_most_robust_to_ambiguity",
-    ),
-    Claim(
-        "Hong & Pavlic 2022",
-        "Learned contexts on fixed random weights forget nothing (task id given)",
-        "06_random_weight_continual_learning",
-        "zero_forgetting_random_weights",
-    ),
-    Claim(
-        "Hong & Pavlic 2022",
-        "Accuracy within 5 points of the best continual dense baseline",
-        "06_random_weight_continual_learning",
-        "random_weights_within_5_points_of_best_dense",
-    ),
-    Claim(
-        "Hong & Pavlic 2022",
-        "At least 100x less storage per task than a dense network",
-        "06_random_weight_continual_learning",
-        "storage_ratio_at_least_100",
-    ),
-)
+    Claim("Boeshertz et al. 2023", "Per-task gains adapt a frozen CNN better than a new head alone",
+          "01_gain_modulation", "gain_minus_head_only_error", "<"),
+    Claim("Boeshertz et al. 2023", "Stochastic comodulation beats deterministic gains",
+          "02_stochastic_comodulation", "stochastic_minus_deterministic", "<"),
+    Claim("Boeshertz et al. 2023", "Stochastic comodulation adds no learnable parameter",
+          "02_stochastic_comodulation", "extra_params_stochastic", "=="),
+    Claim("Boeshertz et al. 2023", "Gains help on every backbone studied",
+          "03_architecture_study", "worst_backbone_gain_minus_head_only_error", "<"),
+    Claim("Vedovati & Ching 2024",
+          "Excitability and synapses together pack at least as many tasks as either alone",
+          "04_rnn_task_packing", "both_minus_best_single_capacity", ">="),
+    Claim("Vedovati & Ching 2024",
+          "Excitability and synaptic modulation differ in robustness to ambiguous context",
+          "05_rnn_ambiguity_and_dynamics", "excitability_minus_synaptic_dominant", "!="),
+    Claim("Vedovati & Ching 2024", "The two pathways combined are the most robust to a mixed context",
+          "05_rnn_ambiguity_and_dynamics", "both_minus_best_single_dominant", ">"),
+    Claim("Hong & Pavlic 2022", "Learned contexts on fixed random weights forget nothing (task id given)",
+          "06_random_weight_continual_learning", "random_weights_forgetting", "=="),
+    Claim("Hong & Pavlic 2022", "Accuracy within 5 points of the best continual dense baseline",
+          "06_random_weight_continual_learning", "best_dense_minus_random_weights_accuracy", "<", 5.0),
+    Claim("Hong & Pavlic 2022", "At least 100x less storage per task than a dense network",
+          "06_random_weight_continual_learning", "storage_ratio", ">=", 100.0),
+)  # fmt: skip
+
+#: fewest seeds (or replicates) a verdict is judged from
+MIN_SEEDS = 3
+RELATIONS = ("<", ">", ">=", "!=", "==")
 
 #: Row headers of the pivot table of ``<group>__<variant>__<measure>`` metrics, by notebook.
 PIVOT_ROW_NAMES: dict[str, tuple[str, str]] = {"07_modulation_families_compared": ("task set", "family")}
@@ -136,15 +108,71 @@ _PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 _HEADING = re.compile(r"^\s{0,3}#{1,6}\s+(.+?)\s*#*\s*$")
 
 
-def verdict(claim: Claim, records: dict[str, dict]) -> str:
-    """``supported``, ``not supported in this run`` or why it could not be judged."""
-    rec = records.get(claim.notebook)
-    if rec is None:
-        return "not run"
-    value = rec["metrics"].get(claim.metric)
-    if value is None:
-        return f"not measured (no `{claim.metric}` in the record)"
-    return "supported" if value == claim.expected else "not supported in this run"
+@dataclass(frozen=True)
+class Verdict:
+    """How a claim fares at one parameter point: ``supported``, ``not supported`` or ``not judged``,
+    why (the numbers, or the reason it was not judged), and the records it was judged from."""
+
+    status: str
+    detail: str
+    runs: tuple[str, ...] = ()
+    point: str = ""
+
+    def text(self) -> str:
+        return f"{self.status}: {self.detail}" if self.detail else self.status
+
+
+def _decide(claim: Claim, values: list[float]) -> tuple[str, str]:
+    """``(status, detail)`` for ``values`` of ``claim.quantity`` from at least MIN_SEEDS seeds."""
+    s = results.stat(values)
+    lo, hi = s.ci if s.ci is not None else (s.mean, s.mean)
+    numbers = f"mean {s.mean:.4g}, 95 % CI [{lo:.4g}, {hi:.4g}], n = {s.n}"
+    b = claim.bound
+    if claim.relation == "==":
+        ok = all(v == b for v in values)
+        return ("supported" if ok else "not supported"), f"{numbers}; every value {'=' if ok else '≠'} {b:g}"
+    ok = {"<": hi < b, ">": lo > b, ">=": lo >= b, "!=": hi < b or lo > b}[claim.relation]
+    if claim.relation == "!=":
+        where = f"the CI {'excludes' if ok else 'includes'} {b:g}"
+    else:
+        where = f"the CI {'lies' if ok else 'does not lie'} entirely {claim.relation} {b:g}"
+    return ("supported" if ok else "not supported"), f"{numbers}; {where}"
+
+
+def judge(claim: Claim, runs: Sequence[Mapping[str, Any]]) -> Verdict:
+    """The verdict on ``claim`` from the ``runs`` of one parameter point of its notebook.
+
+    The gate: only runs of a non-``smoke`` profile, whose training-success check passed, with
+    ``claim.quantity`` recorded; at least MIN_SEEDS values in all. Anything else is
+    ``not judged`` with the reason.
+    """
+    if not runs:
+        return Verdict("not judged", "not run")
+    paths = tuple(r["path"] for r in runs)
+    point = f"{runs[0]['profile']} `{runs[0]['key']}`"
+    if all(r["profile"] == "smoke" for r in runs):
+        return Verdict("not judged", "smoke profile (a test of the code, not of the claim)", paths, point)
+    passed = [r for r in runs if (r.get("training") or {}).get("passed")]
+    if not passed:
+        checks = {(r.get("training") or {}).get("check", "no training check recorded") for r in runs}
+        return Verdict(
+            "not judged", f"training check failed or missing ({'; '.join(sorted(checks))})", paths, point
+        )
+    values = [v for r in passed for v in r.get("samples", {}).get(claim.quantity, [])]
+    used = tuple(r["path"] for r in passed)
+    if not values:
+        return Verdict("not judged", f"`{claim.quantity}` not recorded", used, point)
+    if len(values) < MIN_SEEDS:
+        return Verdict("not judged", f"{len(values)} seed(s), at least {MIN_SEEDS} needed", used, point)
+    status, detail = _decide(claim, values)
+    return Verdict(status, detail, used, point)
+
+
+def verdicts(claim: Claim, runs: Sequence[Mapping[str, Any]]) -> list[Verdict]:
+    """One verdict per parameter point of ``claim.notebook`` among ``runs`` (``not run`` if none)."""
+    mine = [r for r in runs if r["notebook"] == claim.notebook]
+    grouped = results.points(mine)
+    return [judge(claim, group) for group in grouped.values()] or [judge(claim, [])]
 
 
 # --- figures -------------------------------------------------------------------------------------
@@ -408,76 +436,119 @@ def _across(values: Mapping[str, str]) -> str:
     return "; ".join(f"{value} ({', '.join(f'`{n}`' for n in names)})" for value, names in groups.items())
 
 
+def _device_text(rec: Mapping[str, Any]) -> str:
+    return f"`{rec['device']}`"
+
+
+def _joined(runs: Sequence[Mapping[str, Any]], field: Callable[[Mapping[str, Any]], str]) -> str:
+    return ", ".join(dict.fromkeys(field(r) for r in runs))
+
+
 def _run_section(
-    records: Mapping[str, Mapping[str, Any]],
+    runs: Sequence[Mapping[str, Any]],
     figures: Mapping[str, NotebookFigures],
+    judged: Sequence[tuple[Claim, Verdict]],
     generated: datetime,
 ) -> list[str]:
     from .notebooks import CATALOGUE
 
+    by_notebook: dict[str, list[Mapping[str, Any]]] = {}
+    for r in runs:
+        by_notebook.setdefault(r["notebook"], []).append(r)
     lines = ["## Run", "", f"- generated: {generated.astimezone(timezone.utc):%Y-%m-%d %H:%M:%S} UTC"]
-    missing = [nb.name for nb in CATALOGUE if nb.name not in records]
-    recorded = f"- notebooks recorded: {len(records)}"
+    missing = [nb.name for nb in CATALOGUE if nb.name not in by_notebook]
+    recorded = f"- notebooks recorded: {len(by_notebook)} ({len(runs)} runs)"
     if missing:
         recorded += f"; not run: {', '.join(f'`{n}`' for n in missing)}"
     lines.append(recorded)
-    if records:
+    if runs:
         lines += [
-            "- profile: " + _across({n: f"`{r['profile']}`" for n, r in records.items()}),
-            "- seed: " + _across({n: str(r["seed"]) for n, r in records.items()}),
-            "- device: " + _across({n: f"`{r['device']}`" for n, r in records.items()}),
-            "- versions: " + _across({n: _version_text(r) for n, r in records.items()}),
+            "- profile: "
+            + _across({n: _joined(g, lambda r: f"`{r['profile']}`") for n, g in by_notebook.items()}),
+            "- seeds: " + _across({n: _joined(g, lambda r: str(r["seed"])) for n, g in by_notebook.items()}),
+            "- device: "
+            + _across({n: _joined(g, lambda r: f"`{r['device']}`") for n, g in by_notebook.items()}),
+            "- versions: " + _across({n: _joined(g, _version_text) for n, g in by_notebook.items()}),
         ]
-    counts: dict[str, int] = {"supported": 0, "not supported in this run": 0, "not measured": 0, "not run": 0}
-    for claim in CLAIMS:
-        v = verdict(claim, records)
-        counts["not measured" if v.startswith("not measured") else v] += 1
+    counts = {status: sum(v.status == status for _, v in judged) for status in STATUSES}
     lines.append(
-        f"- claims ({len(CLAIMS)}): {counts['supported']} supported, {counts['not supported in this run']} "
-        f"not supported in this run, {counts['not measured']} not measured, {counts['not run']} not run"
+        f"- verdicts ({len(judged)}, one per claim and parameter point): "
+        + ", ".join(f"{n} {status}" for status, n in counts.items())
     )
     n_figures = sum(len(f.figures) for f in figures.values())
     lines.append(f"- figures: {n_figures}, from the executed notebooks that match their record")
     return lines
 
 
+STATUSES = ("supported", "not supported", "not judged")
+
+
+def _stat_cell(value: results.Stat | str) -> Any:
+    if not isinstance(value, results.Stat) or value.ci is None:
+        return value.mean if isinstance(value, results.Stat) else value
+    lo, hi = value.ci
+    return f"{value.mean:.4g} ± {value.sd:.3g} [{lo:.4g}, {hi:.4g}]"
+
+
+def _judged(runs: Sequence[Mapping[str, Any]]) -> list[tuple[Claim, Verdict]]:
+    return [(claim, v) for claim in CLAIMS for v in verdicts(claim, runs)]
+
+
 def render(
-    records: dict[str, dict],
+    runs: Sequence[Mapping[str, Any]],
     figures: Mapping[str, NotebookFigures] | None = None,
     *,
     generated: datetime | None = None,
+    results_dir: str | os.PathLike | None = None,
 ) -> str:
-    """The report as Markdown (see the module docstring); ``figures`` as from :func:`write_figures`."""
+    """The report as Markdown (see the module docstring); ``runs`` as from :func:`results.load_runs`,
+    ``figures`` as from :func:`write_figures`."""
     figures = figures or {}
+    judged = _judged(runs)
     lines = [
         "# Reproduction report",
         "",
-        "Generated by `python -m neuromod_lib report` from the records in `results/`; no number is typed in.",
+        "Generated by `python -m neuromod_lib report` from the run records in `results/runs/`; "
+        "no number is typed in.",
         "",
-        *_run_section(records, figures, generated or datetime.now(timezone.utc)),
+        *_run_section(runs, figures, judged, generated or datetime.now(timezone.utc)),
         "",
         "## The papers' claims",
         "",
-        "| paper | claim | notebook | this run |",
-        "|---|---|---|---|",
-    ]
-    for claim in CLAIMS:
-        lines.append(f"| {claim.paper} | {claim.text} | `{claim.notebook}` | {verdict(claim, records)} |")
-    lines += [
+        f"A claim is judged only from runs of a non-smoke profile that passed their notebook's training "
+        f"check, with at least {MIN_SEEDS} seeds (or replicates) of the compared quantity; it is "
+        "*supported* only if the 95 % confidence interval of that quantity lies on the claimed side. "
+        "Everything else is *not judged*, with the reason.",
         "",
-        "A claim *not supported in this run* may still hold at the paper's scale (`--profile paper`).",
+        "| paper | claim | notebook | quantity | parameter point | verdict | runs |",
+        "|---|---|---|---|---|---|---|",
     ]
-    for name, rec in records.items():
+    for claim, v in judged:
+        shown = ", ".join(f"`{_relative(p, results_dir)}`" for p in v.runs) or "—"
+        quantity = f"`{claim.quantity}` {claim.relation} {claim.bound:g}"
+        lines.append(
+            f"| {claim.paper} | {claim.text} | `{claim.notebook}` | {quantity} | {v.point or '—'} | "
+            f"{v.text()} | {shown} |"
+        )
+    for (name, profile, key), group in results.points(runs).items():
+        seeds = ", ".join(str(r["seed"]) for r in group)
         lines += [
             "",
-            f"## `{name}`",
+            f"## `{name}` — profile `{profile}`, parameters `{key}`",
             "",
-            f"profile `{rec['profile']}`, seed {rec['seed']}, device `{rec['device']}`; {_version_text(rec)}",
+            f"seeds {seeds}; device {_joined(group, _device_text)}; {_joined(group, _version_text)}",
             "",
         ]
-        lines += metrics_tables(rec["metrics"], PIVOT_ROW_NAMES.get(name, _DEFAULT_ROW_NAMES))
+        if len(group) > 1:
+            lines += ["Numbers: mean ± sd [95 % CI] over the seeds.", ""]
+        stats = (
+            group[0]["metrics"]
+            if len(group) == 1
+            else {k: _stat_cell(v) for k, v in results.aggregate(group).items()}
+        )
+        lines += metrics_tables(stats, PIVOT_ROW_NAMES.get(name, _DEFAULT_ROW_NAMES))
         found = figures.get(name)
-        if found is None:
+        if found is None or profile != _newest(runs, name)["profile"] or key != _newest(runs, name)["key"]:
             continue
         lines += ["", "### Figures", ""]
         if found.note:
@@ -491,14 +562,31 @@ def render(
     return "\n".join(lines) + "\n"
 
 
+def _relative(path: str, results_dir: str | os.PathLike | None) -> str:
+    if results_dir is None:
+        return path
+    try:
+        return Path(path).resolve().relative_to(Path(results_dir).resolve()).as_posix()
+    except ValueError:
+        return path
+
+
+def _newest(runs: Sequence[Mapping[str, Any]], name: str) -> Mapping[str, Any]:
+    """The most recently written run of notebook ``name``: the one whose figures the report shows."""
+    mine = [r for r in runs if r["notebook"] == name]
+    return max(mine, key=lambda r: Path(r["path"]).stat().st_mtime if Path(r["path"]).exists() else 0.0)
+
+
 def write_report(
     results_dir: str | os.PathLike, notebooks_dirs: Sequence[str | os.PathLike] | None = None
 ) -> Path:
-    """Write ``<results_dir>/report.md`` and its figures (atomically) from the records there; return its path.
+    """Write ``<results_dir>/report.md`` and its figures (atomically) from the run records there;
+    return its path.
 
     ``notebooks_dirs``: folders of executed notebooks to take the figures from (default
-    :func:`default_notebook_dirs`).
+    :func:`default_notebook_dirs`); figures are those of each notebook's newest run.
     """
-    records = results.load(results_dir)
-    figures = write_figures(results_dir, records, notebooks_dirs)
-    return write_text(Path(results_dir) / "report.md", render(records, figures))
+    runs = results.load_runs(results_dir)
+    newest = {name: _newest(runs, name) for name in dict.fromkeys(r["notebook"] for r in runs)}
+    figures = write_figures(results_dir, newest, notebooks_dirs)
+    return write_text(Path(results_dir) / "report.md", render(runs, figures, results_dir=results_dir))

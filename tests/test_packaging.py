@@ -88,3 +88,16 @@ def test_makefile_targets_set_up_before_running():
     browser = re.search(r"^test: \$\(STAMP\) browser$", makefile, flags=re.M)
     assert browser, "make test must set up the browser"
     assert "-c requirements/constraints.txt" in makefile
+
+
+def test_license_file_matches_pyproject():
+    assert _pyproject()["project"]["license"] == {"text": "MIT"}
+    assert (ROOT / "LICENSE").read_text().startswith("MIT License\n")
+
+
+def test_citation_cites_the_three_papers():
+    cff = yaml.safe_load((ROOT / "CITATION.cff").read_text())
+    assert cff["cff-version"] == "1.2.0" and cff["license"] == "MIT"
+    arxiv = {ident["value"] for ref in cff["references"] for ident in ref["identifiers"]}
+    assert arxiv == {"arXiv:2311.15053", "arXiv:2408.01316", "arXiv:2204.04297"}
+    assert all(ref["authors"] and ref["year"] for ref in cff["references"])

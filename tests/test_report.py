@@ -7,44 +7,109 @@ import io
 from datetime import datetime, timezone
 
 import nbformat
+import pytest
 
 from neuromod_lib import cli, profiles, report, results
 
 
-def _record(tmp_path, notebook: str, metrics: dict) -> None:
-    cfg = profiles.resolve(notebook, "smoke", results_dir=str(tmp_path), seed=3)
-    results.record(cfg, metrics, device="cpu")
+def _record(tmp_path, notebook: str, metrics: dict, profile: str = "smoke", seed: int = 3, **kw) -> None:
+    cfg = profiles.resolve(notebook, profile, results_dir=str(tmp_path), seed=seed)
+    results.record(cfg, metrics, device="cpu", **kw)
 
 
-def test_claims_are_judged_from_the_recorded_values(tmp_path):
-    _record(
-        tmp_path,
-        "02_stochastic_comodulation",
-        {"stochastic_beats_deterministic": False, "extra_params_stochastic": 0},
-    )
-    _record(tmp_path, "06_random_weight_continual_learning", {"zero_forgetting_random_weights": True})
-    records = results.load(tmp_path)
-    by_metric = {c.metric: report.verdict(c, records) for c in report.CLAIMS}
-    assert by_metric["stochastic_beats_deterministic"] == "not supported in this run"
-    assert by_metric["extra_params_stochastic"] == "supported"
-    assert by_metric["zero_forgetting_random_weights"] == "supported"
-    assert by_metric["storage_ratio_at_least_100"].startswith("not measured")
-    assert by_metric["gains_beat_head_only"] == "not run"
+CLAIM_02 = next(c for c in report.CLAIMS if c.quantity == "stochastic_minus_deterministic")
+CLAIM_06 = next(c for c in report.CLAIMS if c.quantity == "random_weights_forgetting")
 
 
-def test_every_claim_names_a_catalogued_notebook():
+def _verdicts(tmp_path, claim):
+    return report.verdicts(claim, results.load_runs(tmp_path))
+
+
+def _seeds(tmp_path, notebook, values, profile="quick", passed=True, quantity=None):
+    """One run per value (seeds 0, 1, ...), each recording ``[value]`` as its sample."""
+    quantity = quantity or CLAIM_02.quantity
+    for seed, value in enumerate(values):
+        _record(
+            tmp_path,
+            notebook,
+            {"x": value},
+            profile=profile,
+            seed=seed,
+            samples={quantity: [value]},
+            trained=(passed, "baseline trained"),
+        )
+
+
+def test_a_smoke_run_is_never_judged(tmp_path):
+    """Three seeds, training check passed, a clear effect: on the smoke profile it is still not judged."""
+    _seeds(tmp_path, CLAIM_02.notebook, [-5.0, -6.0, -5.5], profile="smoke")
+    (v,) = _verdicts(tmp_path, CLAIM_02)
+    assert v.status == "not judged" and "smoke" in v.detail and len(v.runs) == 3
+    for claim in report.CLAIMS:
+        assert all(x.status == "not judged" for x in _verdicts(tmp_path, claim))
+
+
+def test_supported_only_when_the_interval_lies_on_the_claimed_side(tmp_path):
+    _seeds(tmp_path / "a", CLAIM_02.notebook, [-5.0, -6.0, -5.5])
+    (v,) = _verdicts(tmp_path / "a", CLAIM_02)
+    assert v.status == "supported" and "95 % CI [" in v.detail and "n = 3" in v.detail
+    assert all("seed-" in r for r in v.runs) and len(v.runs) == 3
+    _seeds(tmp_path / "b", CLAIM_02.notebook, [-5.0, 4.0, -2.0])  # mean < 0, interval includes 0
+    (v,) = _verdicts(tmp_path / "b", CLAIM_02)
+    assert v.status == "not supported" and "does not lie entirely < 0" in v.detail
+    _seeds(tmp_path / "c", CLAIM_02.notebook, [5.0, 6.0, 5.5])
+    assert _verdicts(tmp_path / "c", CLAIM_02)[0].status == "not supported"
+
+
+@pytest.mark.parametrize(
+    ("values", "passed", "reason"),
+    [
+        ([-5.0, -6.0], True, "2 seed(s), at least 3 needed"),
+        ([-5.0, -6.0, -5.5], False, "training check failed or missing (baseline trained)"),
+    ],
+)
+def test_not_judged_without_enough_trained_seeds(tmp_path, values, passed, reason):
+    _seeds(tmp_path, CLAIM_02.notebook, values, passed=passed)
+    (v,) = _verdicts(tmp_path, CLAIM_02)
+    assert (v.status, v.detail) == ("not judged", reason)
+
+
+def test_not_judged_when_the_quantity_is_missing_or_not_run(tmp_path):
+    _record(tmp_path, CLAIM_02.notebook, {"x": 1.0}, profile="quick", trained=(True, "ok"))
+    assert _verdicts(tmp_path, CLAIM_02)[0].detail == f"`{CLAIM_02.quantity}` not recorded"
+    assert _verdicts(tmp_path, CLAIM_06)[0].text() == "not judged: not run"
+
+
+def test_structural_claims_need_every_value_equal(tmp_path):
+    _seeds(tmp_path / "a", CLAIM_06.notebook, [0.0, 0.0, 0.0], quantity=CLAIM_06.quantity)
+    assert _verdicts(tmp_path / "a", CLAIM_06)[0].status == "supported"
+    _seeds(tmp_path / "b", CLAIM_06.notebook, [0.0, 0.1, 0.0], quantity=CLAIM_06.quantity)
+    assert _verdicts(tmp_path / "b", CLAIM_06)[0].status == "not supported"
+
+
+def test_each_parameter_point_is_judged_apart(tmp_path):
+    _seeds(tmp_path, CLAIM_02.notebook, [-5.0, -6.0, -5.5])
+    cfg = profiles.resolve(CLAIM_02.notebook, "quick", results_dir=str(tmp_path), seed=0, sigma_m=0.5)
+    results.record(cfg, {}, device="cpu", samples={CLAIM_02.quantity: [1.0]}, trained=(True, "ok"))
+    statuses = sorted(v.status for v in _verdicts(tmp_path, CLAIM_02))
+    assert statuses == ["not judged", "supported"]
+
+
+def test_every_claim_names_a_catalogued_notebook_and_a_relation():
     names = set(profiles.notebook_names())
-    assert all(c.notebook in names for c in report.CLAIMS)
+    assert all(c.notebook in names and c.relation in report.RELATIONS for c in report.CLAIMS)
 
 
-def test_report_command_writes_the_file_with_every_record(tmp_path, capsys):
-    _record(
-        tmp_path, "06_random_weight_continual_learning", {"zero_forgetting_random_weights": True, "acc": 0.5}
-    )
+def test_report_command_writes_the_file_with_every_run(tmp_path, capsys):
+    _record(tmp_path, NB06, {"zero_forgetting_random_weights": True, "acc": 0.5})
     assert cli.main(["report", "--results-dir", str(tmp_path)]) == 0
     text = (tmp_path / "report.md").read_text()
-    assert "## `06_random_weight_continual_learning`" in text and "| `acc` | 0.5 |" in text
-    assert "profile `smoke`, seed 3, device `cpu`" in text and "torch" in text
+    assert f"## `{NB06}` — profile `smoke`" in text and "| `acc` | 0.5 |" in text
+    assert "seeds 3; device `cpu`" in text and "torch" in text
+    assert (
+        "not judged: smoke profile" in text
+        and "runs/06_random_weight_continual_learning/smoke/seed-3-" in text
+    )
     assert "report.md" in capsys.readouterr().out
     assert not list(tmp_path.glob(".*.tmp"))
 
@@ -136,7 +201,8 @@ def test_notebook_without_record_gets_no_figures(tmp_path):
     text = (res / "report.md").read_text()
     assert f"## `{other}`" not in text and f"figures/{other}" not in text
     recorded = next(line for line in text.splitlines() if line.startswith("- notebooks recorded"))
-    assert recorded.startswith("- notebooks recorded: 1; not run: `00_overview`") and f"`{other}`" in recorded
+    assert recorded.startswith("- notebooks recorded: 1 (1 runs); not run: `00_overview`")
+    assert f"`{other}`" in recorded
 
 
 def test_figures_come_only_from_a_notebook_run_with_the_recorded_parameters(tmp_path, capsys):
@@ -185,9 +251,21 @@ def test_values_render_as_readable_cells():
     ]
 
 
-def _fake_record(metrics: dict, device: str = "cpu", torch_version: str = "2.5.0") -> dict:
+def _fake_run(notebook: str, metrics: dict, device: str = "cpu", torch_version: str = "2.5.0", **kw) -> dict:
     versions = {"python": "3.11.7", "torch": torch_version, "torchvision": "0.20.0"}
-    return {"profile": "quick", "seed": 0, "device": device, "versions": versions, "metrics": metrics}
+    return {
+        "notebook": notebook,
+        "profile": "quick",
+        "seed": 0,
+        "key": "abcd1234",
+        "device": device,
+        "versions": versions,
+        "metrics": metrics,
+        "samples": {},
+        "training": None,
+        "path": f"/r/runs/{notebook}/quick/seed-0-abcd1234.json",
+        **kw,
+    }
 
 
 def test_double_underscore_metrics_render_as_one_pivot_table():
@@ -217,30 +295,34 @@ def test_double_underscore_metrics_render_as_one_pivot_table():
         "| `synaptic_beats_gains` | yes |",
         "| `two__parts` | 1 |",
     ]
-    text = report.render({"07_modulation_families_compared": _fake_record(metrics)})
+    text = report.render([_fake_run("07_modulation_families_compared", metrics)])
     assert "| task set | family | `accuracy` |" in text and "| `digits__synaptic__accuracy` |" not in text
-    generic = report.render({"99_other": _fake_record({"a__b__c": 1})})
+    generic = report.render([_fake_run("99_other", {"a__b__c": 1})])
     assert "| group | variant | `c` |\n|---|---|---|\n| `a` | `b` | 1 |" in generic
 
 
-def test_run_section_names_devices_versions_and_counts_claims():
-    records = {
-        "02_stochastic_comodulation": _fake_record(
-            {"stochastic_beats_deterministic": False, "extra_params_stochastic": 0}, "cpu"
-        ),
-        NB06: _fake_record({"zero_forgetting_random_weights": True}, "cuda:0", "2.6.0"),
-    }
+def test_several_seeds_render_as_mean_sd_and_interval():
+    runs = [_fake_run(NB06, {"acc": v}, seed=s) for s, v in enumerate([1.0, 2.0, 3.0])]
+    text = report.render(runs)
+    assert "seeds 0, 1, 2" in text and "| `acc` | 2 ± 1 [-0.4841, 4.484] |" in text
+
+
+def test_run_section_names_devices_versions_and_counts_verdicts():
+    runs = [
+        _fake_run("02_stochastic_comodulation", {"extra_params_stochastic": 0}, "cpu"),
+        _fake_run(NB06, {"zero_forgetting_random_weights": True}, "cuda:0", "2.6.0"),
+    ]
     when = datetime(2024, 1, 2, 3, 4, 5, tzinfo=timezone.utc)
-    run = report.render(records, generated=when).split("## The papers' claims")[0]
+    run = report.render(runs, generated=when).split("## The papers' claims")[0]
     assert "- generated: 2024-01-02 03:04:05 UTC" in run
     assert (
-        "- profile: `quick` (every recorded notebook)" in run and "- seed: 0 (every recorded notebook)" in run
+        "- profile: `quick` (every recorded notebook)" in run
+        and "- seeds: 0 (every recorded notebook)" in run
     )
     assert f"- device: `cpu` (`02_stochastic_comodulation`); `cuda:0` (`{NB06}`)" in run
     assert "torch 2.5.0, torchvision 0.20.0 (`02_stochastic_comodulation`); python 3.11.7, torch 2.6.0" in run
-    n_other = sum(c.notebook not in records for c in report.CLAIMS)
-    n_06 = sum(c.notebook == NB06 for c in report.CLAIMS)
+    n = len(report.CLAIMS)
     assert (
-        f"- claims ({len(report.CLAIMS)}): 2 supported, 1 not supported in this run, "
-        f"{n_06 - 1} not measured, {n_other} not run" in run
+        f"- verdicts ({n}, one per claim and parameter point): 0 supported, 0 not supported, {n} not judged"
+        in run
     )
