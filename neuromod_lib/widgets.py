@@ -4,19 +4,35 @@ Every panel follows one pattern, so later notebooks add a panel in a few lines:
 
 * the figure is drawn by a plain function of :mod:`neuromod_lib.plots` that returns a
   :class:`~matplotlib.figure.Figure` (testable without any widget);
-* :func:`_panel` wraps it in :class:`ipywidgets.interactive` with named sliders
+* :func:`_panel` wraps it in an :class:`ipywidgets.interactive` with named sliders
   (``continuous_update=False``: the figure is redrawn when a slider is released, not on
   every pixel of a drag);
-* each redraw shows the figure (``plt.show()`` inside the panel's output area) and closes
-  it, so figures do not pile up in pyplot however long the slider is played with. The last
+* each redraw renders the figure to PNG, puts it in the panel's output widget and closes it,
+  so figures do not pile up in pyplot however long the slider is played with. The last
   figure stays available as ``panel.result`` (closed), which is what the tests inspect.
+
+The figure goes into the output widget as *state* (its ``outputs``, as
+:meth:`ipywidgets.Output.append_display_data` does), never by capturing the cell's output
+(``with output: ... plt.show()``, what ``interactive.update`` does). Captured output is what
+made headless runs hang (issue 11): nbclient, which papermill and nbconvert run on, mimics the
+output widget of a frontend and, for every captured output, sends the widget's new state back
+to the kernel on the shell socket, through a synchronous shadow of the asyncio socket on which
+it is at the same time awaiting the cell's ``execute_reply``. When the reply is already there
+(a loaded machine: nbclient reads the captured output late), that send consumes the
+socket's edge-triggered wake-up, the wait is never woken and the run hangs forever at the
+widget cell (nbclient #312, papermill #723). With the figure set as state nothing is captured,
+so nbclient sends nothing; and the figure is saved with the notebook's widget state, so the
+panel shows it when an executed notebook is reopened.
 
 Panels work headless: they can be built and updated without a display or a kernel.
 """
 
 from __future__ import annotations
 
+import base64
 import functools
+import io
+import traceback
 from collections.abc import Callable
 
 import ipywidgets as widgets
@@ -25,6 +41,7 @@ import torch
 from matplotlib.figure import Figure
 
 from . import plots
+from .progress import show_bars_in
 
 __all__ = [
     "continual_widget",
@@ -50,26 +67,66 @@ def _slider(description: str, low: float, high: float, step: float, value: float
     )
 
 
+def _figure_output(fig: Figure) -> dict:
+    """``fig`` as a notebook ``display_data`` output: a PNG cropped as the inline backend crops
+    it (``bbox_inches="tight"``) and the figure's text form."""
+    png = io.BytesIO()
+    fig.savefig(png, format="png", bbox_inches="tight")
+    return {
+        "output_type": "display_data",
+        "data": {"image/png": base64.b64encode(png.getvalue()).decode("ascii"), "text/plain": repr(fig)},
+        "metadata": {},
+    }
+
+
+class _Panel(widgets.interactive):
+    """An ``interactive`` that writes each redraw into its output widget's state.
+
+    ``f(**values)`` must return a figure (closed or not); ``update`` renders it with
+    :func:`_figure_output` and sets it as ``self.out.outputs``. An exception is shown in the
+    output widget as an error output (and logged, as ``interactive`` logs it without a kernel).
+    Progress bars opened while ``f`` runs (a panel that trains on demand) are shown in the
+    output widget too (:func:`neuromod_lib.progress.show_bars_in`). Nothing is captured from
+    the cell's output stream: see the module docstring for why.
+    """
+
+    def __repr__(self) -> str:
+        """``interactive(children=...)``, as before: the text saved beside the widget view
+        (what viewers without widgets, such as GitHub, show)."""
+        return "interactive" + super().__repr__().removeprefix(type(self).__name__)
+
+    def update(self, *args) -> None:
+        """Call ``f`` with the current widget values and show its figure (``args``: ignored,
+        for use as a traitlets observer)."""
+        self.kwargs = {widget._kwarg: widget.get_interact_value() for widget in self.kwargs_widgets}
+        try:
+            with show_bars_in(self.out):
+                self.result = self.f(**self.kwargs)
+            self.out.outputs = (_figure_output(self.result),)
+        except Exception as e:
+            self.log.warning("Exception in interact callback: %s", e, exc_info=True)
+            lines = "".join(traceback.format_exception(type(e), e, e.__traceback__)).splitlines()
+            self.out.outputs = (
+                {"output_type": "error", "ename": type(e).__name__, "evalue": str(e), "traceback": lines},
+            )
+
+
 def _panel(draw: Callable[..., Figure], **sliders: widgets.ValueWidget) -> widgets.interactive:
-    """Wrap a figure-returning ``draw(**values)`` in an ``interactive`` panel with ``sliders``.
+    """Wrap a figure-returning ``draw(**values)`` in a :class:`_Panel` with ``sliders``.
 
     Each keyword names an argument of ``draw`` and gives its widget (in display order). On
-    every change, ``draw`` is called with the current values, the figure is shown in the
-    panel's output and then closed; the closed figure is returned, so ``panel.result`` holds
-    the latest one.
+    every change, ``draw`` is called with the current values and its figure is closed and
+    shown in the panel's output; the closed figure is ``panel.result``.
     """
 
     def show(**values: float) -> Figure:
         fig = draw(**values)
-        try:
-            plt.show()
-        finally:
-            plt.close(fig)
+        plt.close(fig)
         return fig
 
     # No functools.wraps: ``interactive`` reads the signature (via ``__wrapped__``) to find its
     # arguments, and ``show`` must expose only the sliders given here, not every argument of ``draw``.
-    return widgets.interactive(show, **sliders)
+    return _Panel(show, **sliders)
 
 
 def tuning_widget(

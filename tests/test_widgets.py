@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import logging
 
 import matplotlib
@@ -15,7 +16,7 @@ import pytest  # noqa: E402
 from matplotlib.figure import Figure  # noqa: E402
 
 from neuromod_lib.plots import tuning_figure  # noqa: E402
-from neuromod_lib.widgets import tuning_widget  # noqa: E402
+from neuromod_lib.widgets import _panel, tuning_widget  # noqa: E402
 
 
 @pytest.fixture(autouse=True)
@@ -96,3 +97,60 @@ def test_tuning_widget_starts_at_the_given_values_and_draws_that_figure():
     plain = tuning_figure(1.5, 0.3, n_neurons=8, fraction=0.5)
     np.testing.assert_array_equal(_ydata(w.result.axes[0], "-"), _ydata(plain.axes[0], "-"))
     plt.close(plain)
+
+
+def _png(output: dict) -> bytes:
+    assert output["output_type"] == "display_data"
+    png = base64.b64decode(output["data"]["image/png"])
+    assert png.startswith(b"\x89PNG")
+    return png
+
+
+def test_panel_puts_its_figure_in_the_output_state_and_captures_nothing():
+    """The figure is the output widget's state (saved with the notebook), never captured cell
+    output: capture is what made nbclient hang (see neuromod_lib.widgets)."""
+    w = tuning_widget(n_neurons=8)
+    assert w.out.msg_id == ""
+    (first,) = w.out.outputs
+    w.children[0].value = 2.5
+    assert w.out.msg_id == ""
+    (second,) = w.out.outputs
+    assert _png(first) != _png(second)
+    assert repr(w).startswith("interactive(children=(FloatSlider(")
+    assert plt.get_fignums() == []
+
+
+def test_panel_shows_an_error_in_its_output(caplog):
+    def draw(x: float) -> Figure:
+        raise ValueError("no figure for x")
+
+    with caplog.at_level(logging.WARNING):
+        w = _panel(draw, x=ipywidgets.FloatSlider(value=1.0))
+    (error,) = w.out.outputs
+    assert error["output_type"] == "error"
+    assert (error["ename"], error["evalue"]) == ("ValueError", "no figure for x")
+    assert "Exception in interact callback" in caplog.text
+
+
+def test_headless_run_sends_nothing_to_the_kernel_and_saves_the_figure(monkeypatch, tmp_path):
+    """nbclient (papermill's executor) runs a panel cell: its output-widget mimic must never send
+    state to the kernel on the shell socket (the send that loses the execute_reply wake-up),
+    and the saved widget state holds the figure."""
+    import nbformat
+    from nbclient import NotebookClient
+    from nbclient.output_widget import OutputWidget
+
+    sent = []
+    monkeypatch.setattr(OutputWidget, "send", lambda self, *a, **k: sent.append(a))
+    nb = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell(
+        "from neuromod_lib.widgets import tuning_widget\ntuning_widget(n_neurons=8, gain=1.5)"
+    )])
+    resources = {"metadata": {"path": str(tmp_path)}}
+    NotebookClient(nb, timeout=120, kernel_name="python3", resources=resources).execute()
+    assert sent == []
+    state = nb.metadata.widgets["application/vnd.jupyter.widget-state+json"]["state"]
+    (view,) = [o for o in nb.cells[0].outputs if "application/vnd.jupyter.widget-view+json" in o["data"]]
+    assert view["data"]["application/vnd.jupyter.widget-view+json"]["model_id"] in state
+    (output_model,) = [m["state"] for m in state.values() if m["model_name"] == "OutputModel"]
+    (figure,) = output_model["outputs"]
+    _png(figure)
