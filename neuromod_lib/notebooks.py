@@ -170,8 +170,9 @@ def execute(notebook: Notebook, output: Path, *, profile: str = DEFAULT_PROFILE,
                     request_save_on_cell_execute=False, execution_timeout=timeout,
                 )
             except BaseException:
+                failed = results_dir / "failed" / f"{notebook.name}.ipynb"
+                failed.unlink(missing_ok=True)  # a partial notebook of an earlier run would mislead
                 if tmp_nb.exists():
-                    failed = results_dir / "failed" / f"{notebook.name}.ipynb"
                     failed.parent.mkdir(parents=True, exist_ok=True)
                     os.replace(tmp_nb, failed)
                 raise

@@ -336,7 +336,7 @@ def _rnn_params() -> dict:
         ),
         "dt": Param(float, {"quick": 100.0, "paper": 20.0}, "time step (ms)", above=0.0, high=500.0),
         "tau": Param(
-            float, {"quick": 200.0, "paper": 100.0}, "neuronal time constant (ms), >= dt", above=0.0
+            float, {"quick": 200.0, "paper": 100.0}, "neuronal time constant (ms), at least dt", above=0.0
         ),
         "n_ring": Param(
             int, {"quick": 16, "paper": 32}, "units per stimulus / response ring", low=4, high=256
@@ -429,7 +429,7 @@ NOTEBOOK_PARAMS["06_random_weight_continual_learning"] = {
         item=Param(str, None, "method", choices=METHODS),
     ),
     "expansion": Param(
-        float, 10.0, "hidden units per input of the random expansion (>= 1)", low=1.0, high=10_000.0
+        float, 10.0, "hidden units per input of the random expansion (at least 1)", low=1.0, high=10_000.0
     ),
     "k": Param(int, 7, "inputs summed by each hidden unit (at most the inputs per sample)", low=1),
     "rw_lr": Param(float, 1e-2, "RMSprop learning rate of the contexts", above=0.0),
@@ -713,7 +713,7 @@ NOTEBOOK_PARAMS["07_modulation_families_compared"] = {
         int, {"smoke": 3, "quick": 8, "paper": 20}, "held-out attribute tasks", low=2, high=20
     ),
     "attribute_expansion": Param(
-        float, 2.0, "shared width per image feature (H = expansion x D)", low=1.0, high=10_000.0
+        float, 2.0, "shared width per image feature (H is expansion x D)", low=1.0, high=10_000.0
     ),
     # digits: a continual sequence of notebook 06
     "benchmark": Param(
@@ -729,7 +729,7 @@ NOTEBOOK_PARAMS["07_modulation_families_compared"] = {
         int, {"smoke": 200, "quick": 0, "paper": 0}, "training samples per task (0: all)", low=0
     ),
     "digit_expansion": Param(
-        float, 10.0, "shared width per pixel (H = expansion x D)", low=1.0, high=10_000.0
+        float, 10.0, "shared width per pixel (H is expansion x D)", low=1.0, high=10_000.0
     ),
     # how every feedforward family learns (one budget for all)
     "epochs": Param(int, {"smoke": 1, "quick": 3, "paper": 5}, "epochs per task", low=1, high=1000),
@@ -793,8 +793,8 @@ def parameters_cell(notebook: str) -> str:
     """The source of ``notebook``'s papermill ``parameters`` cell, generated from its spec.
 
     Every parameter but ``profile`` is ``None`` ("the profile's value"); each line carries its
-    type and help as papermill reads them (``papermill --help-notebook``). A test keeps the
-    committed cells equal to this.
+    type and help as papermill reads them (``papermill --help-notebook``; papermill skips a line
+    with a second ``=``, so no help text holds one). A test keeps the committed cells equal to this.
     """
     lines = [
         f'profile = "{DEFAULT_PROFILE}"  # type: str  {_PROFILE_HELP}',

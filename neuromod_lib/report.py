@@ -1,19 +1,22 @@
-"""One reproduction report from what the notebooks recorded: ``python -m neuromod_lib report``.
+"""One reproduction report from the recorded runs: ``python -m neuromod_lib report``.
 
-Reads every record in ``results/`` (written by :func:`neuromod_lib.results.record` at the end of
-each notebook) and writes ``results/report.md``:
+Reads every run record under ``results/runs/`` (written by :func:`neuromod_lib.results.record`
+at the end of each notebook, one per run) and writes ``results/report.md``:
 
-- a *Run* section: when the report was written, which notebooks were recorded, and the
-  profile(s), seed(s), device(s) and versions of python, torch and torchvision found in the
-  records, with a count of the claims supported, not supported, not measured and not run;
-- for each claim of the three papers, whether this run supports it;
-- per recorded notebook: its profile, seed, device and versions, its headline numbers as a
-  table, and its figures.
+- a *Run* section: when the report was written, which notebooks were recorded (how many runs),
+  and the profiles, seeds, devices and versions of python, torch and torchvision found in the
+  records, with a count of the verdicts;
+- the papers' claims, each judged per parameter point under **the gate** (:func:`judge`): only
+  from runs of a non-``smoke`` profile whose training-success check passed, with at least
+  ``MIN_SEEDS`` seeds or replicates of the compared quantity (the records' ``samples``), and
+  *supported* only when the 95 % t interval of that quantity lies on the claimed side;
+  everything else is *not judged*, with the reason. Each verdict names the records it used;
+- per notebook and parameter point: its seeds, device and versions, its metrics as a table (mean
+  ± sd [95 % CI] over seeds when there are several), and the figures of its newest run.
 
-Nothing is typed in: a claim's verdict is read from the boolean the notebook computed and
-recorded; a notebook that has not been run says so. Metrics named ``<group>__<variant>__<measure>``
-(notebook 07: ``digits__synaptic__accuracy``) are shown as one table with a row per group and
-variant and a column per measure; every other metric is a row of a ``metric | value`` table.
+Nothing is typed in. Metrics named ``<group>__<variant>__<measure>`` (notebook 07:
+``digits__synaptic__accuracy``) are shown as one table with a row per group and variant and a
+column per measure; every other metric is a row of a ``metric | value`` table.
 
 Figures are the PNG outputs of the executed notebooks, copied to
 ``results/figures/<notebook>/fig-<cell>-<output>.png`` and linked from the report. So that the

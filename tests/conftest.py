@@ -24,3 +24,28 @@ def one_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(threads)
+
+
+@pytest.fixture
+def stand_in_overview(tmp_path, monkeypatch):
+    """``write(code)``: make a two-cell notebook (a parameters cell, then ``code``) stand in for
+    ``00_overview`` — the CLI then runs it instead of the real one."""
+    import nbformat
+
+    from neuromod_lib import notebooks
+
+    folder = tmp_path / "notebooks"
+    folder.mkdir()
+    monkeypatch.setattr(notebooks, "NOTEBOOK_DIR", folder)
+
+    def write(code: str) -> None:
+        nb = nbformat.v4.new_notebook(
+            cells=[
+                nbformat.v4.new_code_cell("profile = 'quick'", metadata={"tags": ["parameters"]}),
+                nbformat.v4.new_code_cell(code),
+            ],
+            metadata={"kernelspec": {"name": "python3", "display_name": "Python 3", "language": "python"}},
+        )
+        nbformat.write(nb, folder / "00_overview.ipynb")
+
+    return write

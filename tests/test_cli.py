@@ -4,7 +4,6 @@ import subprocess
 import sys
 from pathlib import Path
 
-import nbformat
 import pytest
 
 from neuromod_lib import cli, notebooks, profiles, results
@@ -174,18 +173,8 @@ def test_folders_under_a_file_are_refused_before_work(tmp_path, capsys, no_execu
     assert sorted(p.name for p in tmp_path.iterdir()) == ["afile"]
 
 
-def test_a_failed_notebook_prints_its_exception_and_the_failing_cell(tmp_path, monkeypatch, capsys):
-    broken = nbformat.v4.new_notebook(
-        cells=[
-            nbformat.v4.new_code_cell("profile = 'quick'", metadata={"tags": ["parameters"]}),
-            nbformat.v4.new_code_cell("x = 1\nraise KeyError('no such task: frobnicate')"),
-        ],
-        metadata={"kernelspec": {"name": "python3", "display_name": "Python 3", "language": "python"}},
-    )
-    nbdir = tmp_path / "notebooks"
-    nbdir.mkdir()
-    nbformat.write(broken, nbdir / "00_overview.ipynb")
-    monkeypatch.setattr(notebooks, "NOTEBOOK_DIR", nbdir)
+def test_a_failed_notebook_prints_its_exception_and_the_failing_cell(tmp_path, stand_in_overview, capsys):
+    stand_in_overview("x = 1\nraise KeyError('no such task: frobnicate')")
     argv = ["run", "00", "--output-dir", str(tmp_path / "out"), "--results-dir", str(tmp_path / "res")]
     assert cli.main(argv) == 1
     out = capsys.readouterr().out
@@ -195,18 +184,8 @@ def test_a_failed_notebook_prints_its_exception_and_the_failing_cell(tmp_path, m
     assert not list((tmp_path / "out").glob("*")), "a temporary file was left"
 
 
-def test_a_hanging_cell_is_stopped_by_the_timeout(tmp_path, monkeypatch, capsys):
-    slow = nbformat.v4.new_notebook(
-        cells=[
-            nbformat.v4.new_code_cell("profile = 'quick'", metadata={"tags": ["parameters"]}),
-            nbformat.v4.new_code_cell("import time\ntime.sleep(600)"),
-        ],
-        metadata={"kernelspec": {"name": "python3", "display_name": "Python 3", "language": "python"}},
-    )
-    nbdir = tmp_path / "notebooks"
-    nbdir.mkdir()
-    nbformat.write(slow, nbdir / "00_overview.ipynb")
-    monkeypatch.setattr(notebooks, "NOTEBOOK_DIR", nbdir)
+def test_a_hanging_cell_is_stopped_by_the_timeout(tmp_path, stand_in_overview, capsys):
+    stand_in_overview("import time\ntime.sleep(600)")
     argv = [
         "run",
         "00",

@@ -13,7 +13,7 @@ from pathlib import Path
 import nbformat
 import pytest
 
-from neuromod_lib import cli, notebooks, profiles
+from neuromod_lib import cli, notebooks, profiles, results
 
 READY = [nb.name for nb in notebooks.ready()]
 
@@ -216,18 +216,27 @@ def test_every_catalogued_notebook_has_a_spec_and_every_spec_a_notebook():
 
 
 @pytest.mark.parametrize("name", READY)
-def test_parameters_cell_lists_exactly_the_specified_parameters(name):
+def test_parameters_cell_is_generated_from_the_spec(name):
+    """Declared once: the parameters cell is :func:`profiles.parameters_cell` (types and help for
+    ``papermill --help-notebook``), every parameter ``None`` (the profile's value) but ``profile``."""
     nb = nbformat.read(notebooks.NOTEBOOK_DIR / f"{name}.ipynb", as_version=4)
+    source = _parameters_cell(nb).source
+    assert source == profiles.parameters_cell(name)
     assigned = {}
-    for node in ast.parse(_parameters_cell(nb).source).body:
+    for node in ast.parse(source).body:
         assert isinstance(node, ast.Assign), "the parameters cell holds only assignments"
         assigned[node.targets[0].id] = ast.literal_eval(node.value)
-    spec = profiles.spec(name)
-    assert set(assigned) == {"profile", *spec}
-    assert assigned["profile"] == profiles.DEFAULT_PROFILE
-    for key, param in spec.items():
-        expected = param.value if key in profiles.COMMON else None
-        assert assigned[key] == expected, key
+    assert assigned == {"profile": profiles.DEFAULT_PROFILE, **dict.fromkeys(profiles.spec(name))}
+
+
+def test_papermill_reads_the_parameters_types_and_help():
+    import papermill as pm
+
+    params = pm.inspect_notebook(str(notebooks.NOTEBOOK_DIR / "05_rnn_ambiguity_and_dynamics.ipynb"))
+    assert params["tasks"]["inferred_type_name"] == "list[str]"
+    assert (
+        params["n_neurons"]["inferred_type_name"] == "int" and params["n_neurons"]["help"] == "network size N"
+    )
 
 
 @pytest.mark.parametrize("name", READY)
@@ -254,30 +263,21 @@ def test_smoke_runs_succeed_and_record_results(smoke_runs):
         assert all(o.output_type != "error" for c in _code_cells(out) for o in c.outputs)
         injected = [c for c in out.cells if "injected-parameters" in c.metadata.get("tags", [])]
         assert injected and 'profile = "smoke"' in injected[0].source
-        record = json.loads((root / "results" / f"{name}.json").read_text())
-        assert record["profile"] == "smoke" and record["seed"] == 1
         expected = profiles.resolve(name, "smoke", seed=1, results_dir=str(root / "results"))
-        assert record["parameters"] == dict(expected)
+        record = json.loads(results.run_path(root / "results", expected).read_text())
+        assert record["profile"] == "smoke" and record["seed"] == 1
+        assert record["parameters"] == {k: v for k, v in expected.items() if k not in ("notebook", "profile")}
         for claim in CLAIMS.get(name, []):
             assert record["metrics"][claim] is True, f"{name}: {claim} does not hold on the smoke profile"
         if name in CONSISTENT:
             CONSISTENT[name](record["metrics"])
-    summary = (root / "results" / "summary.md").read_text()
-    assert all(f"| {name} | smoke | 1 |" in summary for name in READY)
+    assert not (root / "results" / "summary.md").exists(), "an ad-hoc run must not write a summary"
+    report = (root / "results" / "report.md").read_text()
+    assert "| supported |" not in report and "| not supported" not in report, "a smoke run was judged"
 
 
-def test_failed_run_keeps_the_target_and_the_partial_notebook(tmp_path, monkeypatch):
-    broken = nbformat.v4.new_notebook(
-        cells=[
-            nbformat.v4.new_code_cell("profile = 'quick'", metadata={"tags": ["parameters"]}),
-            nbformat.v4.new_code_cell("raise RuntimeError('boom')"),
-        ],
-        metadata={"kernelspec": {"name": "python3", "display_name": "Python 3", "language": "python"}},
-    )
-    nbdir = tmp_path / "notebooks"
-    nbdir.mkdir()
-    nbformat.write(broken, nbdir / "00_overview.ipynb")
-    monkeypatch.setattr(notebooks, "NOTEBOOK_DIR", nbdir)
+def test_failed_run_keeps_the_target_and_the_partial_notebook(tmp_path, stand_in_overview):
+    stand_in_overview("raise RuntimeError('boom')")
     target = tmp_path / "out" / "00_overview.ipynb"
     target.parent.mkdir()
     target.write_text("precious executed notebook")
@@ -302,7 +302,7 @@ def test_tidy_strips_timestamps_but_keeps_outputs():
 
 def test_injected_parameters_only_what_differs(tmp_path):
     nb = notebooks.CATALOGUE[0]
-    default_results = (notebooks.NOTEBOOK_DIR / "../results").resolve()
+    default_results = (notebooks.NOTEBOOK_DIR / profiles.default_results_dir()).resolve()
     assert notebooks.injected_parameters(nb, "quick", {}, default_results) == {}
     params = notebooks.injected_parameters(nb, "paper", {"seed": 2}, tmp_path)
     assert params == {"seed": 2, "profile": "paper", "results_dir": str(Path(tmp_path).resolve())}
@@ -365,7 +365,7 @@ def _run_paper(name: str, tmp_path, overrides: list[str]) -> dict:
     for pair in overrides:
         argv += ["-p", pair]
     assert cli.main(argv) == 0
-    record = json.loads((tmp_path / "results" / f"{name}.json").read_text())
+    (record,) = results.load_runs(tmp_path / "results")
     assert record["profile"] == "paper"
     CONSISTENT[name](record["metrics"])
     return record
@@ -481,3 +481,12 @@ def test_families_paper_profile_runs_on_fixture_files(tmp_path):
     assert {s for s, _ in cells} == {"attributes", "digits", "cognitive"}
     assert record["parameters"]["backbone"] == "resnet18"
     assert ("cognitive", "random_weights") not in cells  # no RNN form: skipped, not faked
+
+
+@pytest.mark.parametrize("name", READY)
+def test_papermill_parses_every_parameter_line(name):
+    """papermill skips a line holding a second ``=``: every parameter must be listed by it."""
+    import papermill as pm
+
+    params = pm.inspect_notebook(str(notebooks.NOTEBOOK_DIR / f"{name}.ipynb"))
+    assert set(params) == {"profile", *profiles.spec(name)}
