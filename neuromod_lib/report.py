@@ -469,8 +469,7 @@ def _run_section(
             "- profile: "
             + _across({n: _joined(g, lambda r: f"`{r['profile']}`") for n, g in by_notebook.items()}),
             "- seeds: " + _across({n: _joined(g, lambda r: str(r["seed"])) for n, g in by_notebook.items()}),
-            "- device: "
-            + _across({n: _joined(g, lambda r: f"`{r['device']}`") for n, g in by_notebook.items()}),
+            "- device: " + _across({n: _joined(g, _device_text) for n, g in by_notebook.items()}),
             "- versions: " + _across({n: _joined(g, _version_text) for n, g in by_notebook.items()}),
         ]
     counts = {status: sum(v.status == status for _, v in judged) for status in STATUSES}

@@ -224,10 +224,10 @@ class Stat:
     sd: float
     ci: tuple[float, float] | None
 
-    def text(self, digits: int = 2) -> str:
-        """``m`` for one seed, ``m ± sd`` otherwise."""
+    def text(self, digits: int = _DIGITS) -> str:
+        """``m`` for one seed (as recorded), ``m ± sd`` (``digits`` decimals) for several."""
         if self.n == 1:
-            return f"{self.mean:.{digits}f}"
+            return f"{self.mean:g}"
         return f"{self.mean:.{digits}f} ± {self.sd:.{digits}f}"
 
 
@@ -308,15 +308,7 @@ def headline(metrics: Mapping[str, Any]) -> str:
 
 
 def _aggregate_line(stats: Mapping[str, Stat | str]) -> str:
-    shown = {
-        k: (
-            v.text(_DIGITS)
-            if isinstance(v, Stat) and v.n > 1
-            else (f"{v.mean:g}" if isinstance(v, Stat) else v)
-        )
-        for k, v in stats.items()
-    }
-    return headline(shown)
+    return headline({k: v.text() if isinstance(v, Stat) else v for k, v in stats.items()})
 
 
 def summary_markdown(
