@@ -233,10 +233,14 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _list(args.names)
         if args.command == "run":
             return _run(args)
+        _check_folder("--results-dir", args.results_dir)
         if args.command == "report":
             print(f"report: {report.write_report(args.results_dir, args.notebooks_dir)}")
             return 0
         return _summary(args)
     except ValueError as error:  # ParameterError, and records or files that are not what they should be
+        print(f"neuromod: error: {error}", file=sys.stderr)
+        return 2
+    except OSError as error:  # a folder or file that cannot be read or written: one line, no traceback
         print(f"neuromod: error: {error}", file=sys.stderr)
         return 2

@@ -200,3 +200,12 @@ def test_a_hanging_cell_is_stopped_by_the_timeout(tmp_path, stand_in_overview, c
     out = capsys.readouterr().out
     assert "FAILED:" in out and "3 seconds" in out
     assert not list((tmp_path / "o").glob("*"))
+
+
+@pytest.mark.parametrize("command", ["summary", "report"])
+def test_summary_and_report_refuse_a_results_dir_that_is_a_file(tmp_path, capsys, command):
+    afile = tmp_path / "afile"
+    afile.write_text("x")
+    assert cli.main([command, "--results-dir", str(afile)]) == 2
+    err = capsys.readouterr().err
+    assert len(err.strip().splitlines()) == 1 and "--results-dir=" in err and "is a file" in err
