@@ -354,23 +354,30 @@ TOLERANCE_SDS = 4.0
 TOLERANCE_FLOOR = 0.01
 
 
-def tolerance(name: str, sd: Mapping[str, float]) -> float:
-    """How far a trained metric may move when only the floating-point path changes.
+def tolerance(name: str, reference: float, spread: Mapping[str, Any]) -> float:
+    """How far a metric may move from its ``reference`` value when only the floating-point path changes.
 
     The rule (README, "Outputs that travel"): training is chaotic, so a run on another CPU behaves
-    like a run with another seed. A number may therefore move by ``TOLERANCE_SDS`` times its
-    seed-to-seed sd (measured by ``tests/measure_seed_spread.py`` over three seeds of the same
-    notebook and parameters), and never less than ``TOLERANCE_FLOOR``. A number that does not vary
-    with the seed (a parameter count, a rounded analytic result) must match to the floor.
+    like a run with another seed. ``spread`` is what ``tests/measure_seed_spread.py`` measured over
+    three seeds of the same notebook and parameters: each metric's sd, and the median, over the
+    notebook's metrics that varied, of sd / |mean|. A metric that varied with the seed may move by
+    ``TOLERANCE_SDS`` times the larger of its own sd and that median relative sd times its value
+    (three seeds estimate one sd roughly; an sd far below its notebook's typical spread is an
+    underestimate, so it is shrunk towards it). A metric that did not vary (a parameter count, a
+    byte count, an analytic result) must match to ``TOLERANCE_FLOOR``.
     """
-    return max(TOLERANCE_SDS * sd.get(name, 0.0), TOLERANCE_FLOOR)
+    sd = spread.get("sd", {}).get(name, 0.0)
+    if sd <= 0:
+        return TOLERANCE_FLOOR
+    pooled = spread.get("median_relative_sd", 0.0) * abs(reference)
+    return max(TOLERANCE_SDS * max(sd, pooled), TOLERANCE_FLOOR)
 
 
 def compare(fresh: Mapping[str, Any], reference: Mapping[str, Any], spread: Mapping[str, Any]) -> list[str]:
     """Why ``fresh`` (a record) does not reproduce ``reference`` (one line per problem; empty if it does).
 
-    ``spread``: ``{"sd": {metric: sd over seeds}, "seed_dependent": [metric, ...]}`` as
-    ``tests/measure_seed_spread.py`` writes it. Required: the same notebook, profile and
+    ``spread``: ``{"sd": {metric: sd over seeds}, "median_relative_sd": r, "seed_dependent":
+    [metric, ...]}`` as ``tests/measure_seed_spread.py`` writes it. Required: the same notebook, profile and
     parameter key; every metric of the reference present and no other; numbers within
     :func:`tolerance`; booleans and strings (the verdicts and the names they pick) identical,
     except those that already took different values on different seeds: those are not findings of
@@ -384,7 +391,7 @@ def compare(fresh: Mapping[str, Any], reference: Mapping[str, Any], spread: Mapp
     if problems:
         return problems
     got, want = fresh["metrics"], reference["metrics"]
-    sd, seed_dependent = spread.get("sd", {}), set(spread.get("seed_dependent", ()))
+    seed_dependent = set(spread.get("seed_dependent", ()))
     problems += [f"{k}: not in the reference record" for k in got if k not in want]
     for name, expected in want.items():
         if name not in got:
@@ -392,7 +399,7 @@ def compare(fresh: Mapping[str, Any], reference: Mapping[str, Any], spread: Mapp
             continue
         value = got[name]
         if all(type(v) in (int, float) for v in (value, expected)):
-            allowed = tolerance(name, sd)
+            allowed = tolerance(name, expected, spread)
             if abs(value - expected) > allowed:
                 problems.append(f"{name}: fresh {value}, reference {expected}, |diff| > {allowed:.4g}")
         elif value != expected and name not in seed_dependent:

@@ -7,14 +7,16 @@ Runs each notebook's ``quick`` profile (the committed parameters) with other see
 ``python -m neuromod_lib run``, into ``results/spread/``, and takes seed 0 from the committed
 reference records (``results/reference/``). A seed already recorded there is not run again,
 unless ``--rerun``: re-run with it whenever a notebook's metrics change. For each notebook it
-writes the seeds used, the sd over them of every numeric metric, and the boolean and string
-metrics (verdicts) that did not take the same value on every seed. ``tests/test_portability.py``
+writes the seeds used, the sd over them of every numeric metric, the median relative sd
+(sd / |mean|) of the metrics that varied, and the boolean and string metrics (verdicts) that did
+not take the same value on every seed. ``tests/test_portability.py``
 reads it (see :func:`neuromod_lib.results.compare`).
 """
 
 from __future__ import annotations
 
 import argparse
+import statistics
 import sys
 from pathlib import Path
 
@@ -31,9 +33,12 @@ FOLDER = ROOT / "results" / "spread"
 def spread(runs: list[dict]) -> dict:
     """What varies over ``runs`` (records of one notebook and parameter point, different seeds)."""
     stats = results.aggregate(runs)
+    numbers = {k: v for k, v in stats.items() if isinstance(v, results.Stat)}
+    relative = [v.sd / abs(v.mean) for v in numbers.values() if v.sd > 0 and v.mean != 0]
     return {
         "seeds": sorted(r["seed"] for r in runs),
-        "sd": {k: round(v.sd, 4) for k, v in stats.items() if isinstance(v, results.Stat)},
+        "sd": {k: round(v.sd, 4) for k, v in numbers.items()},
+        "median_relative_sd": round(statistics.median(relative), 4) if relative else 0.0,
         "seed_dependent": sorted(
             k for k, v in stats.items() if isinstance(v, str) and v.startswith("mixed (")
         ),

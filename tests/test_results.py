@@ -144,7 +144,7 @@ def _rec(metrics, **fields):
 
 def test_compare_allows_four_seed_sds_and_requires_stable_verdicts_to_agree():
     ref = _rec({"err": 24.0, "count": 96, "beats": True, "best": "film", "winner": "a"})
-    spread = {"sd": {"err": 0.25}, "seed_dependent": ["winner"]}
+    spread = {"sd": {"err": 0.25, "count": 0.0}, "median_relative_sd": 0.0, "seed_dependent": ["winner"]}
     same = {"err": 24.99, "count": 96, "beats": True, "best": "film", "winner": "b"}
     assert results.compare(_rec(same), ref, spread) == []
     problems = results.compare(
@@ -155,3 +155,11 @@ def test_compare_allows_four_seed_sds_and_requires_stable_verdicts_to_agree():
     del same["best"]
     assert results.compare(_rec(same), ref, spread) == ["best: missing from the fresh record"]
     assert results.compare(_rec(ref["metrics"], key="other"), ref, spread)[0].startswith("key:")
+
+
+def test_an_sd_below_the_notebooks_typical_spread_is_shrunk_towards_it():
+    spread = {"sd": {"noise": 0.003, "fixed": 0.0}, "median_relative_sd": 0.015}
+    assert results.tolerance("noise", 0.888, spread) == pytest.approx(4 * 0.015 * 0.888)
+    assert results.tolerance("noise", 0.888, {**spread, "median_relative_sd": 0.0}) == pytest.approx(0.012)
+    assert results.tolerance("fixed", 512, spread) == results.TOLERANCE_FLOOR  # did not vary: exact
+    assert results.tolerance("unmeasured", 5.0, spread) == results.TOLERANCE_FLOOR
