@@ -348,9 +348,9 @@ def write_summary(results_dir: str | os.PathLike) -> Path:
 # --- comparing a run with the reference ----------------------------------------------------------
 
 
-#: how many seed-to-seed sds a fresh run may move, and the least tolerance (notebooks round their
-#: metrics to 2-3 decimals, so any floating-point difference may move the last printed digit)
-TOLERANCE_SDS = 4.0
+#: the level of the prediction interval a fresh run must fall in, and the least tolerance
+#: (notebooks round their metrics to 2-3 decimals, so any floating-point change may move the last digit)
+TOLERANCE_LEVEL = 0.99
 TOLERANCE_FLOOR = 0.01
 
 
@@ -359,18 +359,21 @@ def tolerance(name: str, reference: float, spread: Mapping[str, Any]) -> float:
 
     The rule (README, "Outputs that travel"): training is chaotic, so a run on another CPU behaves
     like a run with another seed. ``spread`` is what ``tests/measure_seed_spread.py`` measured over
-    three seeds of the same notebook and parameters: each metric's sd, and the median, over the
+    n seeds of the same notebook and parameters: each metric's sd ``s``, and the median, over the
     notebook's metrics that varied, of sd / |mean|. A metric that varied with the seed may move by
-    ``TOLERANCE_SDS`` times the larger of its own sd and that median relative sd times its value
-    (three seeds estimate one sd roughly; an sd far below its notebook's typical spread is an
-    underestimate, so it is shrunk towards it). A metric that did not vary (a parameter count, a
-    byte count, an analytic result) must match to ``TOLERANCE_FLOOR``.
+    the half-width of the ``TOLERANCE_LEVEL`` prediction interval of one more seed,
+    ``t(n - 1) * sqrt(1 + 1/n) * s`` — wide for three seeds, since three seeds pin an sd down only
+    roughly — where ``s`` is first raised to the notebook's median relative sd times the value (an
+    sd far below its notebook's typical spread is an underestimate). A metric that did not vary (a
+    parameter or byte count, an analytic result) must match to ``TOLERANCE_FLOOR``.
     """
     sd = spread.get("sd", {}).get(name, 0.0)
-    if sd <= 0:
+    n = len(spread.get("seeds", ()))
+    if sd <= 0 or n < 2:
         return TOLERANCE_FLOOR
     pooled = spread.get("median_relative_sd", 0.0) * abs(reference)
-    return max(TOLERANCE_SDS * max(sd, pooled), TOLERANCE_FLOOR)
+    half_width = t_quantile(n - 1, TOLERANCE_LEVEL) * math.sqrt(1 + 1 / n) * max(sd, pooled)
+    return max(half_width, TOLERANCE_FLOOR)
 
 
 def compare(fresh: Mapping[str, Any], reference: Mapping[str, Any], spread: Mapping[str, Any]) -> list[str]:

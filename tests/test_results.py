@@ -142,13 +142,17 @@ def _rec(metrics, **fields):
     return {"notebook": "n", "profile": "quick", "key": "k", "metrics": metrics, **fields}
 
 
-def test_compare_allows_four_seed_sds_and_requires_stable_verdicts_to_agree():
+def test_compare_allows_a_prediction_interval_and_requires_stable_verdicts_to_agree():
     ref = _rec({"err": 24.0, "count": 96, "beats": True, "best": "film", "winner": "a"})
-    spread = {"sd": {"err": 0.25, "count": 0.0}, "median_relative_sd": 0.0, "seed_dependent": ["winner"]}
-    same = {"err": 24.99, "count": 96, "beats": True, "best": "film", "winner": "b"}
+    spread = {"seeds": [0, 1, 2], "sd": {"err": 0.1, "count": 0.0}, "seed_dependent": ["winner"]}
+    allowed = results.tolerance("err", 24.0, spread)
+    assert allowed == pytest.approx(9.9248 * (4 / 3) ** 0.5 * 0.1, rel=1e-3)  # t(2, 0.995) sqrt(1 + 1/3) sd
+    same = {"err": 24.0 + 0.99 * allowed, "count": 96, "beats": True, "best": "film", "winner": "b"}
     assert results.compare(_rec(same), ref, spread) == []
     problems = results.compare(
-        _rec({"err": 25.01, "count": 97, "beats": False, "best": "se", "winner": "c"}), ref, spread
+        _rec({"err": 24.0 + 1.01 * allowed, "count": 97, "beats": False, "best": "se", "winner": "c"}),
+        ref,
+        spread,
     )
     assert [p.split(":")[0] for p in problems] == ["err", "count", "beats", "best"]
     assert results.compare(_rec({**same, "count": 96.009}), ref, spread) == []  # the rounding floor
@@ -157,9 +161,11 @@ def test_compare_allows_four_seed_sds_and_requires_stable_verdicts_to_agree():
     assert results.compare(_rec(ref["metrics"], key="other"), ref, spread)[0].startswith("key:")
 
 
-def test_an_sd_below_the_notebooks_typical_spread_is_shrunk_towards_it():
-    spread = {"sd": {"noise": 0.003, "fixed": 0.0}, "median_relative_sd": 0.015}
-    assert results.tolerance("noise", 0.888, spread) == pytest.approx(4 * 0.015 * 0.888)
-    assert results.tolerance("noise", 0.888, {**spread, "median_relative_sd": 0.0}) == pytest.approx(0.012)
+def test_an_sd_below_the_notebooks_typical_spread_is_raised_to_it():
+    spread = {"seeds": [0, 1, 2], "sd": {"noise": 0.003, "fixed": 0.0}, "median_relative_sd": 0.015}
+    factor = results.t_quantile(2, results.TOLERANCE_LEVEL) * (4 / 3) ** 0.5
+    assert results.tolerance("noise", 0.888, spread) == pytest.approx(factor * 0.015 * 0.888)
+    no_pool = {**spread, "median_relative_sd": 0.0}
+    assert results.tolerance("noise", 0.888, no_pool) == pytest.approx(factor * 0.003)
     assert results.tolerance("fixed", 512, spread) == results.TOLERANCE_FLOOR  # did not vary: exact
     assert results.tolerance("unmeasured", 5.0, spread) == results.TOLERANCE_FLOOR
