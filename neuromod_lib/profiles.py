@@ -555,15 +555,10 @@ def _inputs(benchmark: str) -> int:
     return _INPUTS[benchmark.rsplit("_", 1)[-1]]
 
 
-def _k_within_inputs(benchmark: str, expansion: str) -> Any:
-    def check(cfg: Config) -> None:
-        d = _inputs(cfg[benchmark])
-        if cfg.k > d:
-            raise _refuse(
-                "k", cfg.k, f"more than the {d} inputs of {cfg[benchmark]}", f"an integer from 1 to {d}"
-            )
-
-    return check
+def _k_within_inputs(cfg: Config) -> None:
+    d = _inputs(cfg.benchmark)
+    if cfg.k > d:
+        raise _refuse("k", cfg.k, f"more than the {d} inputs of {cfg.benchmark}", f"an integer from 1 to {d}")
 
 
 def _device_available(cfg: Config) -> None:
@@ -581,8 +576,8 @@ _TOGETHER: dict[str, tuple[Any, ...]] = {
     "02_stochastic_comodulation": (_gain_sites_of_backbone,),
     "04_rnn_task_packing": _RNN_CHECKS,
     "05_rnn_ambiguity_and_dynamics": (*_RNN_CHECKS, _pair_in_tasks),
-    "06_random_weight_continual_learning": (_k_within_inputs("benchmark", "expansion"),),
-    "07_modulation_families_compared": (_k_within_inputs("benchmark", "digit_expansion"),),
+    "06_random_weight_continual_learning": (_k_within_inputs,),
+    "07_modulation_families_compared": (_k_within_inputs,),
 }
 for _name in NOTEBOOK_PARAMS:
     _TOGETHER[_name] = (_device_available, *_TOGETHER.get(_name, ()))
