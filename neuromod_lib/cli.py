@@ -238,9 +238,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             print(f"report: {report.write_report(args.results_dir, args.notebooks_dir)}")
             return 0
         return _summary(args)
-    except ValueError as error:  # ParameterError, and records or files that are not what they should be
-        print(f"neuromod: error: {error}", file=sys.stderr)
-        return 2
-    except OSError as error:  # a folder or file that cannot be read or written: one line, no traceback
+    # ParameterError, records or files that are not what they should be, and folders or files that
+    # cannot be read or written: one line, no traceback
+    except (ValueError, OSError) as error:
         print(f"neuromod: error: {error}", file=sys.stderr)
         return 2

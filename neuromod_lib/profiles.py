@@ -21,6 +21,7 @@ from typing import Any
 
 from .adaptation import PLACEMENTS
 from .continual import METHODS
+from .data.sequences import BENCHMARKS
 from .data.tasks import TASKS
 from .device import _DEVICE_PATTERN
 from .families import FAMILIES, TASK_SETS
@@ -237,8 +238,6 @@ def _cnn_params(
 
 
 def _backbone_param(quick: str, paper: str) -> Param:
-    from .models.cnn import BACKBONES  # local import: profiles stay light to import
-
     return Param(str, {"quick": quick, "paper": paper}, "backbone network", choices=BACKBONES)
 
 
@@ -401,19 +400,12 @@ NOTEBOOK_PARAMS.update(
 )
 
 
-#: the task sequences of neuromod_lib.data.sequences.BENCHMARKS (kept here: profiles stay light to import;
-#: a test checks the two agree)
-_SEQUENCES = (
-    "split_digits", "permuted_digits", "rotated_digits", "split_mnist1d", "permuted_mnist1d",
-    "split_mnist", "permuted_mnist", "rotated_mnist",
-)  # fmt: skip
-
 NOTEBOOK_PARAMS["06_random_weight_continual_learning"] = {
     "benchmark": Param(
         str,
         {"quick": "rotated_digits", "paper": "permuted_mnist"},
         "task sequence",
-        choices=_SEQUENCES,
+        choices=BENCHMARKS,
     ),
     "data_root": Param(str, "../data", "folder of the real data sets (MNIST, paper profile)"),
     "n_tasks": Param(int, {"smoke": 2, "quick": 10, "paper": 10}, "tasks in the sequence", low=1, high=100),
@@ -534,17 +526,14 @@ def _pair_in_tasks(cfg: Config) -> None:
 
 
 def _gain_sites_of_backbone(cfg: Config) -> None:
+    """The library's own check (:func:`neuromod_lib.adaptation.placement_sites`), before any kernel."""
+    from .adaptation import placement_sites
     from .models.cnn import build_backbone
 
-    if cfg.gain_sites in PLACEMENTS:
-        return
-    sites = list(build_backbone(cfg.backbone).sites)
-    unknown = [s.strip() for s in cfg.gain_sites.split(",") if s.strip() not in sites]
-    if unknown:
-        allowed = f"{', '.join(PLACEMENTS)} or a comma list of {', '.join(sites)} (sites of {cfg.backbone})"
-        raise _refuse(
-            "gain_sites", cfg.gain_sites, f"{unknown[0]!r} is not a site of {cfg.backbone}", allowed
-        )
+    try:
+        placement_sites(build_backbone(cfg.backbone), cfg.gain_sites)
+    except ValueError as error:
+        raise ParameterError(f"parameter {error}") from None
 
 
 #: input values per sample of each task sequence (for ``k`` and the memory estimate)
@@ -715,7 +704,7 @@ NOTEBOOK_PARAMS["07_modulation_families_compared"] = {
         str,
         {"quick": "rotated_digits", "paper": "rotated_mnist"},
         "digit task sequence",
-        choices=_SEQUENCES,
+        choices=BENCHMARKS,
     ),
     "n_digit_tasks": Param(
         int, {"smoke": 3, "quick": 10, "paper": 10}, "tasks in the digit sequence", low=2, high=100
