@@ -2,6 +2,7 @@
 #
 #   make notebooks   set up .venv if needed, execute every notebook (quick profile) in place,
 #                    write results/summary.md
+#   make twins       bring each notebook and its py:percent twin (notebooks/*.py) in sync
 #   make test        set up .venv if needed, run the whole test suite (what CI runs)
 #
 # Set-up happens once: .venv is (re)installed only when pyproject.toml or the pinned
@@ -17,7 +18,7 @@ PIP_FLAGS ?= --disable-pip-version-check --progress-bar off
 CHROMIUM := /usr/bin/chromium
 SUDO   := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: setup browser notebooks test test-slow test-browser lint lab list clean
+.PHONY: setup browser notebooks twins test test-slow test-browser lint lab list clean
 
 setup: $(STAMP)
 
@@ -44,8 +45,14 @@ browser:
 	    "(fails under CI=true): install Chromium or Chrome and set NEUROMOD_CHROMIUM=/path/to/its/executable"; \
 	fi
 
+# Edits made in a notebook's py:percent twin (notebooks/*.py) reach the .ipynb first (jupytext
+# --sync keeps the newer side's cells and the notebook's outputs); the run rewrites the twins.
 notebooks: $(STAMP)
+	$(PY) -m jupytext --sync --quiet notebooks/[0-9][0-9]_*.ipynb
 	$(PY) -m neuromod_lib run all --in-place
+
+twins: $(STAMP)
+	$(PY) -m jupytext --sync --quiet notebooks/[0-9][0-9]_*.ipynb
 
 test: $(STAMP) browser
 	$(PY) -m pytest

@@ -204,6 +204,8 @@ def _run(args: argparse.Namespace) -> int:
             continue
         path = results.run_path(results_dir, cfg)
         run = results.read_record(path) if path.is_file() else None
+        if args.in_place:
+            notebooks.write_twin(output)
         if run is not None and args.in_place:
             results.write_reference(results_dir, run)
         line = results.headline(run["metrics"]) if run else "(the notebook wrote no record)"

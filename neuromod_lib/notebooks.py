@@ -97,7 +97,36 @@ def tidy(nb: nbformat.NotebookNode) -> nbformat.NotebookNode:
     for cell in nb.cells:
         cell.metadata.pop("execution", None)
         cell.metadata.pop("papermill", None)
+        if cell.metadata.get("tags") == []:
+            cell.metadata.pop("tags")
     return _renumber_widget_ids(nb)
+
+
+#: the jupytext format of each notebook's twin (also in pyproject.toml's [tool.jupytext])
+TWIN_FORMAT = "py:percent"
+
+
+def twin_path(path: Path) -> Path:
+    """The py:percent twin of a notebook: ``notebooks/NN_name.ipynb`` -> ``notebooks/NN_name.py``."""
+    return Path(path).with_suffix(".py")
+
+
+def twin_text(nb: nbformat.NotebookNode) -> str:
+    """The py:percent text of ``nb``'s inputs (outputs never enter the twin), as jupytext writes it
+    with this repository's settings (pyproject.toml: notebook metadata dropped, cell tags kept)."""
+    import jupytext
+
+    config = jupytext.config.find_jupytext_configuration_file(str(NOTEBOOK_DIR))
+    settings = jupytext.config.load_jupytext_configuration_file(config) if config else None
+    return jupytext.writes(nb, fmt=TWIN_FORMAT, config=settings)
+
+
+def write_twin(path: Path) -> Path:
+    """Rewrite the twin of the notebook at ``path`` from its inputs (atomically); return the twin."""
+    twin = twin_path(path)
+    with atomic_path(twin) as tmp:
+        tmp.write_text(twin_text(nbformat.read(path, as_version=4)), encoding="utf-8")
+    return twin
 
 
 _WIDGET_ID = re.compile(r"[0-9a-f]{32}")
