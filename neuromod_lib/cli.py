@@ -22,7 +22,7 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from . import notebooks, profiles, report, results
+from . import notebooks, profiles, report, results, tables
 
 
 class _Parser(argparse.ArgumentParser):
@@ -94,10 +94,7 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def _table(rows: list[list[str]], header: list[str]) -> str:
-    widths = [max(len(r[i]) for r in [header, *rows]) for i in range(len(header))]
-    fmt = "  ".join(f"{{:<{w}}}" for w in widths)
-    lines = [fmt.format(*header), fmt.format(*("-" * w for w in widths))] + [fmt.format(*r) for r in rows]
-    return "\n".join(line.rstrip() for line in lines)
+    return tables.table(rows, header).text()
 
 
 def _list(names: Sequence[str]) -> int:

@@ -50,7 +50,7 @@ from typing import Any
 
 import nbformat
 
-from . import results
+from . import results, tables
 from .storage import write_atomic, write_text
 
 
@@ -380,14 +380,8 @@ def write_figures(
 
 
 def format_value(value: Any) -> str:
-    """A metric as a table cell: ``yes``/``no`` for booleans, ``—`` for None, thousands separated."""
-    if isinstance(value, bool):
-        return "yes" if value else "no"
-    if value is None:
-        return "—"
-    if isinstance(value, (int, float)):
-        return f"{value:,}"
-    return str(value).replace("|", "\\|").replace("\n", " ")
+    """A metric as a Markdown table cell (:func:`neuromod_lib.tables.format_value`, ``|`` escaped)."""
+    return tables.format_value(value).replace("|", "\\|")
 
 
 def metrics_tables(metrics: Mapping[str, Any], row_names: tuple[str, str] = _DEFAULT_ROW_NAMES) -> list[str]:
