@@ -28,7 +28,9 @@ from __future__ import annotations
 
 import copy
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass, field
+from functools import partial
 from typing import Any
 
 import torch
@@ -415,10 +417,10 @@ def _run_group(
     """Train one group of contexts (seeds x tasks) sharing one backbone.
 
     Returns the test errors (S, T) at the best validation point, the validation errors at
-    every evaluation [(S, T)] and the trainable parameters per task.
+    every evaluation [(S, T)], the trainable parameters per task and the learned tensors worth
+    plotting (:func:`_learned`).
     """
     n_seeds, n_tasks = len(seeds), len(data.names)
-    n_ctx = n_seeds * n_tasks
     torch.manual_seed(seeds[0])
     gen = torch.Generator().manual_seed(seeds[0])
     mod_gen = torch.Generator(device=device).manual_seed(seeds[0] + 1)
@@ -426,114 +428,169 @@ def _run_group(
     if (lengths == 0).any():
         empty = [n for n, k in zip(data.names, lengths.tolist(), strict=True) if k == 0]
         raise ValueError(f"tasks {empty} have no training images; use more images (n_images) or other tasks")
-    task_of = torch.arange(n_ctx) % n_tasks
-    adapter = _Adapter(backbone, condition, n_ctx, data.n_classes, config, mod_gen).to(device)
+    adapter = _Adapter(backbone, condition, n_seeds * n_tasks, data.n_classes, config, mod_gen).to(device)
     try:  # whatever happens, the shared backbone gets its hooks removed and is frozen again
-        return _train_group(
-            adapter, backbone, data, config, n_seeds, n_tasks, task_of, pool, lengths, gen, device
-        )
+        group = _Group.build(adapter, backbone, data, config, n_seeds, pool, lengths, device)
+        return _train_group(group, gen)
     finally:
         if adapter.modulated:
             adapter.modulation.detach()
         backbone.freeze()
 
 
-def _train_group(
-    adapter: _Adapter,
-    backbone: nn.Module,
-    data: TaskSplit,
-    config: AdaptConfig,
-    n_seeds: int,
-    n_tasks: int,
-    task_of: torch.Tensor,
-    pool: torch.Tensor,
-    lengths: torch.Tensor,
-    gen: torch.Generator,
-    device: torch.device | str,
-) -> tuple[torch.Tensor, list, int, dict[str, Any]]:
-    """The body of :func:`_run_group`: train, evaluate, and collect the results."""
-    n_ctx = n_seeds * n_tasks
-    if adapter.finetune:
-        backbone.requires_grad_(True)
-    contexts = torch.arange(n_ctx, device=device).repeat_interleave(config.batch_per_task)
-    inputs = _Inputs(
-        backbone, data.images, adapter.start, device, max_bytes=0 if adapter.finetune else config.cache_bytes
-    )
-    pool, lengths = pool[task_of], lengths[task_of]  # per context
+@dataclass
+class _Group:
+    """One group of contexts trained together, and everything its steps and evaluations need.
 
-    def loss_fn(model: nn.Module, idx: torch.Tensor) -> torch.Tensor:
-        y = data.labels[idx, task_of[:, None]].flatten().to(device)
-        return F.cross_entropy(model(inputs(idx.flatten()), contexts), y)
+    Context ``i`` is seed ``i // n_tasks`` learning task ``task_of[i] = i % n_tasks``. ``pool``
+    ``(n_ctx, L)`` and ``lengths`` ``(n_ctx,)``: the training images of each context's task (padded);
+    ``contexts``: the context of each sample of a training batch (``batch_per_task`` per context);
+    ``evaluation``: per split (``val``, ``test``), every (image, context, label) pair to score;
+    ``curve``/``test_at``: the errors ``(S, T)`` at each evaluation.
+    """
 
-    def batches(g: torch.Generator):
-        for _ in range(config.eval_every):
-            pos = (torch.rand(n_ctx, config.batch_per_task, generator=g) * lengths[:, None]).long()
-            yield pool.gather(1, pos)
+    adapter: _Adapter
+    backbone: nn.Module
+    data: TaskSplit
+    config: AdaptConfig
+    n_seeds: int
+    n_tasks: int
+    task_of: torch.Tensor
+    device: torch.device | str
+    inputs: _Inputs
+    pool: torch.Tensor
+    lengths: torch.Tensor
+    contexts: torch.Tensor
+    evaluation: dict[str, tuple[torch.Tensor, torch.Tensor, torch.Tensor]] = field(default_factory=dict)
+    curve: list[torch.Tensor] = field(default_factory=list)
+    test_at: list[torch.Tensor] = field(default_factory=list)
 
-    def pairs(split: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """Every (context, image) pair to evaluate on ``split``: image indices, contexts, labels."""
-        pool, lengths = data.pools(split)
-        pool, lengths = pool[task_of], lengths[task_of]
-        mask = torch.arange(pool.shape[1])[None] < lengths[:, None]
-        ctx = torch.arange(n_ctx)[:, None].expand_as(pool)[mask]
-        idx = pool[mask]
-        return idx, ctx, data.labels[idx, task_of[ctx]]
+    @property
+    def n_ctx(self) -> int:
+        return self.n_seeds * self.n_tasks
 
-    evaluation = {"val": pairs(data.val), "test": pairs(data.test)}
+    @classmethod
+    def build(
+        cls,
+        adapter: _Adapter,
+        backbone: nn.Module,
+        data: TaskSplit,
+        config: AdaptConfig,
+        n_seeds: int,
+        pool: torch.Tensor,
+        lengths: torch.Tensor,
+        device: torch.device | str,
+    ) -> _Group:
+        """The group of ``adapter``'s contexts; ``pool``/``lengths``: each task's training images."""
+        n_tasks = len(data.names)
+        if adapter.finetune:
+            backbone.requires_grad_(True)
+        contexts = torch.arange(n_seeds * n_tasks, device=device).repeat_interleave(config.batch_per_task)
+        cache_bytes = 0 if adapter.finetune else config.cache_bytes
+        inputs = _Inputs(backbone, data.images, adapter.start, device, max_bytes=cache_bytes)
+        task_of = torch.arange(n_seeds * n_tasks) % n_tasks
+        group = cls(
+            adapter=adapter, backbone=backbone, data=data, config=config, n_seeds=n_seeds, n_tasks=n_tasks,
+            task_of=task_of, device=device, inputs=inputs, pool=pool[task_of], lengths=lengths[task_of],
+            contexts=contexts,
+        )  # fmt: skip
+        group.evaluation = {"val": _pairs(group, data.val), "test": _pairs(group, data.test)}
+        return group
 
-    @torch.no_grad()
-    def errors(model: nn.Module, which: str) -> torch.Tensor:
-        """Error (%) of every context on the images of a split that belong to its task: (S, T)."""
-        idx, ctx, labels = evaluation[which]
-        wrong, count = torch.zeros(n_ctx), torch.bincount(ctx, minlength=n_ctx).clamp(min=1)
-        if not model.modulated:  # same features in every context: compute each image once
-            images, where = idx.unique(return_inverse=True)
-            h = torch.cat(
-                [
-                    model.features(inputs(i), torch.zeros(len(i), dtype=torch.long, device=device))
-                    for i in images.split(config.eval_batch)
-                ]
-            )
-        for part in torch.arange(len(idx)).split(config.eval_batch):
-            c = ctx[part].to(device)
-            if model.modulated:
-                logits = model(inputs(idx[part]), c)
-            else:
-                model.last_m = None
-                logits = model.head(h[where[part].to(h.device)], c)
-            wrong.index_add_(0, ctx[part], (logits.argmax(1).cpu() != labels[part]).float())
-        return (100 * wrong / count).view(n_seeds, n_tasks)
 
-    curve: list[torch.Tensor] = []
-    test_at: list[torch.Tensor] = []
+def _pairs(group: _Group, split: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Every (context, image) pair to evaluate on ``split``: image indices, contexts, labels."""
+    task_of = group.task_of
+    pool, lengths = group.data.pools(split)
+    pool, lengths = pool[task_of], lengths[task_of]
+    mask = torch.arange(pool.shape[1])[None] < lengths[:, None]
+    ctx = torch.arange(group.n_ctx)[:, None].expand_as(pool)[mask]
+    idx = pool[mask]
+    return idx, ctx, group.data.labels[idx, task_of[ctx]]
 
-    def evaluate(model: nn.Module) -> dict[str, float]:
-        curve.append(errors(model, "val"))
-        test_at.append(errors(model, "test"))
-        return {"val_error": curve[-1].mean().item()}
 
+def _batches(group: _Group, g: torch.Generator) -> Iterator[torch.Tensor]:
+    """One epoch (``eval_every`` steps): per step ``batch_per_task`` random training images per context."""
+    shape = (group.n_ctx, group.config.batch_per_task)
+    for _ in range(group.config.eval_every):
+        pos = (torch.rand(shape, generator=g) * group.lengths[:, None]).long()
+        yield group.pool.gather(1, pos)
+
+
+def _loss(group: _Group, model: nn.Module, idx: torch.Tensor) -> torch.Tensor:
+    """Cross-entropy of every context on its own images ``idx`` ``(n_ctx, batch_per_task)``."""
+    y = group.data.labels[idx, group.task_of[:, None]].flatten().to(group.device)
+    return F.cross_entropy(model(group.inputs(idx.flatten()), group.contexts), y)
+
+
+@torch.no_grad()
+def _errors(group: _Group, model: nn.Module, which: str) -> torch.Tensor:
+    """Error (%) of every context on the images of a split that belong to its task: (S, T)."""
+    idx, ctx, labels = group.evaluation[which]
+    n_ctx, chunk = group.n_ctx, group.config.eval_batch
+    wrong, count = torch.zeros(n_ctx), torch.bincount(ctx, minlength=n_ctx).clamp(min=1)
+    if not model.modulated:  # same features in every context: compute each image once
+        images, where = idx.unique(return_inverse=True)
+        h = torch.cat(
+            [
+                model.features(group.inputs(i), torch.zeros(len(i), dtype=torch.long, device=group.device))
+                for i in images.split(chunk)
+            ]
+        )
+    for part in torch.arange(len(idx)).split(chunk):
+        c = ctx[part].to(group.device)
+        if model.modulated:
+            logits = model(group.inputs(idx[part]), c)
+        else:
+            model.last_m = None
+            logits = model.head(h[where[part].to(h.device)], c)
+        wrong.index_add_(0, ctx[part], (logits.argmax(1).cpu() != labels[part]).float())
+    return (100 * wrong / count).view(group.n_seeds, group.n_tasks)
+
+
+def _evaluate(group: _Group, model: nn.Module) -> dict[str, float]:
+    """Record the validation and test errors; the mean validation error is what :func:`fit` monitors."""
+    group.curve.append(_errors(group, model, "val"))
+    group.test_at.append(_errors(group, model, "test"))
+    return {"val_error": group.curve[-1].mean().item()}
+
+
+def _optimizer(group: _Group) -> torch.optim.Optimizer:
+    """Adam on the adapter's own parameters (``lr``) and, when fine-tuning, the backbone (``lr_backbone``)."""
+    adapter, config = group.adapter, group.config
     own = [p for n, p in adapter.named_parameters() if p.requires_grad and not n.startswith("backbone.")]
     groups = [{"params": own, "lr": config.lr}]
     if adapter.finetune:
-        groups.append({"params": list(backbone.parameters()), "lr": config.lr_backbone})
+        groups.append({"params": list(group.backbone.parameters()), "lr": config.lr_backbone})
+    return torch.optim.Adam(groups)
+
+
+def _params_per_task(group: _Group) -> int:
+    """Trainable parameters per task: the adapter's per context, plus, when fine-tuning, a share of
+    the backbone copy that the seed's tasks train together."""
+    adapter, backbone = group.adapter, group.backbone
+    if not adapter.finetune:
+        return count_parameters(adapter) // group.n_ctx
+    own = (count_parameters(adapter) - count_parameters(backbone)) // group.n_ctx
+    return own + count_parameters(backbone) // group.n_tasks
+
+
+def _train_group(group: _Group, gen: torch.Generator) -> tuple[torch.Tensor, list, int, dict[str, Any]]:
+    """Train the group with :func:`fit`, evaluating every ``eval_every`` steps; collect the results."""
+    config = group.config
     fit_config = FitConfig(
         max_epochs=config.steps // config.eval_every,
         patience=config.patience,
         monitor="val_error",
         restore_best=False,
     )
-    fit(adapter, torch.optim.Adam(groups), loss_fn, batches, evaluate, fit_config, generator=gen)
-    per_task = (
-        count_parameters(adapter) // n_ctx
-        if not adapter.finetune
-        else (count_parameters(adapter) - count_parameters(backbone)) // n_ctx
-        + count_parameters(backbone) // n_tasks
-    )
-    extra = _learned(adapter, n_seeds, n_tasks)
+    step = (partial(f, group) for f in (_loss, _batches, _evaluate))
+    fit(group.adapter, _optimizer(group), *step, fit_config, generator=gen)
+    extra = _learned(group.adapter, group.n_seeds, group.n_tasks)
     # each context's test error at its own best validation point (early stopping per task)
-    best = torch.stack(curve).argmin(0)  # (S, T)
-    test = torch.stack(test_at).gather(0, best[None]).squeeze(0)
-    return test, curve, per_task, extra
+    best = torch.stack(group.curve).argmin(0)  # (S, T)
+    test = torch.stack(group.test_at).gather(0, best[None]).squeeze(0)
+    return test, group.curve, _params_per_task(group), extra
 
 
 def _learned(adapter: _Adapter, n_seeds: int, n_tasks: int) -> dict[str, Any]:

@@ -26,10 +26,17 @@ every method is compared on the same runner, data and evaluation.
   learned scores in each layer.
 - ``joint``: the finetune network trained on the union of all tasks at once: the upper bound.
 
+:data:`MODULATION_FAMILIES` (notebook 07, :class:`neuromod_lib.families.ContextMLP`) are learners
+too: a shared layer learned on the first task, then only a per-task modulation of it.
+
 Every learner has the same small interface (``begin_task``, ``parameters_for``, ``logits``,
-``all_task_logits``, ``penalty``, ``end_task``) and is trained by one loop, :func:`_train`. A task
-id the learner was never given is a ``ValueError`` naming it and the trained ones, checked in one
-place (:meth:`Learner.logits`) for every learner.
+``all_task_logits``, ``penalty``, ``end_task``) and is trained by the library's one loop,
+:func:`~neuromod_lib.training.fit` (:func:`_train`). Every
+learner is also a :class:`~neuromod_lib.modulation.ContextModel`: ``learner(x, context)`` takes
+task ids ``(B,)`` or context vectors ``(B, K)``, so notebook 07 swaps any of them by name through
+one factory, :func:`make_learner`. A task id the learner was never given is a ``ValueError``
+naming it and the trained ones, checked in one place for every learner
+(:func:`~neuromod_lib.modulation.check_task_ids`, :func:`~neuromod_lib.checks.check_trained`).
 
 Design choices (marked because the papers leave them open):
 
@@ -75,11 +82,29 @@ from torch import Tensor, nn
 
 from .checks import check_fields, check_trained, is_int, is_number
 from .models.random_weights import RandomWeightConfig, RandomWeightNet, infer_task
+from .modulation import check_task_ids, context_vectors, is_task_ids
 from .progress import progress_bar
+from .training import FitConfig, fit
 
-__all__ = ["METHODS", "ContinualConfig", "ContinualResult", "Learner", "make_learner", "run", "run_learner"]
+__all__ = [
+    "LEARNERS",
+    "METHODS",
+    "MODULATION_FAMILIES",
+    "ContinualConfig",
+    "ContinualResult",
+    "Learner",
+    "make_learner",
+    "run",
+    "run_learner",
+]
 
 METHODS: tuple[str, ...] = ("random_weights", "finetune", "ewc", "si", "supermask", "joint")
+#: the modulated MLPs of notebook 07 (:class:`neuromod_lib.families.ContextMLP`)
+MODULATION_FAMILIES: tuple[str, ...] = ("deterministic_gain", "stochastic_gain", "excitability", "synaptic")
+#: every name :func:`make_learner` builds
+LEARNERS: tuple[str, ...] = METHODS + MODULATION_FAMILIES
+#: the readouts of the modulation families: one shared by every task, or a head per task
+READOUTS: tuple[str, ...] = ("shared", "per_task")
 _EVAL_CHUNK = 8192  # test samples per forward pass when evaluating
 
 
@@ -97,7 +122,11 @@ class ContinualConfig:
     baselines' and supermask's width (None = the random-weight network's hidden size);
     ``dense_lr``: Adam on the dense baselines. ``ewc_lambda``: online EWC strength; ``si_c``/``si_xi``:
     SI strength and damping; ``mask_sparsity``: fraction of weights each supermask keeps;
-    ``mask_lr``: SGD (momentum 0.9) on the supermask scores.
+    ``mask_lr``: SGD (momentum 0.9) on the supermask scores. The modulation families
+    (:class:`~neuromod_lib.families.ContextMLP`): ``modulation_lr`` Adam on the per-task modulation
+    (and heads), ``trunk_lr`` Adam on the shared layer (first task only), ``readout`` (one of
+    :data:`READOUTS`), ``rank`` of the synaptic family (None: matched to excitability), ``sigma_m``
+    the stochastic modulator's std.
     """
 
     epochs: int = 3
@@ -113,6 +142,11 @@ class ContinualConfig:
     si_xi: float = 0.1
     mask_sparsity: float = 0.5
     mask_lr: float = 0.1
+    modulation_lr: float = 1e-2
+    trunk_lr: float = 1e-3
+    readout: str = "shared"
+    rank: int | None = None
+    sigma_m: float = 0.1
 
     def __post_init__(self) -> None:
         positive = "a finite number > 0"
@@ -138,6 +172,11 @@ class ContinualConfig:
                 "a number in (0, 1]",
             ),
             ("mask_lr", is_number(self.mask_lr) and self.mask_lr > 0, positive),
+            ("modulation_lr", is_number(self.modulation_lr) and self.modulation_lr > 0, positive),
+            ("trunk_lr", is_number(self.trunk_lr) and self.trunk_lr > 0, positive),
+            ("readout", self.readout in READOUTS, " or ".join(READOUTS)),
+            ("rank", self.rank is None or is_int(self.rank) and self.rank >= 1, "None or an integer >= 1"),
+            ("sigma_m", is_number(self.sigma_m) and self.sigma_m >= 0, "a finite number >= 0"),
         ]
         check_fields(self, checks)
 
@@ -233,9 +272,38 @@ def _count(params: Sequence[Tensor]) -> int:
 
 
 class Learner(nn.Module):
-    """The interface :func:`_train`, :func:`_accuracy` and :func:`_inferred` use; subclasses fill it in."""
+    """The interface :func:`_train`, :func:`_accuracy` and :func:`_inferred` use; subclasses fill it in.
+
+    Every learner is a :class:`~neuromod_lib.modulation.ContextModel`: ``learner(x, context)``
+    with task ids ``(B,)`` gives :meth:`logits`; with context vectors ``(B, n_contexts)`` it gives
+    :meth:`_context_logits`: by default the mixture ``sum_t c_t logits_t`` of the tasks' outputs
+    (the context picks or mixes the heads), replaced by a modulation of the network where the
+    learner has one (random weights, the modulation families).
+    """
 
     n_tasks: int
+
+    @property
+    def n_contexts(self) -> int:
+        """The length K of context vectors: one weight per task so far (unless a learner says otherwise)."""
+        return self.n_tasks
+
+    def forward(self, x: Tensor, context: Tensor, tasks: Tensor | None = None) -> Tensor:
+        """Logits ``(B, C)`` of ``x`` ``(B, D)`` under ``context``: task ids ``(B,)`` or vectors ``(B, K)``.
+
+        ``tasks`` ``(B,)``: each sample's own task, for what a learner keeps per task outside its
+        context (a per-task head, the guided readout's statistics); default: the task ids, or each
+        context vector's largest weight. ``ValueError`` naming ``task_ids`` or ``context``
+        (:func:`~neuromod_lib.modulation.check_task_ids`, :func:`~neuromod_lib.modulation.context_vectors`).
+        """
+        if is_task_ids(context):
+            return self._logits(x, check_task_ids(context, self.n_tasks, len(x), learned=True).to(x.device))
+        vectors = context_vectors(context, self.n_contexts, len(x)).to(x)
+        return self._context_logits(x, vectors, vectors.argmax(-1) if tasks is None else tasks)
+
+    def _context_logits(self, x: Tensor, context: Tensor, tasks: Tensor) -> Tensor:
+        """Logits under checked context vectors ``(B, K)``: the mixture of every task's logits."""
+        return torch.einsum("bt,tbc->bc", context, self.all_task_logits(x))
 
     def begin_task(self, task: int) -> None:
         """Make room for task ``task`` (``== n_tasks``): a new context, head or set of scores."""
@@ -272,7 +340,8 @@ class Learner(nn.Module):
         raise NotImplementedError
 
     def penalty(self) -> Tensor:
-        """The consolidation penalty added to the task loss (0 if none)."""
+        """The consolidation penalty added to the task loss (0 if none); its gradient is added after
+        :meth:`after_backward` (see :func:`~neuromod_lib.training.fit`)."""
         return torch.zeros(())
 
     def after_backward(self) -> None:
@@ -320,6 +389,9 @@ class _RandomWeights(Learner):
 
     def _all_task_logits(self, x: Tensor) -> Tensor:
         return self.net.all_task_logits(x)
+
+    def _context_logits(self, x: Tensor, context: Tensor, tasks: Tensor) -> Tensor:
+        return self.net(x, context)  # the mix of the tasks' scaled contexts
 
     def end_task(self, task: int, x: Tensor, y: Tensor) -> None:
         self.net.freeze(task)
@@ -584,13 +656,34 @@ def _random_weight_config(sequence: Any, config: ContinualConfig) -> RandomWeigh
     )
 
 
+def check_learner(name: str) -> str:
+    """``name`` if :func:`make_learner` builds it (:data:`LEARNERS`); else ``ValueError`` naming them."""
+    if name not in LEARNERS:
+        raise ValueError(f"method={name!r} is unknown; choose from {', '.join(LEARNERS)}")
+    return name
+
+
 def make_learner(method: str, sequence: Any, config: ContinualConfig, gen: torch.Generator) -> Learner:
-    """The learner of ``method``; random initial values come from ``gen``."""
+    """The learner called ``method`` (any of :data:`LEARNERS`) for ``sequence``; random initial values
+    come from ``gen``. The one factory of notebooks 06 and 07: every learner it makes is a
+    :class:`~neuromod_lib.modulation.ContextModel` trained by :func:`run_learner`.
+
+    Widths: the random-weight network's ``H = expansion * D``; the other networks the same unless
+    ``config.hidden`` says otherwise.
+    """
+    check_learner(method)
     rw_config = _random_weight_config(sequence, config)  # checked for every method: k <= n_inputs
     if method == "random_weights":
         return _RandomWeights(RandomWeightNet(rw_config), gen)
     hidden = rw_config.n_hidden if config.hidden is None else config.hidden
     sizes = (sequence.n_inputs, hidden, sequence.n_classes)
+    if method in MODULATION_FAMILIES:
+        from .families import ContextMLP  # local: families builds on this module
+
+        return ContextMLP(
+            method, *sizes, len(sequence.tasks), gen, readout=config.readout, rank=config.rank,
+            sigma_m=config.sigma_m, lr=config.modulation_lr, trunk_lr=config.trunk_lr,
+        )  # fmt: skip
     if method == "supermask":
         return _Supermask(*sizes, config.mask_sparsity, gen)
     if method == "ewc":
@@ -614,26 +707,22 @@ def _train(
 ) -> None:
     """``config.epochs`` shuffled passes of mini-batches over ``x`` ``(n, D)``, ``y``, ``task_ids`` ``(n,)``.
 
-    Loss: cross-entropy of each sample under its task, plus ``learner.penalty()`` (its gradient
-    is added after :meth:`Learner.after_backward` has seen the task loss's gradient).
+    The library's one loop, :func:`~neuromod_lib.training.fit`, with a fixed number of epochs (no
+    validation, early stopping or checkpoint: each task's budget is the same for every method) and
+    its guard against a non-finite loss. Loss: cross-entropy of each sample under its task, plus
+    ``learner.penalty()`` (its gradient is added after :meth:`Learner.after_backward` has seen the
+    task loss's gradient; ``fit`` calls both, and :meth:`Learner.after_step`, at every step).
     """
     check_trained(task_ids, learner.n_tasks)  # once here, not per batch (each check waits for the GPU)
-    optimizer = learner.optimizer(params, config)
-    learner.train()
-    for _ in range(config.epochs):
-        order = torch.randperm(len(y), generator=gen).to(x.device)
-        for start in range(0, len(y), config.batch):
-            idx = order[start : start + config.batch]
-            loss = F.cross_entropy(learner._logits(x[idx], task_ids[idx]), y[idx])
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            learner.after_backward()
-            penalty = learner.penalty()
-            if penalty.requires_grad:
-                penalty.backward()
-            optimizer.step()
-            learner.after_step()
-    learner.eval()
+
+    def batches(g: torch.Generator) -> tuple[Tensor, ...]:
+        return torch.randperm(len(y), generator=g).to(x.device).split(config.batch)
+
+    def loss_fn(model: Learner, idx: Tensor) -> Tensor:
+        return F.cross_entropy(model._logits(x[idx], task_ids[idx]), y[idx])
+
+    budget = FitConfig(max_epochs=config.epochs, monitor="train_loss", restore_best=False, progress=False)
+    fit(learner, learner.optimizer(params, config), loss_fn, batches, lambda model: {}, budget, generator=gen)
 
 
 def _full(n: int, task: int, device: torch.device) -> Tensor:
@@ -699,15 +788,14 @@ def run(
     device: torch.device | str = "cpu",
     progress: bool | None = None,
 ) -> ContinualResult:
-    """Train ``method`` (one of :data:`METHODS`) on ``sequence``'s tasks in order; see the module docstring.
+    """Train ``method`` (one of :data:`LEARNERS`) on ``sequence``'s tasks in order; see the module docstring.
 
     ``sequence`` is a :class:`~neuromod_lib.data.sequences.TaskSequence` (or anything with
     ``tasks``, ``n_inputs``, ``n_classes``, ``benchmark``). After each task, every task seen so
     far is evaluated with its task id; after the last one, also with the task id inferred. All
     checks happen before any training. Deterministic from ``config.seed`` on the CPU.
     """
-    if method not in METHODS:
-        raise ValueError(f"method={method!r} is unknown; choose from {', '.join(METHODS)}")
+    check_learner(method)
     if not isinstance(config, ContinualConfig):  # before building the learner from it
         raise TypeError(f"config must be a ContinualConfig, not {type(config).__name__}")
     init_gen = torch.Generator().manual_seed(config.seed)

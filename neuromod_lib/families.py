@@ -3,21 +3,25 @@
 No single paper compares them; here each family learns the same task sets, and every number of
 the comparison table is measured the same way. A *family* is a way a context vector ``c``
 (``(B, T)``: one-hot for a known task, a mixture when the task is ambiguous, a noisy vector
-otherwise; see :func:`neuromod_lib.modulation.context_vectors`) changes a shared network:
+otherwise; see :func:`neuromod_lib.modulation.context_vectors`) changes a shared network, each
+with the formula of :mod:`neuromod_lib.modulation` that every model uses:
 
 - ``deterministic_gain`` (Boeshertz et al.): ``h = relu(W x + b) * exp(c G)``;
 - ``stochastic_gain`` (stochastic comodulation): ``h = relu(W x + b) * exp(g m - sigma_m^2 g^2 / 2)``
   with ``g = c G`` and a shared random modulator ``m ~ N(0, sigma_m^2)`` per sample in training
   (0 in evaluation), read out by the modulator-guided readout;
-- ``excitability`` (Vedovati & Ching): ``h = relu(exp(c G) * (W x + b) + c B)``, a gain and a bias
-  on every unit's input;
+- ``excitability`` (Vedovati & Ching): ``h = relu((1 + c G) * (W x + b) + c B)``, a gain and a
+  bias on every unit's input (the RNN's excitability, :func:`~neuromod_lib.modulation.excitability`);
 - ``synaptic`` (Vedovati & Ching): ``h = relu((W + sum_k c_k U_k V_k^T) x + b)``, a rank-r change of
   the weights per task;
 - ``random_weights`` (Hong & Pavlic): fixed sparse random weights and readout, a learned context
   and strength per task (:class:`~neuromod_lib.models.random_weights.RandomWeightNet`).
 
 ``finetune`` (the dense network trained task after task, :mod:`neuromod_lib.continual`) is the
-reference that forgets.
+reference that forgets. Every family and reference is built by name with
+:func:`neuromod_lib.continual.make_learner` and called the same way
+(:class:`~neuromod_lib.modulation.ContextModel`): ``model(x, context)`` with task ids or context
+vectors, ``model.all_task_logits(x)``.
 
 Task sets (``TASK_SETS``): ``attributes`` (binary attributes of the images of notebooks 01–02,
 as features of the frozen pretrained CNN), ``digits`` (a continual digit sequence of notebook 06)
@@ -62,10 +66,27 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from . import continual, multitask
-from .checks import check_fields, check_finite, is_int, is_number
-from .continual import ContinualConfig, ContinualResult, Learner, make_learner, run_learner
+from .checks import check_fields, is_int, is_number
+from .continual import (
+    MODULATION_FAMILIES,
+    READOUTS,
+    ContinualConfig,
+    ContinualResult,
+    Learner,
+    make_learner,
+    run_learner,
+)
 from .data.sequences import Task, TaskSequence
 from .models.rnn import ModulatedRNN
+from .modulation import (
+    apply_gain,
+    draw_modulator,
+    excitability,
+    exp_gain,
+    lowrank_change,
+    mix,
+    stochastic_log_gain,
+)
 from .readout import ModulatorStatistics, TaskHeads
 
 __all__ = [
@@ -84,19 +105,11 @@ __all__ = [
     "run",
 ]
 
-FAMILIES: tuple[str, ...] = (
-    "deterministic_gain",
-    "stochastic_gain",
-    "excitability",
-    "synaptic",
-    "random_weights",
-)
+FAMILIES: tuple[str, ...] = (*MODULATION_FAMILIES, "random_weights")
 REFERENCES: tuple[str, ...] = ("finetune",)  # learned task after task without any modulation
 TASK_SETS: tuple[str, ...] = ("attributes", "digits", "cognitive")
 #: the families an RNN has (notebooks 04-05), as ModulatedRNN pathways
 RNN_PATHWAYS: dict[str, str] = {"excitability": "excitability", "synaptic": "synaptic"}
-_MLP_FAMILIES = FAMILIES[:4]
-READOUTS: tuple[str, ...] = ("shared", "per_task")
 
 
 # --------------------------------------------------------------------------- configuration
@@ -150,7 +163,7 @@ class FamilyConfig:
         )
 
     def continual(self) -> ContinualConfig:
-        """The runner's config: same epochs, batch, seed, random-weight network and dense lr."""
+        """The runner's and the factory's config: the same values, under their names there."""
         return ContinualConfig(
             epochs=self.epochs,
             batch=self.batch,
@@ -159,6 +172,11 @@ class FamilyConfig:
             expansion=self.expansion,
             k=self.k,
             dense_lr=self.dense_lr,
+            modulation_lr=self.lr,
+            trunk_lr=self.trunk_lr,
+            readout=self.readout,
+            rank=self.rank,
+            sigma_m=self.sigma_m,
         )
 
 
@@ -182,6 +200,94 @@ def matched_rank(hidden: int, n_inputs: int) -> int:
     return max(1, round(2 * hidden / (hidden + n_inputs)))
 
 
+class _Family(nn.Module):
+    """One family's per-task tables ``(T, ...)`` (its parameters) and where they act on the shared layer.
+
+    ``drive(z, x, c)``: the drive ``z = W x + b`` ``(B, H)`` of inputs ``x`` ``(B, D)`` under context
+    vectors ``c`` ``(B, T)``, before the ReLU; ``activity(h, c, tasks)``: the activity ``h`` ``(B, H)``
+    after it. Both leave their input unchanged unless the family acts there; every formula is a
+    function of :mod:`neuromod_lib.modulation`. ``noise``: the generator of any random draw, set by
+    :class:`ContextMLP`. ``stored_per_task``: values stored per task beyond the parameters.
+    """
+
+    noise: torch.Generator | None = None
+    stored_per_task: int = 0
+
+    def drive(self, z: Tensor, x: Tensor, c: Tensor) -> Tensor:
+        return z
+
+    def activity(self, h: Tensor, c: Tensor, tasks: Tensor) -> Tensor:
+        return h
+
+
+class _DeterministicGain(_Family):
+    """Boeshertz et al.: ``h * exp(c G)``, a positive gain per unit (G = 0: gain 1)."""
+
+    def __init__(self, n_tasks: int, n_inputs: int, hidden: int, **_: Any) -> None:
+        super().__init__()
+        self.log_gain = nn.Parameter(torch.zeros(n_tasks, hidden))
+
+    def activity(self, h: Tensor, c: Tensor, tasks: Tensor) -> Tensor:
+        return exp_gain(h, mix(c, self.log_gain))
+
+
+class _StochasticGain(_Family):
+    """Stochastic comodulation: ``h * exp(g m - sigma_m^2 g^2 / 2)`` with ``g = c G`` and one modulator
+    ``m ~ N(0, sigma_m^2)`` per sample in training (0, its expected value, in evaluation, as in
+    notebooks 01-02), then the guided readout's unit weights, mixed by the context too."""
+
+    def __init__(self, n_tasks: int, n_inputs: int, hidden: int, *, sigma_m: float, **_: Any) -> None:
+        super().__init__()
+        self.log_gain = nn.Parameter(torch.zeros(n_tasks, hidden))
+        self.sigma_m = sigma_m
+        self.guide = ModulatorStatistics(n_tasks, hidden)  # per-task unit weights (statistics)
+        self.stored_per_task = hidden
+
+    def activity(self, h: Tensor, c: Tensor, tasks: Tensor) -> Tensor:
+        m = draw_modulator(len(h), self.sigma_m, draw=self.training, generator=self.noise, device=h.device)
+        h = exp_gain(h, stochastic_log_gain(mix(c, self.log_gain), m, self.sigma_m))
+        if self.training:
+            self.guide.update(h, tasks, m)
+        return apply_gain(h, mix(c, self.guide.weights))
+
+
+class _Excitability(_Family):
+    """Vedovati & Ching: ``relu((1 + c G) * (W x + b) + c B)``, a gain and a bias on every unit's input."""
+
+    def __init__(self, n_tasks: int, n_inputs: int, hidden: int, **_: Any) -> None:
+        super().__init__()
+        self.gain = nn.Parameter(torch.zeros(n_tasks, hidden))
+        self.bias = nn.Parameter(torch.zeros(n_tasks, hidden))
+
+    def drive(self, z: Tensor, x: Tensor, c: Tensor) -> Tensor:
+        return excitability(z, c, self.gain, self.bias)
+
+
+class _Synaptic(_Family):
+    """Vedovati & Ching: ``relu((W + sum_k c_k U_k V_k^T) x + b)``, a rank-r change of the weights per
+    task; ``U`` starts at 0 ("no change", like LoRA), ``V`` random, stored as ``V^T`` ``(T, r, D)``."""
+
+    def __init__(
+        self, n_tasks: int, n_inputs: int, hidden: int, *, rank: int | None, gen: torch.Generator, **_: Any
+    ) -> None:
+        super().__init__()
+        r = rank or matched_rank(hidden, n_inputs)
+        self.u = nn.Parameter(torch.zeros(n_tasks, hidden, r))
+        self.v = nn.Parameter(torch.randn(n_tasks, r, n_inputs, generator=gen) / math.sqrt(n_inputs))
+
+    def drive(self, z: Tensor, x: Tensor, c: Tensor) -> Tensor:
+        return z + lowrank_change(c, self.u, self.v.transpose(1, 2), x)
+
+
+#: family -> its modulation of the shared layer
+_FAMILIES: dict[str, type[_Family]] = {
+    "deterministic_gain": _DeterministicGain,
+    "stochastic_gain": _StochasticGain,
+    "excitability": _Excitability,
+    "synaptic": _Synaptic,
+}
+
+
 class ContextMLP(Learner):
     """A shared layer ``D -> H`` modulated by one of the four MLP families, then a linear readout.
 
@@ -190,8 +296,11 @@ class ContextMLP(Learner):
     RNNs and the random-weight network). ``"per_task"``: a head per task (notebooks 01–03's
     protocol), which carries part of the task itself.
 
-    ``context_logits(x (B, D), context (B, T), tasks (B,))`` is the one interface: every training
-    and evaluation pass (one-hot, mixed or noisy contexts) goes through it.
+    A :class:`~neuromod_lib.modulation.ContextModel`: ``net(x (B, D), context)`` with task ids
+    ``(B,)`` or context vectors ``(B, T)`` (``T``: the tasks it was made for); every training and
+    evaluation pass (one-hot, mixed or noisy contexts) goes through :meth:`_modulated`. The family
+    (``modulation``, see :data:`_FAMILIES`) acts on the drive ``W x + b`` or on the activity after the
+    ReLU.
     """
 
     def __init__(
@@ -210,34 +319,32 @@ class ContextMLP(Learner):
         trunk_lr: float = 1e-3,
     ) -> None:
         super().__init__()
-        check_families([family], _MLP_FAMILIES)
+        check_families([family], MODULATION_FAMILIES)
         if readout not in READOUTS:
             raise ValueError(f"readout={readout!r} is unknown; allowed: {', '.join(READOUTS)}")
-        self.family, self.sigma_m, self.lrs = family, float(sigma_m), (lr, trunk_lr)
+        self.family, self.lrs = family, (lr, trunk_lr)
         self.shared_readout = readout == "shared"
         self.total, self.seen = n_tasks, 0
         self.trunk = continual._linear(n_inputs, hidden, gen)
-        if family in ("deterministic_gain", "stochastic_gain", "excitability"):
-            self.log_gain = nn.Parameter(torch.zeros(n_tasks, hidden))
-        if family == "excitability":
-            self.bias = nn.Parameter(torch.zeros(n_tasks, hidden))
-        if family == "synaptic":
-            r = rank or matched_rank(hidden, n_inputs)
-            self.u = nn.Parameter(torch.zeros(n_tasks, hidden, r))  # starts at "no change", like LoRA
-            self.v = nn.Parameter(torch.randn(n_tasks, r, n_inputs, generator=gen) / math.sqrt(n_inputs))
-        if family == "stochastic_gain":  # the guided readout's per-task unit weights (statistics)
-            self.guide = ModulatorStatistics(n_tasks, hidden)
+        self.modulation = _FAMILIES[family](
+            n_tasks, n_inputs, hidden, rank=rank, sigma_m=float(sigma_m), gen=gen
+        )  # the synaptic family draws V from gen here
         self.heads = TaskHeads(1 if self.shared_readout else n_tasks, hidden, n_classes)
         bound = 1 / math.sqrt(hidden)
         with torch.no_grad():  # nn.Linear's init, drawn from gen (not the global RNG)
             self.heads.weight.uniform_(-bound, bound, generator=gen)
             self.heads.bias.uniform_(-bound, bound, generator=gen)
-        self.noise = torch.Generator().manual_seed(int(torch.randint(2**31, (1,), generator=gen)))
+        self.modulation.noise = torch.Generator().manual_seed(int(torch.randint(2**31, (1,), generator=gen)))
 
     # --- Learner interface (continual.run_learner) ------------------------------------------
     @property
     def n_tasks(self) -> int:
         return self.seen
+
+    @property
+    def n_contexts(self) -> int:
+        """Context vectors have one weight per task the network was made for (seen or not)."""
+        return self.total
 
     def begin_task(self, task: int) -> None:
         if task >= self.total:
@@ -246,7 +353,7 @@ class ContextMLP(Learner):
 
     def _task_tensors(self) -> list[Tensor]:
         """The ``(T, ...)`` tables of per-task values (a task's values are row ``t`` of each)."""
-        tables = [getattr(self, n) for n in ("log_gain", "bias", "u", "v") if hasattr(self, n)]
+        tables = list(self.modulation.parameters())
         return tables if self.shared_readout else tables + list(self.heads.parameters())
 
     def _shared(self) -> list[Tensor]:
@@ -277,6 +384,9 @@ class ContextMLP(Learner):
         ids = torch.arange(t, device=x.device).repeat_interleave(b)
         return self._logits(x.repeat(t, 1), ids).view(t, b, -1)
 
+    def _context_logits(self, x: Tensor, context: Tensor, tasks: Tensor) -> Tensor:
+        return self._modulated(x, context, tasks)
+
     @property
     def learned_params_per_task(self) -> int:
         return sum(p[0].numel() for p in self._task_tensors())
@@ -284,50 +394,26 @@ class ContextMLP(Learner):
     @property
     def bytes_per_task(self) -> int:
         """float32 values stored per task: the learned ones, plus the guided readout's unit weights."""
-        stored = self.learned_params_per_task + (self.guide.in_features if hasattr(self, "guide") else 0)
-        return 4 * stored
+        return 4 * (self.learned_params_per_task + self.modulation.stored_per_task)
 
     # --- the family -----------------------------------------------------------------------
     def context_logits(self, x: Tensor, context: Tensor, tasks: Tensor) -> Tensor:
         """Logits ``(B, C)``: inputs ``(B, D)``, context vectors ``(B, T)``, each sample's task ``(B,)``.
 
         ``tasks`` picks the head (per-task readout) and the statistics a training batch updates;
-        everything else depends on the context alone. ``ValueError`` naming ``context`` if it holds
-        NaN or infinite values.
+        everything else depends on the context alone. ``ValueError`` naming ``context`` if it is
+        not ``(B, T)`` or holds NaN or infinite values. The same as ``self(x, context, tasks)``.
         """
-        return self._modulated(x, check_finite("context", context), tasks)
+        return self(x, context, tasks)
 
     def _modulated(self, x: Tensor, context: Tensor, tasks: Tensor) -> Tensor:
-        """:meth:`context_logits` without the check (the one-hot contexts of :meth:`_logits`)."""
+        """The network under checked context vectors ``(B, T)``; the family acts on the drive or activity."""
         z = self.trunk(x)
         c = context.to(z)
-        if self.family == "synaptic":  # (W + sum_k c_k U_k V_k^T) x
-            vx = torch.einsum("krd,bd->bkr", self.v, x)
-            z = z + torch.einsum("khr,bkr->bh", self.u, c[:, :, None] * vx)
-        if self.family == "excitability":
-            z = z * (c @ self.log_gain).exp() + c @ self.bias
-        h = torch.relu(z)
-        if self.family == "deterministic_gain":
-            h = h * (c @ self.log_gain).exp()
-        if self.family == "stochastic_gain":
-            g = c @ self.log_gain
-            if self.training:
-                m = self.sigma_m * torch.randn(len(h), generator=self.noise).to(h.device)
-            else:
-                m = torch.zeros(len(h), device=h.device)  # the expected modulator (as in notebooks 01-02)
-            h = h * (g * m[:, None] - self.sigma_m**2 / 2 * g.square()).exp()
-            if self.training:
-                self.guide.update(h, tasks, m)
-            h = h * (c @ self.guide.weights)
+        h = torch.relu(self.modulation.drive(z, x, c))
+        h = self.modulation.activity(h, c, tasks)
         heads = torch.zeros_like(tasks) if self.shared_readout else tasks
         return self.heads(h, heads)
-
-
-def _context_logits(learner: Learner, x: Tensor, context: Tensor, heads: Tensor) -> Tensor:
-    """Logits under context vectors for either kind of modulated learner."""
-    if isinstance(learner, ContextMLP):
-        return learner.context_logits(x, context, heads)
-    return learner.net.context_logits(x, context)  # continual's random-weight learner
 
 
 # --------------------------------------------------------------------------- robustness
@@ -363,7 +449,7 @@ def ambiguity_curve(
     out = []
     for lam in lambdas:
         context = (1 - lam) * eye[a] + lam * eye[(a + 1) % n]
-        correct = _context_logits(learner, x, context, a).argmax(-1) == y
+        correct = learner(x, context, a).argmax(-1) == y
         out.append(_per_task_accuracy(correct, a, n))
     return torch.tensor(out, dtype=torch.float64)
 
@@ -382,10 +468,7 @@ def noise_accuracy(
     eye = torch.eye(n, device=x.device)
     learner.eval()
     return torch.tensor(
-        [
-            _per_task_accuracy(_context_logits(learner, x, eye[a] + s * xi, a).argmax(-1) == y, a, n)
-            for s in sigmas
-        ],
+        [_per_task_accuracy(learner(x, eye[a] + s * xi, a).argmax(-1) == y, a, n) for s in sigmas],
         dtype=torch.float64,
     )
 
@@ -455,14 +538,7 @@ def run(
     if not sigmas or sigmas[0] != 0 or min(sigmas) < 0:
         raise ValueError(f"sigmas={sigmas} must start at 0 and be >= 0")
     ccfg = config.continual()
-    gen = torch.Generator().manual_seed(config.seed)
-    if family in _MLP_FAMILIES:
-        hidden = continual._random_weight_config(sequence, ccfg).n_hidden
-        sizes = (sequence.n_inputs, hidden, sequence.n_classes, len(sequence.tasks))
-        options = {k: getattr(config, k) for k in ("readout", "rank", "sigma_m", "lr", "trunk_lr")}
-        learner: Learner = ContextMLP(family, *sizes, gen, **options)
-    else:
-        learner = make_learner(family, sequence, ccfg, gen)
+    learner = make_learner(family, sequence, ccfg, torch.Generator().manual_seed(config.seed))
     result = run_learner(family, learner, sequence, ccfg, device=device, progress=progress)
     row = Row(
         task_set or sequence.benchmark,

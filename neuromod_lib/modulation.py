@@ -1,12 +1,48 @@
-"""Modulators: a context (task ids) mapped to a change of activity at chosen sites of a backbone.
+"""Modulation: how a context (task ids, a mixture of tasks, a noisy vector) changes activity or weights.
 
-This is the method of Boeshertz, Haimerl & Savin (2023), "Task adaption by biologically inspired
-stochastic comodulation": a pretrained backbone stays frozen and is adapted to many tasks by a
-few per-task parameters acting on chosen layers. Every modulator here has the same small API:
+One idea runs through the library: a *context* ``c`` selects per-task modulation, and that
+modulation changes a network multiplicatively or additively, on its activity or on its weights.
+This module holds each formula once, as a small pure function over a batch of contexts; every
+model calls them (the CNN hooks below, :class:`~neuromod_lib.models.rnn.ModulatedRNN`,
+:class:`~neuromod_lib.models.random_weights.RandomWeightNet` and every family of
+:class:`~neuromod_lib.families.ContextMLP`).
+
+**Contexts.** A context is either task ids ``(B,)`` (one task per sample) or context vectors
+``(B, K)``: a one-hot row ``e_t`` for task ``t``, a mixture ``(1 - lam) e_a + lam e_b`` for an
+ambiguous context, or a noisy vector ``e_t + sigma xi``. :func:`mix` is the one way a context
+selects modulation from per-task tables ``(K, ...)``: ``c @ table``, i.e. a one-hot row picks that
+task's row and a mixture mixes the rows linearly; task ids pick rows directly (exactly the product
+with their one-hot rows). :func:`check_task_ids` and :func:`context_vectors` are the checks of
+both forms, used by every model.
+
+**The formulas** (``x``: activity ``(B, C, *spatial)`` or ``(B, D)``; per-sample values ``(B, C)``
+act per channel, see :func:`per_channel`):
+
+- :func:`exp_gain`: deterministic multiplicative gain ``x * exp(log_gain)`` (Boeshertz et al.);
+- :func:`stochastic_log_gain`: the log gain of stochastic comodulation ``c m - sigma_m^2 c^2 / 2``,
+  with :func:`draw_modulator` the shared modulator ``m ~ N(0, sigma_m^2)`` per sample;
+- :func:`add_bias`: additive bias ``x + b``; :func:`film`: ``gamma * x + beta`` (Perez et al. 2018);
+- :func:`excitability`: gain and bias on a unit's input drive, ``(1 + c G) * drive + c B``
+  (Vedovati & Ching 2024's ``g(c)`` and ``b(c)``; :func:`excitability_terms` gives the two terms);
+- :func:`lowrank_change`: a low-rank synaptic change ``sum_k c_k U_k V_k^T`` of a weight matrix, as
+  matrices or applied to an input without forming them; :func:`elementwise_scaling`: the
+  elementwise change ``W * (1 + sum_k c_k M_k)``;
+- :func:`random_weight_modulation` / :func:`random_weight_logits`: Hong & Pavlic's learned context
+  on fixed random weights, ``h * (sum_t c_t s_t ctx_t)`` read out by ``W_R``.
+
+**One protocol** (:class:`ContextModel`, in the spirit of Avalanche's multi-task modules): a
+model is called as ``model(x, context)`` with task ids ``(B,)`` or context vectors ``(B, K)`` and
+gives the logits of every task at once with ``model.all_task_logits(x)`` ``(T, B, C)``. Notebook
+07 and the continual runner build every model by name with one factory,
+:func:`neuromod_lib.continual.make_learner`.
+
+**CNN hooks.** The modulators below adapt a frozen backbone (Boeshertz, Haimerl & Savin 2023,
+"Task adaption by biologically inspired stochastic comodulation"): a few per-task parameters act
+on chosen layers through forward hooks, so they work with any backbone (torchvision's included)
+without touching its code. Every modulator has the same small API:
 
 - ``attach(backbone)`` registers forward hooks on ``backbone.site_module(site)`` for each of its
-  sites, so it works with any backbone (torchvision's included) without touching its code;
-  ``detach()`` removes them;
+  sites; ``detach()`` removes them;
 - ``set_context(task_ids)`` (or ``with modulator.context(task_ids): ...``) gives the hooks the
   task id of every sample, ``(B,)`` long; call it once per batch.
 
@@ -42,28 +78,49 @@ from __future__ import annotations
 import math
 from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import Any
+from typing import Any, Protocol, runtime_checkable
 
 import torch
-from torch import nn
+from torch import Tensor, nn
 
-from .checks import check_finite, is_int, is_number
+from .checks import check_finite, check_trained, is_int, is_number
 
 GAIN_MODES = ("deterministic", "stochastic", "off")
 KINDS = ("deterministic_gain", "stochastic_gain", "film", "se_gain", "none")
 
 
-def check_task_ids(task_ids: Any, n_tasks: int, batch: int | None = None) -> torch.Tensor:
-    """Check that ``task_ids`` is a ``(B,)`` integer tensor with values in ``[0, n_tasks)``; return it.
+# --------------------------------------------------------------------------- contexts
 
-    ``batch``: the expected B, if known. Raises ``ValueError`` naming ``task_ids``.
+
+def is_task_ids(context: Any) -> bool:
+    """Whether ``context`` is given as task ids (an integer, or a tensor of integers)."""
+    if isinstance(context, Tensor):
+        return not context.dtype.is_floating_point and context.dtype != torch.bool
+    return is_int(context)
+
+
+def check_task_ids(
+    task_ids: Any, n_tasks: int, batch: int | None = None, *, learned: bool = False
+) -> torch.Tensor:
+    """Check that ``task_ids`` is a ``(B,)`` integer tensor of ids in ``[0, n_tasks)``; return it as long.
+
+    ``batch``: the expected B, if known; then an integer means that one task for the whole batch.
+    ``learned``: the ids name tasks a continual model has learned so far (``n_tasks`` of them), and
+    an id beyond them is reported as such (:func:`~neuromod_lib.checks.check_trained`: "task 5
+    was never trained; trained tasks: 0..2"). Raises ``ValueError`` naming ``task_ids`` otherwise.
     """
-    if not isinstance(task_ids, torch.Tensor) or task_ids.dim() != 1 or task_ids.dtype.is_floating_point:
-        shape = list(task_ids.shape) if isinstance(task_ids, torch.Tensor) else type(task_ids).__name__
-        raise ValueError(f"task_ids must be a (B,) integer tensor; got {shape}")
+    if batch is not None and is_int(task_ids):
+        task_ids = torch.full((batch,), int(task_ids), dtype=torch.long)
+    if not (isinstance(task_ids, Tensor) and task_ids.dim() == 1 and is_task_ids(task_ids)):
+        tensor = isinstance(task_ids, Tensor)
+        got = f"{list(task_ids.shape)} {task_ids.dtype}" if tensor else type(task_ids).__name__
+        size = "B" if batch is None else batch
+        raise ValueError(f"task_ids must be a ({size},) integer tensor (one id per sample); got {got}")
     if batch is not None and task_ids.shape[0] != batch:
         raise ValueError(f"task_ids has {task_ids.shape[0]} entries but the batch has {batch} samples")
-    if task_ids.numel() and (int(task_ids.min()) < 0 or int(task_ids.max()) >= n_tasks):
+    if learned:
+        check_trained(task_ids, n_tasks)
+    elif task_ids.numel() and (int(task_ids.min()) < 0 or int(task_ids.max()) >= n_tasks):
         raise ValueError(
             f"task_ids must lie in [0, {n_tasks - 1}] (n_tasks={n_tasks}); "
             f"got values in [{int(task_ids.min())}, {int(task_ids.max())}]"
@@ -71,17 +128,24 @@ def check_task_ids(task_ids: Any, n_tasks: int, batch: int | None = None) -> tor
     return task_ids.long()
 
 
-def context_vectors(context: Any, n_contexts: int) -> torch.Tensor:
+def context_vectors(context: Any, n_contexts: int, batch: int | None = None) -> torch.Tensor:
     """A context as vectors ``(..., n_contexts)``: task ids become one-hot rows, vectors are checked.
 
     The one representation of "which task" that every modulator family accepts: a task id
     ``e_k``, a mixture ``(1 - lam) e_A + lam e_B`` for an ambiguous context, or a noisy vector.
     ``context``: an integer tensor of task ids ``(...)`` with values in ``[0, n_contexts)``, or a
-    float tensor ``(..., n_contexts)`` of finite values. Raises ``ValueError`` naming ``context``.
+    float tensor ``(..., n_contexts)`` of finite values. ``batch``: if given, the context must be
+    ``(batch,)`` ids or ``(batch, n_contexts)`` vectors. Raises ``ValueError`` naming ``context``.
     """
-    if not isinstance(context, torch.Tensor):
+    if not isinstance(context, Tensor):
         raise ValueError(
             f"context must be a tensor of task ids or of context vectors; got {type(context).__name__}"
+        )
+    expected = None if batch is None else ((batch,), (batch, n_contexts))
+    if expected is not None and tuple(context.shape) != expected[context.dtype.is_floating_point]:
+        raise ValueError(
+            f"context must be ({batch}, {n_contexts}) vectors, a weight per task, or ({batch},) task ids; "
+            f"got shape {list(context.shape)} {context.dtype}"
         )
     if not context.dtype.is_floating_point:
         if context.dtype == torch.bool:
@@ -100,6 +164,199 @@ def context_vectors(context: Any, n_contexts: int) -> torch.Tensor:
     return check_finite("context", context)
 
 
+def mix(context: Tensor, table: Tensor) -> Tensor:
+    """Each sample's values from per-task rows: ``context @ table``.
+
+    ``context``: vectors ``(..., B, K)``, or task ids ``(B,)`` (which pick rows: exactly the product
+    with their one-hot rows, without the product). ``table``: ``(..., K, *F)``, one row per task,
+    with the same leading dimensions ``...`` as the context (a stack of networks). Returns
+    ``(..., B, *F)``. Linear in the context: a mixture of tasks mixes their rows.
+    """
+    if is_task_ids(context):
+        return table[context]
+    lead = context.dim() - 2
+    if table.dim() < lead + 1 or table.shape[lead] != context.shape[-1]:
+        raise ValueError(
+            f"context {list(context.shape)} and table {list(table.shape)} do not match: "
+            f"the table needs one row per context entry (K={context.shape[-1]})"
+        )
+    features = table.shape[lead + 1 :]
+    out = torch.matmul(context, table.reshape(*table.shape[: lead + 1], -1))
+    return out.reshape(*out.shape[:-1], *features)
+
+
+def per_channel(values: Tensor, x: Tensor) -> Tensor:
+    """Per-sample values shaped to broadcast over ``x`` (in ``x``'s dtype).
+
+    Values with fewer dimensions than ``x`` are per channel: ``(B, C)`` over ``(B, C, *spatial)``
+    becomes ``(B, C, 1, ...)``. Values with as many dimensions as ``x`` broadcast as they are.
+    """
+    return values.reshape(*values.shape, *([1] * (x.dim() - values.dim()))).to(x.dtype)
+
+
+# --------------------------------------------------------------------------- the formulas
+
+
+def apply_gain(x: Tensor, gain: Tensor) -> Tensor:
+    """Multiplicative modulation ``x * gain``: ``x`` ``(B, C, *spatial)`` or ``(B, D)``, ``gain`` ``(B, C)``
+    per sample and channel (or unit), or a tensor with ``x``'s number of dimensions."""
+    return x * per_channel(gain, x)
+
+
+def exp_gain(x: Tensor, log_gain: Tensor) -> Tensor:
+    """Deterministic gain ``x * exp(log_gain)`` (Boeshertz et al.): ``log_gain`` ``(B, C)`` per sample
+    and channel (or unit) of ``x``; a log gain of 0 is no modulation (gain 1), and the gain stays > 0."""
+    return apply_gain(x, log_gain.exp())
+
+
+def stochastic_log_gain(coupling: Tensor, m: Tensor, sigma_m: float) -> Tensor:
+    """Log gain of stochastic comodulation: ``c m - sigma_m^2 c^2 / 2`` per sample and unit ``(B, C)``.
+
+    ``coupling`` c ``(B, C)``; ``m`` ``(B,)`` the shared modulator of each sample (see
+    :func:`draw_modulator`); with ``m ~ N(0, sigma_m^2)`` the mean gain ``E exp(.)`` is exactly 1,
+    so the task lies in *which* units fluctuate with m. Use with :func:`exp_gain`.
+    """
+    return coupling * m[:, None] - (sigma_m**2 / 2) * coupling.square()
+
+
+def draw_modulator(
+    batch: int,
+    sigma_m: float,
+    *,
+    draw: bool,
+    generator: torch.Generator | None = None,
+    device: torch.device | str | None = None,
+) -> Tensor:
+    """The stochastic modulator ``m`` ``(B,)``: ``N(0, sigma_m^2)`` per sample if ``draw``, else 0.
+
+    0 is the expected modulator (evaluation without noise). Drawn from ``generator`` on its own
+    device (then moved to ``device``) if given, else from torch's global RNG on ``device``.
+    """
+    if not draw:
+        return torch.zeros(batch, device=device)
+    if generator is None:
+        return sigma_m * torch.randn(batch, device=device)
+    return (sigma_m * torch.randn(batch, generator=generator, device=generator.device)).to(device)
+
+
+def add_bias(x: Tensor, bias: Tensor) -> Tensor:
+    """Additive modulation ``x + bias``: ``bias`` ``(B, C)`` per sample and channel (or broadcastable)."""
+    return x + per_channel(bias, x)
+
+
+def film(x: Tensor, gamma: Tensor, beta: Tensor) -> Tensor:
+    """Feature-wise affine modulation ``gamma * x + beta`` (FiLM, Perez et al. 2018).
+
+    ``gamma``, ``beta``: ``(B, C)`` per sample and channel of ``x`` ``(B, C, *spatial)``, or tensors
+    with ``x``'s number of dimensions that broadcast against it.
+    """
+    return add_bias(per_channel(gamma, x) * x, beta)
+
+
+def excitability_terms(context: Tensor, gain: Tensor, bias: Tensor) -> tuple[Tensor, Tensor]:
+    """The gain ``1 + c G`` and bias ``c B`` that a context gives each unit's input drive.
+
+    ``context`` ``(..., B, K)`` (or task ids ``(B,)``); ``gain`` G and ``bias`` B ``(..., K, N)``
+    per-task tables, 0 for no modulation. Returns both ``(..., B, N)``; see :func:`excitability`.
+    """
+    return 1 + mix(context, gain), mix(context, bias)
+
+
+def excitability(drive: Tensor, context: Tensor, gain: Tensor, bias: Tensor) -> Tensor:
+    """Excitability (Vedovati & Ching 2024): ``(1 + c G) * drive + c B``.
+
+    A context changes how strongly each unit responds to its input (gain ``g(c) = 1 + G c``) and its
+    threshold (bias ``b(c) = B c``): ``drive`` ``(B, N)`` is the unit's input (``W x + b``, before
+    the nonlinearity), ``context`` ``(B, K)`` (or task ids), ``gain``/``bias`` ``(K, N)``. The RNN of
+    :mod:`neuromod_lib.models.rnn` uses the same terms (:func:`excitability_terms`) on its input
+    and recurrent drive.
+    """
+    return film(drive, *excitability_terms(context, gain, bias))
+
+
+def lowrank_change(context: Tensor, u: Tensor, v: Tensor, x: Tensor | None = None) -> Tensor:
+    """Low-rank synaptic change ``dW(c) = sum_k c_k U_k V_k^T`` of an ``(N, M)`` weight matrix.
+
+    ``u`` ``(..., K, N, r)``, ``v`` ``(..., K, M, r)`` (a stack ``...`` of networks allowed),
+    ``context`` ``(..., B, K)``. Without ``x``: the matrices ``(..., B, N, M)``, for a change used
+    many times (every time step of an RNN). With ``x`` ``(B, M)`` (no stack): the change applied to
+    it, ``dW(c) x`` ``(B, N)``, computed as ``sum_k U_k (c_k V_k^T x)`` without forming the
+    per-sample matrices. ``V = 0`` (or ``c = 0``) is no change.
+    """
+    if x is None:
+        return torch.einsum("...bk,...knr,...kmr->...bnm", context, u, v)
+    vx = torch.einsum("kmr,bm->bkr", v, x)
+    return torch.einsum("knr,bkr->bn", u, context[:, :, None] * vx)
+
+
+def elementwise_scaling(weight: Tensor, context: Tensor, scale: Tensor) -> Tensor:
+    """Elementwise synaptic change ``W(c) = W * (1 + sum_k c_k M_k)``.
+
+    ``weight`` ``(..., N, M)`` broadcast against the per-sample change; ``scale`` M ``(..., K, N, M)``;
+    ``context`` ``(..., B, K)``. Returns ``(..., B, N, M)``; ``M = 0`` is no change.
+    """
+    return weight * (1 + mix(context, scale))
+
+
+def random_weight_modulation(
+    h: Tensor, context: Tensor, contexts: Tensor, strengths: Tensor | None = None
+) -> Tensor:
+    """Hong & Pavlic's context on fixed random weights: ``h * (sum_t c_t s_t ctx_t)``.
+
+    ``h`` ``(B, H)`` hidden activity, ``context`` ``(B, T)`` (or task ids), ``contexts`` ctx ``(T, H)``
+    and ``strengths`` s ``(T,)`` per task (None: the contexts unscaled). A one-hot row gives task
+    t's modulated activity ``s_t ctx_t * h``; a mixture mixes the tasks' scaled contexts.
+    """
+    return h * mix(context, contexts if strengths is None else strengths[:, None] * contexts)
+
+
+def random_weight_logits(
+    h: Tensor, context: Tensor | None, contexts: Tensor, strengths: Tensor, readout: Tensor
+) -> Tensor:
+    """The random-weight network's logits ``W_R (h * sum_t c_t s_t ctx_t)``; ``readout`` W_R ``(C, H)``.
+
+    ``context``: vectors ``(B, T)`` -> ``(B, C)`` through :func:`random_weight_modulation`; task ids
+    ``(B,)`` -> ``(B, C)`` as ``s_t W_R (ctx_t * h)``, the paper's order; None -> every task's logits
+    ``(T, B, C)`` through each task's effective readout ``ctx_t * W_R^T`` ``(T, H, C)`` (smaller than
+    the ``(T, B, H)`` modulated activities when ``C < B``). The three agree up to rounding.
+    """
+    if context is None:
+        return strengths[:, None, None] * (h @ (contexts[:, :, None] * readout.t()))
+    if is_task_ids(context):
+        strength = mix(context, strengths)[:, None]
+        return strength * (random_weight_modulation(h, context, contexts) @ readout.t())
+    return random_weight_modulation(h, context, contexts, strengths) @ readout.t()
+
+
+# --------------------------------------------------------------------------- one protocol
+
+
+@runtime_checkable
+class ContextModel(Protocol):
+    """What every model of notebooks 06-07 is: a classifier that takes its task as a context.
+
+    - ``model(x, context)``: logits ``(B, C)`` of inputs ``x`` ``(B, ...)`` under ``context``, task
+      ids ``(B,)`` or context vectors ``(B, n_contexts)`` (one-hot rows give the task ids' logits;
+      mixtures and noisy vectors are the ambiguous and noisy contexts of notebook 07). Bad contexts
+      are ``ValueError`` naming ``task_ids`` or ``context`` (:func:`check_task_ids`,
+      :func:`context_vectors`).
+    - ``model.all_task_logits(x)``: ``(T, B, C)``, row ``t`` the logits under task ``t``, for every
+      task learned so far (task-id inference, :func:`~neuromod_lib.models.random_weights.infer_task`).
+    - ``n_contexts``: the length K of the context vectors.
+
+    Built by name with :func:`neuromod_lib.continual.make_learner`.
+    """
+
+    n_contexts: int
+
+    def __call__(self, x: Tensor, context: Tensor) -> Tensor: ...
+
+    def all_task_logits(self, x: Tensor) -> Tensor: ...
+
+
+# --------------------------------------------------------------------------- CNN hooks
+
+
 def _check_sites(sites: dict[str, int]) -> dict[str, int]:
     ok = isinstance(sites, dict) and all(
         isinstance(k, str)
@@ -113,11 +370,6 @@ def _check_sites(sites: dict[str, int]) -> dict[str, int]:
     if not ok:
         raise ValueError(f"sites={sites!r} must be a dict {{name without '.': channels >= 1}}")
     return dict(sites)
-
-
-def _per_channel(values: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
-    """``(B, C)`` per-sample per-channel values shaped to broadcast over ``x`` (B, C, *spatial)."""
-    return values.reshape(*values.shape, *([1] * (x.dim() - 2))).to(x.dtype)
 
 
 class Modulation(nn.Module):
@@ -257,30 +509,28 @@ class GainModulation(Modulation):
         if self.mode != "stochastic":
             self.last_m = None
             return
-        batch, device = self.task_ids.shape[0], self.task_ids.device
-        if not (self.training or self.eval_noise):
-            self.last_m = torch.zeros(batch, device=device)
-        elif self.generator is None:
-            self.last_m = self.sigma_m * torch.randn(batch, device=device)
-        else:
-            g = self.generator
-            self.last_m = (self.sigma_m * torch.randn(batch, generator=g, device=g.device)).to(device)
+        self.last_m = draw_modulator(
+            self.task_ids.shape[0],
+            self.sigma_m,
+            draw=self.training or self.eval_noise,
+            generator=self.generator,
+            device=self.task_ids.device,
+        )
 
     def log_gain(self, site: str, task_ids: torch.Tensor) -> torch.Tensor:
         """Per-sample log gains ``(B, C)`` at ``site`` for the current modulator (0 in off mode)."""
-        c = self.coupling[site][task_ids]
+        c = mix(task_ids, self.coupling[site])
         if self.mode == "off":
             return torch.zeros_like(c)
         if self.mode == "deterministic":
             return c
-        m = self.last_m.to(c.device)
-        return c * m[:, None] - (self.sigma_m**2 / 2) * c.square()
+        return stochastic_log_gain(c, self.last_m.to(c.device), self.sigma_m)
 
     def modulate(self, site: str, x: torch.Tensor) -> torch.Tensor:
         if self.mode == "off":
             return x
         task_ids = self._context_for(x)
-        return x * _per_channel(self.log_gain(site, task_ids).exp(), x)
+        return exp_gain(x, self.log_gain(site, task_ids))
 
     # The generator's state travels with the state_dict, so a checkpoint resumes the same draws.
     def get_extra_state(self) -> torch.Tensor:
@@ -308,7 +558,7 @@ class FiLM(Modulation):
 
     def modulate(self, site: str, x: torch.Tensor) -> torch.Tensor:
         task_ids = self._context_for(x)
-        return _per_channel(self.gamma[site][task_ids], x) * x + _per_channel(self.beta[site][task_ids], x)
+        return film(x, mix(task_ids, self.gamma[site]), mix(task_ids, self.beta[site]))
 
 
 class SEGain(Modulation):
@@ -338,14 +588,13 @@ class SEGain(Modulation):
         """Per-sample per-channel gains ``(B, C)`` at ``site`` for the output ``x``."""
         z = x.mean(dim=tuple(range(2, x.dim()))) if x.dim() > 2 else x
         z = z.to(self.w1[site].dtype)
-        hidden = torch.relu(torch.einsum("bc,bcr->br", z, self.w1[site][task_ids]) + self.b1[site][task_ids])
-        return 2 * torch.sigmoid(
-            torch.einsum("br,brc->bc", hidden, self.w2[site][task_ids]) + self.b2[site][task_ids]
-        )
+        w1, b1, w2, b2 = (mix(task_ids, table[site]) for table in (self.w1, self.b1, self.w2, self.b2))
+        hidden = torch.relu(torch.einsum("bc,bcr->br", z, w1) + b1)
+        return 2 * torch.sigmoid(torch.einsum("br,brc->bc", hidden, w2) + b2)
 
     def modulate(self, site: str, x: torch.Tensor) -> torch.Tensor:
         task_ids = self._context_for(x)
-        return x * _per_channel(self.gains(site, x, task_ids), x)
+        return apply_gain(x, self.gains(site, x, task_ids))
 
 
 def make_modulation(kind: str, sites: dict[str, int], n_tasks: int, **kw: Any) -> Modulation:

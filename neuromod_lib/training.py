@@ -12,7 +12,10 @@ It does the few things every experiment needs and gets wrong when each writes it
   the same numbers, bit for bit, as a run that was never interrupted.
 
 What a batch is, how the loss is computed and what "validation" means are left to the
-caller: ``loss_fn(model, batch)``, ``batches(generator)`` and ``evaluate(model)``.
+caller: ``loss_fn(model, batch)``, ``batches(generator)`` and ``evaluate(model)``. A model may add
+what its method needs to each step by defining ``penalty()``, ``after_backward()`` and
+``after_step()`` (see :func:`fit`): the continual learners' consolidation penalties (EWC, SI) are
+trained by this same loop (:mod:`neuromod_lib.continual`).
 
 Randomness: the data order comes from the ``generator`` handed to ``batches``; dropout and
 other layers draw from torch's global RNG (CPU and CUDA). Both are checkpointed. Python's
@@ -53,9 +56,10 @@ class FitConfig:
       epoch counts as an improvement only if it beats the best by more than ``min_delta``.
     - ``target``: stop as soon as ``monitor`` reaches this value (e.g. every task solved); None = never.
     - ``restore_best``: load the best epoch's weights into the model at the end.
-    - ``grad_clip``: clip the gradient norm to this value; None = no clipping. A model that
-      stacks independent networks may define ``clip_grad_norm_(max_norm)`` to clip each one
-      separately; :func:`fit` then calls it instead of clipping the global norm.
+    - ``grad_clip``: clip the gradient norm to this value; None = no clipping (of the gradient of
+      the loss and any penalty). A model that stacks independent networks may define
+      ``clip_grad_norm_(max_norm)`` to clip each one separately; :func:`fit` then calls it
+      instead of clipping the global norm.
     - ``checkpoint``: file written atomically at the end of every epoch; None = none.
     - ``resume``: if ``checkpoint`` exists, continue from it (else start over and overwrite it).
     - ``progress``: show an epoch progress bar; None = decided by the environment.
@@ -226,6 +230,23 @@ def _lr_hint(optimizer: torch.optim.Optimizer) -> str:
     return f"lower the learning rate (lr={lr:g}) or set FitConfig.grad_clip"
 
 
+def _hook(model: nn.Module, name: str) -> Callable[[], Any] | None:
+    """The model's own step hook ``name`` (``penalty``, ``after_backward``, ``after_step``), if it has one."""
+    hook = getattr(model, name, None)
+    return hook if callable(hook) else None
+
+
+def _add_penalty(model: nn.Module) -> None:
+    """After the loss's backward pass: ``model.after_backward()`` sees the loss's own gradients
+    (SI's path integral needs them), then the gradient of ``model.penalty()`` is added to them."""
+    if (after_backward := _hook(model, "after_backward")) is not None:
+        after_backward()
+    if (penalty := _hook(model, "penalty")) is not None:
+        value = penalty()
+        if value.requires_grad:
+            value.backward()
+
+
 def _train_epoch(
     model: nn.Module,
     optimizer: torch.optim.Optimizer,
@@ -236,6 +257,7 @@ def _train_epoch(
 ) -> float:
     """One pass over ``batches``; return the mean batch loss. Raise on a non-finite loss."""
     model.train()
+    after_step = _hook(model, "after_step")
     total, steps = 0.0, 0
     for steps, batch in enumerate(batches, start=1):
         optimizer.zero_grad(set_to_none=True)
@@ -244,10 +266,13 @@ def _train_epoch(
         if not math.isfinite(value):
             raise TrainingDiverged(f"loss={value} at epoch {epoch}, step {steps}; {_lr_hint(optimizer)}")
         loss.backward()
+        _add_penalty(model)
         if grad_clip is not None:
             clip = getattr(model, "clip_grad_norm_", None)
             clip(grad_clip) if callable(clip) else nn.utils.clip_grad_norm_(model.parameters(), grad_clip)
         optimizer.step()
+        if after_step is not None:
+            after_step()
         total += value
     if steps == 0:
         raise ValueError(f"batches(generator) yielded no batches in epoch {epoch}")
@@ -273,6 +298,11 @@ def fit(
     (``ReduceLROnPlateau`` gets the monitored value), then write the checkpoint, then call
     ``on_epoch_end(epoch, row)``. The callback comes after the checkpoint, so an exception in it
     loses no work, and it runs on a forked torch RNG, so it cannot change the training.
+
+    Per step: ``loss_fn``, its backward pass, then, if the model defines them,
+    ``model.after_backward()`` (the loss's own gradients are in ``.grad``) and the backward pass of
+    ``model.penalty()`` (a regulariser such as EWC's, reported apart from the loss: ``train_loss``
+    is the loss alone), gradient clipping, the optimizer step, and ``model.after_step()``.
 
     With ``config.checkpoint`` set and present (and ``resume``), training continues after the
     saved epoch, with the same result as if it had never stopped; a finished run (stopped

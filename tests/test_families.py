@@ -127,9 +127,10 @@ def test_shared_layer_and_readout_freeze_after_the_first_task(rotated3):
     for name in ("trunk.weight", "trunk.bias", "heads.weight", "heads.bias"):
         assert torch.equal(first[name], last[name]), f"{name} changed after the first task"
         assert not dict(net.named_parameters())[name].requires_grad
-    assert torch.equal(first["log_gain"][0], last["log_gain"][0])  # task 0's row: untouched later
-    assert torch.equal(first["log_gain"][1:], torch.zeros_like(first["log_gain"][1:]))
-    assert not torch.equal(last["log_gain"][1:], first["log_gain"][1:])  # later tasks learned theirs
+    for table in ("modulation.gain", "modulation.bias"):  # excitability's per-task gain and bias
+        assert torch.equal(first[table][0], last[table][0])  # task 0's row: untouched later
+        assert torch.equal(first[table][1:], torch.zeros_like(first[table][1:]))
+        assert not torch.equal(last[table][1:], first[table][1:])  # later tasks learned theirs
 
 
 def test_robustness_curves_start_at_the_clean_accuracy(runs, rotated3):

@@ -168,8 +168,13 @@ def test_unknown_task_ids_are_errors() -> None:
         net(randn(2, D), torch.tensor([1, 5]))
     with pytest.raises(ValueError, match="task -1 was never trained"):
         net(randn(2, D), torch.tensor([-1, 0]))
-    with pytest.raises(ValueError, match=r"task_ids must be a \(2,\) integer tensor"):
-        net(randn(2, D), torch.tensor([0.0, 1.0]))
+    wrong_shape = r"^context must be \(2, 3\) vectors, a weight per task, or \(2,\) task ids"
+    with pytest.raises(ValueError, match=wrong_shape):
+        net(randn(2, D), torch.tensor([0.0, 1.0]))  # floats are context vectors, of the wrong shape here
+    with pytest.raises(ValueError, match=r"^task_ids has 3 entries but the batch has 2 samples$"):
+        net(randn(2, D), torch.tensor([0, 1, 1]))
+    with pytest.raises(ValueError, match=r"^task_ids must be a \(2,\) integer tensor \(one id per sample\)"):
+        net(randn(2, D), torch.tensor([[0, 1]]))
     with pytest.raises(ValueError, match="no task was ever added"):
         make(0).all_task_logits(randn(2, D))
     for call in (net.freeze, net.task_parameters, net.frozen):

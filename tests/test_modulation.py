@@ -13,6 +13,7 @@ import pytest
 import torch
 from torch import nn
 
+from neuromod_lib import modulation
 from neuromod_lib.models import ConvNet, count_parameters
 from neuromod_lib.modulation import (
     FiLM,
@@ -369,3 +370,98 @@ def test_make_modulation_kinds():
     assert make_modulation("stochastic_gain", sites, 2, sigma_m=0.2).sigma_m == 0.2
     with pytest.raises(ValueError, match=r"kind='gain'.*allowed: deterministic_gain, stochastic_gain"):
         make_modulation("gain", sites, 2)
+
+
+# --- the formulas, once each ------------------------------------------------------------------
+
+
+def gen(seed: int = 0) -> torch.Generator:
+    return torch.Generator().manual_seed(seed)
+
+
+def test_mix_picks_rows_for_one_hot_contexts_and_mixes_them_linearly():
+    table = torch.randn(3, 4, 2, generator=gen())
+    ids = torch.tensor([2, 0, 1, 2])
+    one_hot = nn.functional.one_hot(ids, 3).float()
+    assert torch.equal(modulation.mix(ids, table), table[ids])
+    assert torch.equal(modulation.mix(one_hot, table), table[ids])  # exactly: products with 0 and 1
+    half = torch.tensor([[0.5, 0.5, 0.0]])
+    torch.testing.assert_close(modulation.mix(half, table)[0], (table[0] + table[1]) / 2)
+    stack = torch.randn(2, 3, 5, generator=gen(1))  # two networks, each its own table
+    c = torch.rand(2, 4, 3, generator=gen(2))
+    torch.testing.assert_close(modulation.mix(c, stack), torch.einsum("sbk,skn->sbn", c, stack))
+    with pytest.raises(ValueError, match=r"context \[4, 2\] and table \[3, 4, 2\] do not match"):
+        modulation.mix(torch.ones(4, 2), table)
+
+
+def test_gain_formulas_by_hand():
+    x, c = torch.rand(4, 3, 5, 5, generator=gen()), torch.randn(4, 3, generator=gen(1))
+    assert torch.equal(modulation.exp_gain(x, c), x * c.exp()[:, :, None, None])  # per channel
+    h = torch.rand(4, 3, generator=gen(2))
+    assert torch.equal(modulation.exp_gain(h, c), h * c.exp())  # per unit
+    m, s = 0.3 * torch.randn(4, generator=gen(3)), 0.3
+    expected = c * m[:, None] - s**2 * c**2 / 2
+    torch.testing.assert_close(modulation.stochastic_log_gain(c, m, s), expected)
+    beta = torch.randn(4, 3, generator=gen(4))
+    assert torch.equal(modulation.add_bias(x, beta), x + beta[:, :, None, None])
+    assert torch.equal(modulation.film(x, c, beta), c[:, :, None, None] * x + beta[:, :, None, None])
+    assert torch.equal(modulation.apply_gain(h, c), h * c)
+
+
+def test_draw_modulator():
+    assert torch.equal(modulation.draw_modulator(5, 0.3, draw=False), torch.zeros(5))
+    a = modulation.draw_modulator(5, 0.3, draw=True, generator=gen(7))
+    assert torch.equal(a, 0.3 * torch.randn(5, generator=gen(7)))
+    torch.manual_seed(7)
+    assert torch.equal(modulation.draw_modulator(5, 0.3, draw=True), a)  # the global RNG otherwise
+
+
+def test_excitability_is_one_definition_with_gain_one_plus_cg():
+    drive, c = torch.randn(4, 6, generator=gen()), torch.softmax(torch.randn(4, 3, generator=gen(1)), 1)
+    g, b = torch.randn(3, 6, generator=gen(2)), torch.randn(3, 6, generator=gen(3))
+    expected = (1 + c @ g) * drive + c @ b
+    torch.testing.assert_close(modulation.excitability(drive, c, g, b), expected)
+    gain, bias = modulation.excitability_terms(c, g, b)
+    torch.testing.assert_close(gain, 1 + c @ g)
+    torch.testing.assert_close(bias, c @ b)
+    zero = torch.zeros(3, 6)
+    assert torch.equal(modulation.excitability(drive, c, zero, zero), drive)  # no modulation at 0
+
+
+def test_synaptic_changes_by_hand():
+    k, n, m, r, b = 3, 5, 4, 2, 6
+    u, v = torch.randn(k, n, r, generator=gen()), torch.randn(k, m, r, generator=gen(1))
+    c, x = torch.randn(b, k, generator=gen(2)), torch.randn(b, m, generator=gen(3))
+    by_hand = torch.stack([sum(c[i, j] * u[j] @ v[j].T for j in range(k)) for i in range(b)])
+    matrices = modulation.lowrank_change(c, u, v)
+    torch.testing.assert_close(matrices, by_hand)
+    torch.testing.assert_close(modulation.lowrank_change(c, u, v, x), (matrices @ x[:, :, None])[..., 0])
+    w, scale = torch.randn(n, m, generator=gen(4)), torch.randn(k, n, m, generator=gen(5))
+    by_hand = torch.stack([w * (1 + sum(c[i, j] * scale[j] for j in range(k))) for i in range(b)])
+    torch.testing.assert_close(modulation.elementwise_scaling(w, c, scale), by_hand)
+
+
+def test_random_weight_logits_agree_in_every_order():
+    h, contexts = torch.rand(5, 12, generator=gen()), torch.randn(3, 12, generator=gen(1))
+    strengths, readout = 1 + 0.1 * torch.randn(3, generator=gen(2)), torch.randn(4, 12, generator=gen(3))
+    ids = torch.tensor([0, 2, 1, 1, 0])
+    one_hot = nn.functional.one_hot(ids, 3).float()
+    paper = strengths[ids, None] * ((h * contexts[ids]) @ readout.T)
+    assert torch.equal(modulation.random_weight_logits(h, ids, contexts, strengths, readout), paper)
+    torch.testing.assert_close(
+        modulation.random_weight_logits(h, one_hot, contexts, strengths, readout), paper
+    )
+    every = modulation.random_weight_logits(h, None, contexts, strengths, readout)
+    torch.testing.assert_close(every[ids, torch.arange(5)], paper)
+    modulated = modulation.random_weight_modulation(h, one_hot, contexts, strengths)
+    torch.testing.assert_close(modulated, h * strengths[ids, None] * contexts[ids])
+
+
+def test_check_task_ids_one_place_for_every_model():
+    assert torch.equal(modulation.check_task_ids(2, 3, batch=4), torch.full((4,), 2))
+    with pytest.raises(ValueError, match=r"^task 3 was never trained; trained tasks: 0\.\.2$"):
+        modulation.check_task_ids(torch.tensor([0, 3]), 3, learned=True)
+    with pytest.raises(ValueError, match=r"^task_ids must be a \(B,\) integer tensor \(one id per sample\)"):
+        modulation.check_task_ids(torch.tensor([True, False]), 3)
+    with pytest.raises(ValueError, match=r"^context must be \(2, 3\) vectors, a weight per task, or \(2,\)"):
+        modulation.context_vectors(torch.ones(3, 3), 3, batch=2)

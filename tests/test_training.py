@@ -171,6 +171,48 @@ def test_target_stops_when_reached(mode):
         FitConfig(3, target=float("nan"))
 
 
+def test_model_step_hooks_add_a_penalty_after_the_loss_gradient():
+    """``after_backward`` sees the loss's own gradient, the penalty's is added to it before the step,
+    ``after_step`` follows every step, and ``train_loss`` is the loss alone (continual's EWC and SI)."""
+
+    class Anchored(nn.Linear):
+        def __init__(self) -> None:
+            super().__init__(N_FEATURES, 1, bias=False)
+            self.seen: list[torch.Tensor] = []
+            self.steps = 0
+
+        def after_backward(self) -> None:
+            self.seen.append(self.weight.grad.clone())
+
+        def penalty(self) -> torch.Tensor:
+            return 3.0 * self.weight.sum()  # gradient: 3 on every weight
+
+        def after_step(self) -> None:
+            self.steps += 1
+
+    gen = seed_everything(0)
+    model = Anchored()
+    start = weights(model)["weight"]
+    x, y = X[:BATCH], Y[:BATCH]
+    result = fit(
+        model,
+        torch.optim.SGD(model.parameters(), lr=0.01),
+        lambda m, batch: F.mse_loss(m(x), y),
+        lambda g: [None],  # one step on a fixed batch
+        lambda m: {},
+        FitConfig(1, monitor="train_loss", progress=False),
+        generator=gen,
+    )
+    with torch.enable_grad():
+        probe = nn.Linear(N_FEATURES, 1, bias=False)
+        probe.weight.data.copy_(start)
+        loss = F.mse_loss(probe(x), y)
+        loss.backward()
+    assert torch.equal(model.seen[0], probe.weight.grad) and model.steps == 1
+    torch.testing.assert_close(model.weight.detach(), start - 0.01 * (probe.weight.grad + 3.0))
+    assert result.history[0]["train_loss"] == pytest.approx(loss.item())
+
+
 def test_model_clip_grad_norm_is_used_when_defined():
     """A model's own ``clip_grad_norm_`` (per-network clipping of a stack) replaces the global one."""
 

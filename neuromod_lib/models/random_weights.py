@@ -49,7 +49,8 @@ from dataclasses import asdict, dataclass, fields
 import torch
 from torch import nn
 
-from ..checks import check_fields, check_finite, check_trained, is_int, is_number
+from ..checks import check_fields, is_int, is_number
+from ..modulation import check_task_ids, context_vectors, is_task_ids, random_weight_logits
 from ..storage import load_checkpoint, save_checkpoint
 
 FORMAT = "neuromod.RandomWeightNet/1"
@@ -224,38 +225,35 @@ class RandomWeightNet(nn.Module):
         z = self._expand(self._flat(x))
         return torch.relu(z - z.mean(dim=1, keepdim=True))
 
-    def _task_ids(self, task_ids: torch.Tensor | int, batch: int) -> torch.Tensor:
-        """``task_ids`` as a checked ``(B,)`` long tensor (an int means one task for the whole batch)."""
-        if isinstance(task_ids, int) and not isinstance(task_ids, bool):
-            task_ids = torch.full((batch,), task_ids, dtype=torch.long)
-        ok = isinstance(task_ids, torch.Tensor) and task_ids.dim() == 1 and task_ids.shape[0] == batch
-        if not ok or task_ids.dtype.is_floating_point or task_ids.dtype == torch.bool:
-            got = list(task_ids.shape) if isinstance(task_ids, torch.Tensor) else type(task_ids).__name__
-            raise ValueError(f"task_ids must be a ({batch},) integer tensor (one id per sample); got {got}")
-        return check_trained(task_ids, self.n_tasks).to(self.readout.device, torch.long)
+    @property
+    def n_contexts(self) -> int:
+        """The length of context vectors: one weight per task added so far."""
+        return self.n_tasks
 
-    def forward(self, x: torch.Tensor, task_ids: torch.Tensor | int) -> torch.Tensor:
-        """Logits ``(B, C)`` of each sample under its own task: ``x`` ``(B, D)``, ``task_ids`` ``(B,)``."""
-        h = self.features(x)
-        ids = self._task_ids(task_ids, h.shape[0])
-        contexts, strengths = self._task_values()
-        return strengths[ids, None] * ((h * contexts[ids]) @ self.readout.t())
+    def _context(self, context: torch.Tensor | int, batch: int) -> torch.Tensor:
+        """A checked context on the buffers' device: task ids ``(B,)`` long, or vectors ``(B, T)``."""
+        if is_task_ids(context):
+            ids = check_task_ids(context, self.n_tasks, batch, learned=True)
+            return ids.to(self.readout.device)
+        return context_vectors(context, self.n_tasks, batch).to(self.readout)
 
-    def context_logits(self, x: torch.Tensor, context: torch.Tensor) -> torch.Tensor:
-        """Logits ``(B, C)`` under context vectors ``(B, T)``: each sample's modulation is the mix
-        ``sum_t context[:, t] * s_t c_t`` of the tasks' scaled contexts.
+    def forward(self, x: torch.Tensor, context: torch.Tensor | int) -> torch.Tensor:
+        """Logits ``(B, C)`` of each sample under its context: ``x`` ``(B, D)``.
 
-        A one-hot row gives :meth:`forward`'s logits for that task (up to rounding); a mixture or a
-        noisy vector is the ambiguous or noisy context of notebook 07's robustness tests.
+        ``context``: task ids ``(B,)`` (an int: one task for the whole batch), each sample under its
+        own task, ``s_t W_R (c_t * h)``; or context vectors ``(B, T)``, each sample's modulation the
+        mix ``sum_t context[:, t] s_t c_t`` of the tasks' scaled contexts (a one-hot row gives that
+        task's logits up to rounding; a mixture or a noisy vector is the ambiguous or noisy context
+        of notebook 07's robustness tests). See :func:`~neuromod_lib.modulation.random_weight_logits`.
         """
         h = self.features(x)
-        if not isinstance(context, torch.Tensor) or context.shape != (h.shape[0], self.n_tasks):
-            got = list(context.shape) if isinstance(context, torch.Tensor) else type(context).__name__
-            raise ValueError(f"context must be ({h.shape[0]}, {self.n_tasks}), a weight per task; got {got}")
-        check_finite("context", context)
+        context = self._context(context, h.shape[0])
         contexts, strengths = self._task_values()
-        mixed = context.to(h) @ (strengths[:, None] * contexts)
-        return (h * mixed) @ self.readout.t()
+        return random_weight_logits(h, context, contexts, strengths, self.readout)
+
+    def context_logits(self, x: torch.Tensor, context: torch.Tensor) -> torch.Tensor:
+        """Logits ``(B, C)`` under context vectors ``(B, T)``: :meth:`forward` with vectors."""
+        return self(x, context)
 
     def all_task_logits(self, x: torch.Tensor) -> torch.Tensor:
         """Every task's logits at once, ``(T, B, C)`` (e.g. for :func:`infer_task`).
@@ -265,8 +263,7 @@ class RandomWeightNet(nn.Module):
         """
         h = self.features(x)
         contexts, strengths = self._task_values()
-        readouts = contexts[:, :, None] * self.readout.t()
-        return strengths[:, None, None] * (h @ readouts)
+        return random_weight_logits(h, None, contexts, strengths, self.readout)
 
     # --- sizes -------------------------------------------------------------------------------
     def learned_parameters_per_task(self) -> int:

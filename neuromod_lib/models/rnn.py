@@ -21,6 +21,11 @@ A context ``c`` (a one-hot task vector, a mixture of two tasks, or a noisy vecto
   ``W_rec(c) = W_rec + sum_k c_k U_k V_k^T`` (``2 K N rank`` values; cf. lindermanlab/nm-rnn).
 - ``both``: excitability and synaptic together.
 
+Each formula is the one function of :mod:`neuromod_lib.modulation` every model uses
+(:func:`~neuromod_lib.modulation.excitability_terms` and :func:`~neuromod_lib.modulation.film`,
+:func:`~neuromod_lib.modulation.elementwise_scaling`, :func:`~neuromod_lib.modulation.lowrank_change`),
+here on a stack of networks.
+
 Every context parameter starts at "no modulation" (gain 1, bias 0, scaling 1, ``V = 0``), so all
 pathways start from the same network. ``matched=True`` gives every modulated pathway the
 same ``2 N K`` context parameters (design choice): excitability (gain + bias), synaptic
@@ -54,7 +59,7 @@ import torch
 from torch import nn
 
 from ..checks import Check, check_fields, is_int, is_number
-from ..modulation import context_vectors
+from ..modulation import context_vectors, elementwise_scaling, excitability_terms, film, lowrank_change
 
 PATHWAYS = ("rule", "excitability", "synaptic", "both")
 SYNAPTIC_FORMS = ("elementwise", "lowrank")
@@ -231,24 +236,30 @@ class ModulatedRNN(nn.Module):
         return c
 
     def effective(self, context: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """The gain ``(S, G, N)``, total bias ``(S, G, N)`` and ``W_rec(c)`` ``(S, G|1, N, N)`` per group."""
+        """The gain ``(S, G, N)``, total bias ``(S, G, N)`` and ``W_rec(c)`` ``(S, G|1, N, N)`` per group.
+
+        Gain ``1 + G c`` and context bias ``B c`` are :func:`~neuromod_lib.modulation.excitability_terms`
+        (the rule pathway is its bias alone); ``W_rec(c)`` is
+        :func:`~neuromod_lib.modulation.elementwise_scaling` or ``W_rec +``
+        :func:`~neuromod_lib.modulation.lowrank_change`. A network's unused parts are masked to 0.
+        """
         c = self._context(context)
-        gain = 1 + torch.einsum("sgk,skn->sgn", c, self.ctx_gain * self.use_gain[:, None, None])
-        bias = self.bias[:, None] + torch.einsum(
-            "sgk,skn->sgn", c, self.ctx_bias * self.use_bias[:, None, None]
+        gain, ctx_bias = excitability_terms(
+            c, self.ctx_gain * self.use_gain[:, None, None], self.ctx_bias * self.use_bias[:, None, None]
         )
+        bias = self.bias[:, None] + ctx_bias
         w = self.w_rec[:, None]
         if bool(self.use_synapse.any()):
             on = self.use_synapse[:, None, None, None]
             if self.config.synaptic == "elementwise":
-                w = w * (1 + torch.einsum("sgk,sknm->sgnm", c, self.ctx_scale * on))
+                w = elementwise_scaling(w, c, self.ctx_scale * on)
             else:
                 tied = self.use_tied[:, None, None, None]
                 v = tied * self.ctx_u + (1 - tied) * self.ctx_v
-                w = w + torch.einsum("sgk,sknr,skmr->sgnm", c, self.ctx_u * on, v)
+                w = w + lowrank_change(c, self.ctx_u * on, v)
                 if bool(self.use_tied.any()):  # U U^T - U0 U0^T: no modulation at initialisation
                     u0 = self.ctx_u0 * (tied * on)
-                    w = w - torch.einsum("sgk,sknr,skmr->sgnm", c, u0, u0)
+                    w = w - lowrank_change(c, u0, u0)
         return gain, bias, w
 
     # --- dynamics ----------------------------------------------------------------------------
@@ -268,7 +279,7 @@ class ModulatedRNN(nn.Module):
         act, a = ACTIVATIONS[self.config.activation], self.config.alpha
 
         def F(r: torch.Tensor) -> torch.Tensor:
-            x = gain * (drive + torch.matmul(w, r.unsqueeze(-1)).squeeze(-1)) + bias
+            x = film(drive + torch.matmul(w, r.unsqueeze(-1)).squeeze(-1), gain, bias)  # excitability
             return torch.lerp(r, act(x), a)
 
         return F
@@ -303,9 +314,10 @@ class ModulatedRNN(nn.Module):
         if noise and cfg.input_noise > 0:
             inputs = inputs + self._noise(inputs.shape, cfg.input_noise, generator)
         drive = torch.einsum("sgbti,sni->tsgbn", inputs, self.w_in)  # time first: one slice per step
-        drive = gain[:, :, None] * drive + bias[:, :, None]
+        drive = film(drive, gain[None, :, :, None], bias[None, :, :, None])  # excitability of the input drive
         if noise and cfg.rec_noise > 0:
             drive = drive + self._noise(drive.shape, cfg.rec_noise, generator)
+        # the same gain on the recurrent drive, folded into W's rows: g * (W r) = (diag(g) W) r
         w_eff = (gain[..., None] * w).transpose(-1, -2)  # (S, G|1, N, N), acting on row vectors
         w_eff = w_eff.expand(s, g, -1, -1).reshape(s * g, *w_eff.shape[2:])
         drive = drive.reshape(t, s * g, b, -1)
