@@ -7,8 +7,9 @@ The protocol of Vedovati & Ching (2024) on the tasks of :mod:`neuromod_lib.data.
   with :func:`neuromod_lib.training.fit` (an "epoch" is ``eval_every`` steps). Network ``s``
   learns task ``j`` of its list under the one-hot context ``e_j``. Training stops when every
   network performs at criterion on every one of its tasks, or after ``steps``.
-- :func:`packing_capacity`: the largest number of tasks K each network size and pathway
-  packs with every task at criterion (the *packing* experiment).
+- :func:`packing_sweep`: the largest number of tasks K each network size and pathway
+  packs with every task at criterion (the *packing* experiment); :class:`PackingSweep` lays
+  out its tables and :func:`packing_answer` computes what notebook 04 concludes and records.
 - :func:`mixture_performance` and :func:`noise_performance`: performance under an ambiguous
   context ``(1 - lam) e_A + lam e_B`` or a noisy one ``e_A + sigma * xi`` (the *ambiguity*
   experiment).
@@ -24,13 +25,16 @@ import math
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 import torch
+from IPython.display import Markdown
 
 from .analysis import FixedPoints, find_fixed_points
 from .checks import Check, check_fields, is_int, is_number
 from .data.tasks import TASKS, TaskConfig, TrialBatch, generate, performance, task_index
 from .models.rnn import ModulatedRNN, RNNConfig, check_pathways, masked_mse
+from .tables import Table, format_value, table
 from .training import FitConfig, fit
 
 
@@ -338,6 +342,224 @@ class PackingSweep:
             best[rep] = max(best.get(rep, 0), row["k"] if row["solved"] else 0)
         return {key: [reps[r] for r in sorted(reps)] for key, reps in out.items()}
 
+    @property
+    def sizes(self) -> list[int]:
+        """The network sizes N, in the order they were trained."""
+        return list(dict.fromkeys(row["n_neurons"] for row in self.rows))
+
+    @property
+    def pathways(self) -> list[str]:
+        """The pathways, in the order they were given."""
+        return list(dict.fromkeys(row["pathway"] for row in self.rows))
+
+    @property
+    def ks(self) -> list[int]:
+        """The task counts K, in the order they were given."""
+        return list(dict.fromkeys(row["k"] for row in self.rows))
+
+    @property
+    def replicates(self) -> int:
+        """Networks per (N, pathway, K)."""
+        return len({row["replicate"] for row in self.rows})
+
+    def solved_count(self, n_neurons: int, pathway: str, k: int) -> int:
+        """How many of the replicates of size ``n_neurons`` and ``pathway`` solved all ``k`` tasks."""
+        return sum(
+            r["solved"]
+            for r in self.rows
+            if (r["n_neurons"], r["pathway"], r["k"]) == (n_neurons, pathway, k)
+        )
+
+    def capacity_table(self) -> Table:
+        """Size N (rows) × pathway (columns): the mean capacity over replicates and, in brackets,
+        each replicate's capacity (:meth:`capacity`)."""
+        capacity = self.capacity()
+        rows = [
+            [
+                n,
+                *(
+                    f"{sum(capacity[(n, p)]) / len(capacity[(n, p)]):.2f} {capacity[(n, p)]}"
+                    for p in self.pathways
+                ),
+            ]
+            for n in self.sizes
+        ]
+        return table(
+            rows, ["N", *self.pathways], caption="capacity: the mean over replicates [and per replicate]"
+        )
+
+    def solved_table(self) -> Table:
+        """The fraction of networks that solved each K (columns), per size and pathway (rows):
+        where the packing stops, and whether it stops at one K or fails at some task on the way."""
+        rows = [
+            [n, p, *(self.solved_count(n, p, k) / self.replicates for k in self.ks)]
+            for n in self.sizes
+            for p in self.pathways
+        ]
+        columns = ["N", "pathway", *(f"K={k}" for k in self.ks)]
+        return table(
+            rows,
+            columns,
+            formats={f"K={k}": ".2f" for k in self.ks},
+            caption="fraction of the networks that solved all K tasks",
+        )
+
+    def training_check(self) -> tuple[bool, str]:
+        """``(passed, what was checked)`` for :func:`neuromod_lib.results.record`: at the largest N,
+        at least half the networks of every pathway solve the smallest K. A verdict is judged only
+        from runs that pass it."""
+        k_min, n_max, reps = min(self.ks), max(self.sizes), self.replicates
+        solved_first = {p: self.solved_count(n_max, p, k_min) for p in self.pathways}
+        return (
+            all(2 * v >= reps for v in solved_first.values()),
+            f"at N = {n_max}, at least half the networks of every pathway solve K = {k_min}: "
+            + ", ".join(f"{p} {v}/{reps}" for p, v in solved_first.items()),
+        )
+
+
+@dataclass(frozen=True)
+class PackingAnswer:
+    """Notebook 04's answer: which pathway packs the most tasks, whether both pathways together
+    pack at least as many as the better single one, and whether capacity grows with N.
+
+    ``capacity``: ``(N, pathway) -> [capacity per replicate]`` (:meth:`PackingSweep.capacity`);
+    ``mean_capacity``: pathway -> mean over sizes of the mean over replicates; ``synergy``: None
+    when the sweep lacks ``both`` or the single pathways.
+    """
+
+    capacity: dict[tuple[int, str], list[int]]
+    sizes: list[int]
+    pathways: list[str]
+    replicates: int
+    mean_capacity: dict[str, float]
+    best: str
+    synergy: bool | None
+    grows: bool
+
+    @property
+    def singles(self) -> list[str]:
+        """The single modulated pathways of the sweep (``excitability``, ``synaptic``)."""
+        return [p for p in ("excitability", "synaptic") if p in self.pathways]
+
+    def mean_capacity_table(self) -> Table:
+        """``pathway | mean capacity over sizes``."""
+        rows = list(self.mean_capacity.items())
+        return table(
+            rows, ["pathway", "mean capacity over sizes"], formats={"mean capacity over sizes": ".2f"}
+        )
+
+    def conclusions(self) -> Markdown:
+        """The answer in sentences, every one computed."""
+        lines = [f"Packs the most tasks: {self.best}."]
+        if self.synergy is not None:
+            lines.append(
+                "Both pathways together pack at least as many tasks as the better single pathway at "
+                f"every N: **{format_value(self.synergy)}**."
+            )
+        lines.append(
+            f"Capacity grows (never shrinks) with N for every pathway: **{format_value(self.grows)}**."
+        )
+        return Markdown("\n\n".join(lines))
+
+    def metrics(self) -> dict[str, Any]:
+        """The headline numbers recorded: capacity per size and pathway, mean per pathway, the answer."""
+        metrics: dict[str, Any] = {
+            f"capacity_N{n}_{p}": round(sum(self.capacity[(n, p)]) / self.replicates, 2)
+            for n in self.sizes
+            for p in self.pathways
+        }
+        metrics.update({f"mean_capacity_{p}": round(v, 2) for p, v in self.mean_capacity.items()})
+        metrics.update(
+            {
+                "best_pathway": self.best,
+                "both_at_least_best_single": self.synergy,
+                "capacity_grows_with_n": self.grows,
+            }
+        )
+        return metrics
+
+    def samples(self) -> dict[str, list[float]]:
+        """Per replicate, what the report's verdict is judged from: ``both`` minus the better single
+        pathway's capacity, averaged over sizes (none without ``both`` and a single pathway)."""
+        if "both" not in self.pathways or not self.singles:
+            return {}
+        cap = self.capacity
+        return {
+            "both_minus_best_single_capacity": [
+                sum(cap[(n, "both")][r] - max(cap[(n, p)][r] for p in self.singles) for n in self.sizes)
+                / len(self.sizes)
+                for r in range(self.replicates)
+            ]
+        }
+
+
+def packing_answer(sweep: PackingSweep) -> PackingAnswer:
+    """:class:`PackingAnswer` of a :class:`PackingSweep`.
+
+    Mean capacity: per pathway, the mean over sizes of the mean capacity over replicates; the best
+    pathway has the largest (the first on a tie). *Synergy*: at every N, the summed capacity of
+    ``both`` over replicates is at least that of the better single pathway. *Grows*: for every
+    pathway, the summed capacity never drops from one size to the next (in the order trained).
+    """
+    capacity, sizes, pathways, reps = sweep.capacity(), sweep.sizes, sweep.pathways, sweep.replicates
+    if not sizes:
+        raise ValueError("sweep has no rows: nothing was trained")
+    mean_capacity = {p: sum(sum(capacity[(n, p)]) / reps for n in sizes) / len(sizes) for p in pathways}
+    singles = [p for p in ("excitability", "synaptic") if p in mean_capacity]
+    synergy = None
+    if "both" in mean_capacity and singles:
+        synergy = all(
+            sum(capacity[(n, "both")]) >= max(sum(capacity[(n, p)]) for p in singles) for n in sizes
+        )
+    grows = all(
+        sum(capacity[(a, p)]) <= sum(capacity[(b, p)])
+        for p in pathways
+        for a, b in zip(sizes, sizes[1:], strict=False)
+    )
+    return PackingAnswer(
+        capacity,
+        sizes,
+        pathways,
+        reps,
+        mean_capacity,
+        max(mean_capacity, key=mean_capacity.get),
+        synergy,
+        grows,
+    )
+
+
+def context_parameter_table(model: ModulatedRNN) -> Table:
+    """What each network of ``model`` (one per pathway) learns per task set: its context parameters,
+    with the shared parameters (the same for every pathway) in the caption."""
+    c = model.config
+    rows = list(zip(model.pathways, model.context_parameters(), strict=True))
+    caption = f"N = {c.n_neurons}, K = {c.n_contexts}: shared parameters {model.shared_parameters():,}"
+    return table(rows, ["pathway", "context parameters"], caption=caption)
+
+
+def training_time_table(stacks: dict[int, tuple[ModulatedRNN, TrainResult]]) -> Table:
+    """Per size N of a :func:`packing_sweep`: how many networks trained together, for how many
+    steps, in how many seconds (machine-dependent)."""
+    rows = [
+        [n, model.n_networks, result.history_steps[-1], result.seconds]
+        for n, (model, result) in stacks.items()
+    ]
+    return table(rows, ["N", "networks trained together", "steps", "seconds"], formats={"seconds": ".0f"})
+
+
+def largest_task_network(result: TrainResult, pathway: str) -> tuple[int, tuple[str, ...]]:
+    """The first network of ``pathway`` among those trained on the most tasks: its index in the
+    stack and its task list (a network worth looking inside)."""
+    if pathway not in result.pathways:
+        raise ValueError(
+            f"pathway={pathway!r} is not in the stack; it has: {', '.join(dict.fromkeys(result.pathways))}"
+        )
+    most = max(len(t) for p, t in zip(result.pathways, result.tasks, strict=True) if p == pathway)
+    for i, (p, t) in enumerate(zip(result.pathways, result.tasks, strict=True)):
+        if p == pathway and len(t) == most:
+            return i, t
+    raise AssertionError("unreachable")  # pragma: no cover
+
 
 def packing_sweep(
     sizes: Sequence[int],
@@ -558,6 +780,7 @@ def fixed_points(
 
 __all__ = [
     "TASKS",
+    "PackingAnswer",
     "PackingSweep",
     "Setup",
     "TrainConfig",
@@ -566,6 +789,10 @@ __all__ = [
     "fixed_points",
     "mixture_performance",
     "check_grid",
+    "context_parameter_table",
+    "largest_task_network",
+    "packing_answer",
+    "training_time_table",
     "mixtures",
     "network_trials",
     "noise_performance",

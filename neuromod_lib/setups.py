@@ -9,24 +9,47 @@ share a setup share the backbone, and an interrupted pretraining resumes.
 - :func:`attribute_setup`: binary attribute tasks — the generated images (default) or CelebA.
 - :func:`hierarchy_setup`: superclass tasks (5-way within a superclass) — the generated
   hierarchy (default) or CIFAR-100's 20 superclasses.
+
+And what notebooks 01–03 show and conclude, computed here so that a notebook cell only calls
+and displays: example images with their labels (:func:`attribute_examples`,
+:func:`superclass_examples`), the comparison of adaptation conditions as tables
+(:func:`adaptation_table`, :func:`per_task_table`), each notebook's answer with its recorded
+metrics (:func:`gain_adaptation` for 01, :func:`comodulation` for 02,
+:func:`architecture_study` for 03), and the training-success check of a record
+(:func:`training_check`).
 """
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
+import math
 import os
+from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import Any
 
 import torch
+from IPython.display import Markdown
 from torch import nn
 
-from .adaptation import PretrainConfig, TaskSplit, pretrain, to_input
+from .adaptation import (
+    AdaptConfig,
+    AdaptResult,
+    PretrainConfig,
+    TaskSplit,
+    adapt,
+    placement_sites,
+    pretrain,
+    to_input,
+)
 from .data import load_celeba, load_cifar100_hierarchy, make_attributes, make_hierarchy
 from .models.cnn import build_backbone
 from .modulation import GainModulation
 from .readout import TaskHeads
+from .tables import Table, format_value, table
 
 ATTRIBUTE_DATASETS = ("generated", "celeba")
 HIERARCHY_DATASETS = ("generated", "cifar100")
@@ -72,6 +95,38 @@ class Setup:
             handle.remove()
             mod.detach()
         return captured[0], captured[1], probs[0], probs[1]
+
+    @torch.no_grad()
+    def most_active_channels(self, image: torch.Tensor, site: str, k: int = 4) -> list[int]:
+        """The ``k`` channels of ``site`` most active on one uint8 image (3, H, W), in index order.
+
+        Activity: the channel's feature map at ``site`` (gain 1) averaged over space. These are
+        the channels whose gains visibly change the image's features (notebook 01's gain figure).
+        """
+        if site not in self.backbone.sites:
+            raise ValueError(
+                f"site={site!r} is not a site of the backbone; allowed: {', '.join(self.backbone.sites)}"
+            )
+        channels = self.backbone.sites[site]
+        if not isinstance(k, int) or isinstance(k, bool) or not 1 <= k <= channels:
+            raise ValueError(f"k={k!r} must be an integer from 1 to the {channels} channels of {site}")
+        device = next(self.backbone.parameters()).device
+        z = self.backbone.prefix(to_input(image[None], device), site)
+        activity = self.backbone.site_module(site)(z)[0].mean(dim=(1, 2))
+        return activity.topk(k).indices.sort().values.tolist()
+
+    @property
+    def mean_pretrain_error(self) -> float:
+        """Validation error (%) of the pretrained backbone, averaged over the pretraining tasks."""
+        return sum(self.pretrain_error.values()) / len(self.pretrain_error)
+
+    def description(self) -> str:
+        """Three lines: :meth:`summary`, then the pretraining tasks and the held-out tasks by name."""
+        return (
+            f"{self.summary()}\n"
+            f"pretraining tasks: {', '.join(self.pretrain_tasks.names)}\n"
+            f"held-out tasks:    {', '.join(self.tasks.names)}"
+        )
 
     def summary(self) -> str:
         """One line: data, sizes, tasks and the pretraining error."""
@@ -309,3 +364,562 @@ def _finish(
     heads = TaskHeads(len(pre.names), net.feature_dim, pre.n_classes)
     error = pretrain(net, pre, config, seed=seed, device=device, checkpoint=path, heads=heads)
     return Setup(net.to(device), tasks, pre, error, source, heads.requires_grad_(False).eval())
+
+
+# --- what notebooks 01–03 show -----------------------------------------------------------------
+def attribute_examples(
+    split: TaskSplit, n: int = 16, *, max_chars: int = 40
+) -> tuple[torch.Tensor, list[str]]:
+    """The first ``n`` test images of ``split`` (n, 3, H, W) and, as their titles, the attributes
+    each image has (``object_``/``background_`` shortened, cut to ``max_chars``): what a grid of
+    examples shows so that a reader sees which features the tasks ask about."""
+    first = split.test[:n]
+    titles = [
+        ", ".join(
+            name.replace("object_", "").replace("background_", "bg_")
+            for name, on in zip(split.names, split.labels[i], strict=True)
+            if on == 1
+        )[:max_chars]
+        for i in first.tolist()
+    ]
+    return split.images[first], titles
+
+
+def superclass_examples(split: TaskSplit, tasks: Sequence[str]) -> tuple[torch.Tensor, list[str]]:
+    """One image of each class of each superclass task in ``tasks``: images (len(tasks) * K, 3, H, W),
+    task by task and class by class (a grid with K columns has one superclass per row), and
+    their titles (the task's name on its first class). Within a row only the feature that
+    tells the superclass's classes apart changes, so the grid shows what each task needs.
+
+    Raises ``ValueError`` naming a task of ``tasks`` that is not in ``split`` or a class of it
+    that has no image.
+    """
+    picks, titles = [], []
+    for name in tasks:
+        if name not in split.names:
+            raise ValueError(f"tasks: {name!r} is not a task of the split; allowed: {', '.join(split.names)}")
+        column = split.names.index(name)
+        for k in range(split.n_classes):
+            members = (split.labels[:, column] == k).nonzero()
+            if not len(members):
+                raise ValueError(f"tasks: class {k} of {name!r} has no image")
+            picks.append(members[0].item())
+            titles.append(f"{name}\nclass {k}" if k == 0 else f"class {k}")
+    return split.images[picks], titles
+
+
+def reached_steps(run: AdaptResult, target: float) -> list[int]:
+    """The steps at which the seeds of ``run`` that reached the mean validation error ``target``
+    (%) first reached it (:meth:`AdaptResult.steps_to`, seeds that never did left out)."""
+    return [s for s in run.steps_to(target) if s is not None]
+
+
+def steps_to_text(run: AdaptResult, target: float) -> str:
+    """How fast ``run`` reached ``target`` (%): ``"240 (3/3)"`` (mean step over the seeds that
+    reached it, and how many of the seeds did), or ``"not reached"``."""
+    reached = reached_steps(run, target)
+    if not reached:
+        return "not reached"
+    return f"{sum(reached) / len(reached):.0f} ({len(reached)}/{len(run.seeds)})"
+
+
+def adaptation_table(runs: Mapping[str, AdaptResult], target: float) -> Table:
+    """One row per condition of ``runs`` (named by its key): mean test error over the held-out
+    tasks (mean ± sd over seeds, :meth:`AdaptResult.row`), the learnable parameters one task costs,
+    and how many steps the condition needs to reach ``target`` (%; :func:`steps_to_text`)."""
+    rows = []
+    for name, run in runs.items():
+        row = run.row()
+        rows.append(
+            {
+                "condition": name,
+                "error": f"{row['error_mean']:.2f} ± {row['error_sd']:.2f}",
+                "params": row["params_per_task"],
+                "steps": steps_to_text(run, target),
+            }
+        )
+    columns = {
+        "condition": "condition",
+        "error": "test error (%)",
+        "params": "params / task",
+        "steps": f"steps to {target:.1f}%",
+    }
+    return table(rows, columns)
+
+
+def per_task_table(runs: Mapping[str, AdaptResult]) -> Table:
+    """Test error (%) per held-out task (rows) and condition (columns), mean over seeds: which tasks
+    every condition finds hard, and which ones a condition helps."""
+    if not runs:
+        raise ValueError("runs is empty: there is no condition to show")
+    tasks = next(iter(runs.values())).tasks
+    rows = [
+        {"task": name, **{c: run.test_error[:, t].mean().item() for c, run in runs.items()}}
+        for t, name in enumerate(tasks)
+    ]
+    columns = {"task": "task", **{c: c for c in runs}}
+    return table(
+        rows,
+        columns,
+        formats=dict.fromkeys(runs, ".1f"),
+        caption="test error (%) per held-out task, mean over seeds",
+    )
+
+
+def per_task_rows(runs: Mapping[str, AdaptResult]) -> list[dict[str, Any]]:
+    """Every test error of ``runs`` as a row ``{condition, seed, task, test_error}`` (the CSV
+    beside a notebook's record)."""
+    return [
+        {"condition": c, "seed": s, "task": task, "test_error": run.test_error[i, t].item()}
+        for c, run in runs.items()
+        for i, s in enumerate(run.seeds)
+        for t, task in enumerate(run.tasks)
+    ]
+
+
+def training_check(setup: Setup, run: AdaptResult, label: str) -> tuple[bool, str]:
+    """Did training work at all? ``(passed, what was checked)`` for :func:`neuromod_lib.results.record`:
+    the backbone's pretraining validation error below 25 % and the mean test error of ``run``
+    (named ``label``) below 40 % on binary tasks (chance: 50 %). A verdict is judged only from
+    runs that pass it."""
+    pretrain_mean = setup.mean_pretrain_error
+    mean = run.mean_error().mean().item()
+    return (
+        pretrain_mean < 25.0 and mean < 40.0,
+        f"pretraining validation error {pretrain_mean:.1f}% < 25% and {label} test error "
+        f"{mean:.1f}% < 40% (chance 50%)",
+    )
+
+
+def _require(runs: Mapping[str, AdaptResult], needed: Sequence[str]) -> None:
+    missing = [c for c in needed if c not in runs]
+    if missing:
+        raise ValueError(f"runs lacks the conditions {missing}; it has: {', '.join(runs)}")
+
+
+# --- notebook 01: what gains achieve ------------------------------------------------------------
+@dataclass(frozen=True)
+class GainAdaptation:
+    """Notebook 01's answer: do per-task gains on a frozen backbone beat a new head alone, and how
+    much of the gap to full fine-tuning do they close, at what cost in parameters?
+
+    ``errors``: condition -> mean test error over tasks per seed (S,), in %.
+    """
+
+    errors: dict[str, torch.Tensor]
+    gains_beat_head_only: bool
+    gap_closed: float
+    gain_params: int
+    full_params: int
+
+    @property
+    def best(self) -> str:
+        """The condition with the lowest mean error."""
+        return min(self.errors, key=lambda c: self.errors[c].mean().item())
+
+    def conclusions(self) -> Markdown:
+        """The answer in three sentences, every number computed."""
+        err = self.errors
+        beat = "beat" if self.gains_beat_head_only else "do not beat"
+        full = f"full fine-tuning ({err['full_finetune'].mean():.2f}%)"
+        cost = (
+            f"{self.gain_params:,} gain parameters per task instead of {self.full_params:,} fine-tuned "
+            f"weights ({self.full_params / self.gain_params:.0f}x fewer)"
+        )
+        if math.isnan(self.gap_closed):
+            gap = f"There is no gap to close: {full} is no better than the head alone. They cost {cost}."
+        else:
+            gap = (
+                f"They close {100 * self.gap_closed:.0f}% of the gap between head-only and {full}, "
+                f"with {cost}."
+            )
+        return Markdown(
+            f"Deterministic gains {beat} the head-only baseline on every seed "
+            f"({err['deterministic_gain'].mean():.2f}% vs {err['head_only'].mean():.2f}%).\n\n"
+            f"{gap}\n\nLowest error: {self.best}."
+        )
+
+    def metrics(self) -> dict[str, Any]:
+        """The headline numbers recorded: each condition's error, then the answer."""
+        metrics: dict[str, Any] = {f"{c}_error": round(e.mean().item(), 2) for c, e in self.errors.items()}
+        metrics.update(
+            {
+                "gains_beat_head_only": self.gains_beat_head_only,
+                "gap_closed_by_gains": round(self.gap_closed, 3),
+                "gain_params_per_task": self.gain_params,
+                "full_params_per_task": self.full_params,
+            }
+        )
+        return metrics
+
+    def samples(self) -> dict[str, list[float]]:
+        """Per seed, what the report's verdict is judged from: gain minus head-only error."""
+        return {
+            "gain_minus_head_only_error": (
+                self.errors["deterministic_gain"] - self.errors["head_only"]
+            ).tolist()
+        }
+
+
+def gain_adaptation(runs: Mapping[str, AdaptResult]) -> GainAdaptation:
+    """:class:`GainAdaptation` from notebook 01's ``runs`` (condition -> result; needs
+    ``head_only``, ``deterministic_gain`` and ``full_finetune``).
+
+    Gains *beat* the head alone when their error is lower on every seed; the *gap closed* is
+    (head-only − gains) / (head-only − full fine-tuning), the mean errors over seeds (NaN when
+    fine-tuning is no better than the head). Parameters per task are counted beyond the head's.
+    """
+    _require(runs, ("head_only", "deterministic_gain", "full_finetune"))
+    err = {c: r.mean_error() for c, r in runs.items()}
+    gap = (err["head_only"] - err["full_finetune"]).mean().item()
+    closed = (err["head_only"] - err["deterministic_gain"]).mean().item() / gap if gap > 0 else float("nan")
+    head_params = runs["head_only"].trainable_per_task
+    return GainAdaptation(
+        errors=err,
+        gains_beat_head_only=bool((err["deterministic_gain"] < err["head_only"]).all()),
+        gap_closed=closed,
+        gain_params=runs["deterministic_gain"].trainable_per_task - head_params,
+        full_params=runs["full_finetune"].trainable_per_task - head_params,
+    )
+
+
+# --- notebook 02: what stochastic comodulation achieves ----------------------------------------
+def converges_faster(run: AdaptResult, reference: AdaptResult, target: float) -> bool:
+    """Does ``run`` reach ``target`` (%) faster than ``reference``? Yes when at least one seed of
+    ``run`` reaches it, at least as many of its seeds as of ``reference``'s do, and its mean step
+    to get there (over the seeds that did) is smaller. A ``reference`` that never gets there
+    counts as 0 steps: no claim of speed without something to compare with."""
+    steps, ref = reached_steps(run, target), reached_steps(reference, target)
+    return bool(steps) and len(steps) >= len(ref) and sum(steps) / len(steps) < sum(ref) / max(len(ref), 1)
+
+
+@dataclass(frozen=True)
+class Comodulation:
+    """Notebook 02's answer: stochastic comodulation with its guided readout against deterministic
+    gains, the plain-readout ablation, and whether the modulator tags the units it drives.
+
+    Errors: mean test error over tasks per seed (S,), in %. ``correlation``: the mean
+    coupling-readout weight correlation (:func:`neuromod_lib.readout.tagging_correlation`).
+    """
+
+    deterministic: torch.Tensor
+    stochastic: torch.Tensor
+    plain_readout: torch.Tensor
+    target: float
+    faster: bool
+    correlation: float
+    extra_params: int
+
+    @property
+    def difference(self) -> torch.Tensor:
+        """Stochastic minus deterministic error per seed (S,): negative where the method wins."""
+        return self.stochastic - self.deterministic
+
+    @property
+    def stochastic_beats_deterministic(self) -> bool:
+        """Lower error on every seed."""
+        return bool((self.stochastic < self.deterministic).all())
+
+    @property
+    def modulator_tags_units(self) -> bool:
+        """Units with a larger coupling get a larger readout weight (positive correlation)."""
+        return self.correlation > 0
+
+    def conclusions(self) -> Markdown:
+        """The answer in four sentences, every number computed."""
+        det, sto, plain, diff = self.deterministic, self.stochastic, self.plain_readout, self.difference
+        costs = "readout" if plain.mean() < sto.mean() else "noise"
+        return Markdown(
+            f"Stochastic comodulation + guided readout: {sto.mean():.2f}% ± {sto.std():.2f} vs deterministic "
+            f"gains {det.mean():.2f}% ± {det.std():.2f} (difference {diff.mean():+.2f} ± {diff.std():.2f} "
+            f"points over {len(diff)} seeds).\n\n"
+            "Stochastic beats deterministic on every seed: "
+            f"**{format_value(self.stochastic_beats_deterministic)}**. "
+            f"Converges faster to {self.target:.1f}%: **{format_value(self.faster)}**.\n\n"
+            f"With a plain readout the stochastic gains reach {plain.mean():.2f}%: the {costs} is what "
+            f"costs most here.\n\n"
+            f"The modulator tags the units it drives (coupling-weight correlation "
+            f"{self.correlation:.2f} > 0): **{format_value(self.modulator_tags_units)}**."
+        )
+
+    def metrics(self) -> dict[str, Any]:
+        """The headline numbers recorded."""
+        diff = self.difference
+        return {
+            "deterministic_error": round(self.deterministic.mean().item(), 2),
+            "stochastic_error": round(self.stochastic.mean().item(), 2),
+            "stochastic_plain_readout_error": round(self.plain_readout.mean().item(), 2),
+            "stochastic_minus_deterministic": round(diff.mean().item(), 2),
+            "stochastic_minus_deterministic_sd": round(diff.std().item(), 2) if len(diff) > 1 else 0.0,
+            "stochastic_beats_deterministic": self.stochastic_beats_deterministic,
+            "stochastic_converges_faster": self.faster,
+            "tagging_correlation": round(self.correlation, 3),
+            "modulator_tags_units": self.modulator_tags_units,
+            "extra_params_stochastic": self.extra_params,
+        }
+
+    def samples(self) -> dict[str, list[float]]:
+        """Per seed, what the report's verdicts are judged from."""
+        diff = self.difference
+        return {
+            "stochastic_minus_deterministic": diff.tolist(),
+            "extra_params_stochastic": [self.extra_params] * len(diff),
+        }
+
+
+def comodulation(runs: Mapping[str, AdaptResult], target: float, correlation: float) -> Comodulation:
+    """:class:`Comodulation` from notebook 02's ``runs`` (needs ``deterministic_gain``,
+    ``stochastic_gain`` and ``stochastic_gain_plain_readout``), the error ``target`` (%) of the
+    convergence question and the tagging ``correlation`` of the method's run."""
+    _require(runs, ("deterministic_gain", "stochastic_gain", "stochastic_gain_plain_readout"))
+    method, det = runs["stochastic_gain"], runs["deterministic_gain"]
+    return Comodulation(
+        deterministic=det.mean_error(),
+        stochastic=method.mean_error(),
+        plain_readout=runs["stochastic_gain_plain_readout"].mean_error(),
+        target=target,
+        faster=converges_faster(method, det, target),
+        correlation=correlation,
+        extra_params=method.trainable_per_task - det.trainable_per_task,
+    )
+
+
+# --- notebook 03: backbone x placement ----------------------------------------------------------
+@dataclass
+class ArchitectureStudy:
+    """Held-out test errors of every backbone with the head alone and with gains at each placement.
+
+    ``error`` (B, 1 + P): mean over tasks and seeds, in %, column 0 the head alone, then one
+    column per placement; ``per_seed``: ``(backbone, column name) -> (S,)`` errors;
+    ``params_per_task``: ``(backbone, placement) -> gain parameters per task``;
+    ``pretrain_error``: backbone -> mean pretraining validation error (%).
+    """
+
+    backbones: list[str]
+    placements: list[str]
+    error: torch.Tensor
+    per_seed: dict[tuple[str, str], torch.Tensor]
+    params_per_task: dict[tuple[str, str], int]
+    pretrain_error: dict[str, float]
+    seeds: tuple[int, ...]
+
+    @property
+    def columns(self) -> list[str]:
+        """``head only``, then ``gains <placement>`` for each placement (the columns of ``error``)."""
+        return ["head only", *(f"gains {p}" for p in self.placements)]
+
+    def error_table(self) -> Table:
+        """Backbone (rows) × pretraining error and each condition (columns), in %."""
+        rows = [
+            [name, self.pretrain_error[name], *self.error[b].tolist()]
+            for b, name in enumerate(self.backbones)
+        ]
+        columns = ["backbone", "pretrain error", *self.columns]
+        formats = {"pretrain error": ".1f", **dict.fromkeys(self.columns, ".2f")}
+        caption = "held-out test error (%), mean over tasks and seeds; pretraining validation error (%)"
+        return table(rows, columns, formats=formats, caption=caption)
+
+    def params_table(self) -> Table:
+        """Gain parameters per task, backbone (rows) × placement (columns)."""
+        rows = [
+            [name, *(self.params_per_task[(name, p)] for p in self.placements)] for name in self.backbones
+        ]
+        return table(rows, ["backbone", *self.placements], caption="gain parameters per task")
+
+    def best_placement(self) -> dict[str, str]:
+        """Backbone -> the placement whose gains give the lowest error (the first on a tie)."""
+        gains = self.error[:, 1:]
+        return {name: self.placements[gains[b].argmin().item()] for b, name in enumerate(self.backbones)}
+
+    def gains_help(self) -> dict[str, bool]:
+        """Backbone -> whether gains at some placement beat the head alone."""
+        gains = self.error[:, 1:]
+        return {name: bool(gains[b].min() < self.error[b, 0]) for b, name in enumerate(self.backbones)}
+
+    def best_backbone(self) -> str:
+        """The backbone whose best gain placement gives the lowest error."""
+        return self.backbones[self.error[:, 1:].min(1).values.argmin().item()]
+
+    def same_best_placement(self) -> bool:
+        """Whether every backbone has the same best placement."""
+        return len(set(self.best_placement().values())) == 1
+
+    def conclusions(self) -> Markdown:
+        """The answer: per backbone its best placement and whether gains help, then the best backbone."""
+        best, helps = self.best_placement(), self.gains_help()
+        lines = [
+            f"- {name}: best placement {best[name]}; gains "
+            f"{'improve on' if helps[name] else 'do not improve on'} the head alone."
+            for name in self.backbones
+        ]
+        agree = "the same" if self.same_best_placement() else "not the same"
+        lines.append(
+            f"\nBest backbone for gain adaptation: {self.best_backbone()}. "
+            f"The best placement is {agree} for every backbone."
+        )
+        return Markdown("\n".join(lines))
+
+    def metrics(self) -> dict[str, Any]:
+        """The headline numbers recorded: every error, each backbone's best placement, the answer."""
+        best, helps = self.best_placement(), self.gains_help()
+        metrics: dict[str, Any] = {
+            f"{name}_{col.replace(' ', '_')}_error": round(self.error[b, j].item(), 2)
+            for b, name in enumerate(self.backbones)
+            for j, col in enumerate(self.columns)
+        }
+        metrics.update({f"{name}_best_placement": best[name] for name in self.backbones})
+        metrics.update(
+            {
+                "best_backbone": self.best_backbone(),
+                "same_best_placement": self.same_best_placement(),
+                "gains_help_every_backbone": all(helps.values()),
+            }
+        )
+        return metrics
+
+    def samples(self) -> dict[str, list[float]]:
+        """Per seed, the gain (at its best placement) minus head-only error on the backbone where
+        gains help least: negative on every backbone when gains help everywhere."""
+        best = self.best_placement()
+        worst = (
+            torch.stack(
+                [
+                    self.per_seed[(name, f"gains {best[name]}")] - self.per_seed[(name, "head only")]
+                    for name in self.backbones
+                ]
+            )
+            .max(0)
+            .values
+        )
+        return {"worst_backbone_gain_minus_head_only_error": worst.tolist()}
+
+    def per_task_rows(self) -> list[dict[str, Any]]:
+        """Every error per seed as a row ``{backbone, condition, seed, test_error}`` (the record's CSV)."""
+        return [
+            {"backbone": b, "condition": col, "seed": s, "test_error": v}
+            for (b, col), values in self.per_seed.items()
+            for s, v in zip(self.seeds, values.tolist(), strict=True)
+        ]
+
+    def training_check(self) -> tuple[bool, str]:
+        """``(passed, what was checked)``: the head alone below 50 % error (chance: 80 %) on every
+        backbone. A verdict is judged only from runs that pass it."""
+        head = {name: self.error[b, 0].item() for b, name in enumerate(self.backbones)}
+        return (
+            all(e < 50.0 for e in head.values()),
+            "head-only test error < 50% (chance 80%) on every backbone: "
+            + ", ".join(f"{n} {e:.1f}%" for n, e in head.items()),
+        )
+
+
+def architecture_study(
+    plan: Mapping[str, Mapping[str, Sequence[str]]],
+    budget: AdaptConfig,
+    *,
+    setup_args: Mapping[str, Any],
+    first: Setup | None = None,
+    device: torch.device | str = "cpu",
+) -> ArchitectureStudy:
+    """Adapt every backbone of ``plan`` (backbone -> placement -> its sites) to the held-out
+    superclasses, with the head alone and with deterministic gains at each placement, all with the
+    same ``budget`` (its ``sites`` replaced by the placement's).
+
+    Each backbone's :func:`hierarchy_setup` is made from ``setup_args`` (every argument but
+    ``backbone``), one at a time, so only one backbone is held in memory; ``first``, if given, is
+    the setup of the first backbone, already made.
+    """
+    if not plan:
+        raise ValueError("plan is empty: name at least one backbone")
+    backbones = list(plan)
+    placements = list(next(iter(plan.values())))
+    if any(list(where) != placements for where in plan.values()):
+        raise ValueError(f"plan: every backbone needs the same placements; got {dict(plan)}")
+    error = torch.full((len(backbones), len(placements) + 1), float("nan"))
+    per_seed: dict[tuple[str, str], torch.Tensor] = {}
+    params: dict[tuple[str, str], int] = {}
+    pretrain_error: dict[str, float] = {}
+    for b, name in enumerate(backbones):
+        setup = first if b == 0 and first is not None else hierarchy_setup(backbone=name, **setup_args)
+        pretrain_error[name] = setup.mean_pretrain_error
+        head = adapt(setup.backbone, setup.tasks, "head_only", budget, device=device)
+        error[b, 0] = head.mean_error().mean()
+        per_seed[(name, "head only")] = head.mean_error()
+        for p, placement in enumerate(placements):
+            sites = tuple(plan[name][placement])
+            run = adapt(
+                setup.backbone,
+                setup.tasks,
+                "deterministic_gain",
+                dataclasses.replace(budget, sites=sites),
+                device=device,
+            )
+            error[b, p + 1] = run.mean_error().mean()
+            per_seed[(name, f"gains {placement}")] = run.mean_error()
+            params[(name, placement)] = run.trainable_per_task - head.trainable_per_task
+    return ArchitectureStudy(
+        backbones, placements, error, per_seed, params, pretrain_error, tuple(budget.seeds)
+    )
+
+
+# --- what a notebook runs, checked before it trains ---------------------------------------------
+
+
+def _names(value: str | Sequence[str]) -> list[str]:
+    """A list parameter's names (a comma string from the command line, or a list)."""
+    return [v.strip() for v in value.split(",") if v.strip()] if isinstance(value, str) else list(value)
+
+
+@dataclass(frozen=True)
+class AdaptationPlan:
+    """What notebooks 01–03 adapt: the gain sites of each backbone and placement, and one budget.
+
+    ``sites``: backbone -> placement -> its sites (``early``/``late``/``all`` or a list of sites);
+    ``budget``: the :class:`~neuromod_lib.adaptation.AdaptConfig` of every condition; its ``sites``
+    are the one placement of notebooks 01–02, and empty when there are several (notebook 03's
+    :func:`architecture_study` sets them per placement).
+    """
+
+    sites: dict[str, dict[str, tuple[str, ...]]]
+    budget: AdaptConfig
+
+    def table(self) -> Table:
+        """Where the gains act, per backbone and placement; the budget in the caption."""
+        b = self.budget
+        caption = (
+            f"{b.steps} steps x {b.batch_per_task} samples per task, evaluated every {b.eval_every}; "
+            f"{len(b.seeds)} seeds"
+        )
+        rows = [
+            [backbone, placement, ", ".join(sites)]
+            for backbone, where in self.sites.items()
+            for placement, sites in where.items()
+        ]
+        return table(rows, ["backbone", "gains at", "sites"], caption=caption)
+
+
+def plan_adaptation(cfg: Mapping[str, Any]) -> AdaptationPlan:
+    """Check a notebook's backbones, image size and gain placements, and build its budget.
+
+    ``cfg``: resolved parameters (:func:`neuromod_lib.profiles.resolve`) with ``steps``,
+    ``eval_every``, ``batch_per_task``, ``lr``, ``sigma_m``, ``seed``, ``n_seeds``, ``image_size``,
+    and either ``backbone`` and ``gain_sites`` (notebooks 01–02) or ``backbones`` and ``placements``
+    (notebook 03). Raises ``ValueError`` naming the parameter before anything is loaded or trained.
+    """
+    backbones = _names(cfg["backbones"]) if "backbones" in cfg else [cfg["backbone"]]
+    placements = _names(cfg["placements"]) if "placements" in cfg else [cfg["gain_sites"]]
+    sites: dict[str, dict[str, tuple[str, ...]]] = {}
+    for name in backbones:
+        net = build_backbone(name)
+        net.check_input(cfg["image_size"])
+        sites[name] = {p: placement_sites(net, p) for p in placements}
+    one = len(backbones) == 1 and len(placements) == 1
+    budget = AdaptConfig(
+        sites=sites[backbones[0]][placements[0]] if one else (),
+        steps=cfg["steps"],
+        eval_every=cfg["eval_every"],
+        batch_per_task=cfg["batch_per_task"],
+        lr=cfg["lr"],
+        sigma_m=cfg["sigma_m"],
+        seeds=tuple(range(cfg["seed"], cfg["seed"] + cfg["n_seeds"])),
+    )
+    return AdaptationPlan(sites, budget)

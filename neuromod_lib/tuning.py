@@ -15,7 +15,9 @@ which a neuromodulator changes in two ways:
 
 Modulating only a subset of neurons (``fraction < 1``) previews later notebooks, where a
 modulator tags some units and not others. Every number the notebook quotes is computed
-here (``describe_modulation``), never typed in.
+here (``describe_modulation``), never typed in, and so are its table
+(:func:`modulation_table`) and its three claims (:func:`modulation_claims`,
+:func:`claims_table`).
 
 Shapes: ``S`` stimuli, ``N`` neurons, ``B`` population patterns. Angles are radians unless a
 name ends in ``_deg``. Everything is vectorised torch; there are no loops over neurons or
@@ -26,9 +28,12 @@ from __future__ import annotations
 
 import math
 import numbers
+from collections.abc import Mapping
 
 import torch
 from torch import Tensor
+
+from .tables import Table, table
 
 __all__ = [
     "preferred_directions",
@@ -39,6 +44,11 @@ __all__ = [
     "decode_direction",
     "circular_error",
     "describe_modulation",
+    "population_row",
+    "modulation_table",
+    "CLAIMS",
+    "modulation_claims",
+    "claims_table",
 ]
 
 
@@ -305,3 +315,73 @@ def describe_modulation(
         out[key] = math.degrees(error.mean().item())
     out["n_modulated"] = float(tagged.numel())
     return {k: round(v, 3) + 0.0 for k, v in out.items()}
+
+
+# --------------------------------------------------------------------------- what notebook 00 shows
+
+
+def population_row(label: str, numbers: Mapping[str, float], which: str) -> dict[str, object]:
+    """One row of :func:`modulation_table`: ``label`` and the peak rate, tuning width (degrees) and
+    mean decoding error (degrees) of one population of a :func:`describe_modulation` result.
+
+    ``which`` is ``"baseline"`` (the unmodulated population) or ``"modulated"``. Returns
+    ``{"population", "peak", "width_deg", "decode_error_deg"}``.
+    """
+    if which not in ("baseline", "modulated"):
+        raise ValueError(f"which={which!r} is unknown; allowed: baseline, modulated")
+    error = numbers["baseline_decode_error_deg" if which == "baseline" else "decode_error_deg"]
+    return {
+        "population": label,
+        "peak": numbers[f"{which}_peak"],
+        "width_deg": numbers[f"{which}_width_deg"],
+        "decode_error_deg": error,
+    }
+
+
+def modulation_table(
+    by_gain: Mapping[str, float], by_threshold: Mapping[str, float], *, gain: float, threshold: float
+) -> Table:
+    """The baseline population, the same population under ``gain`` and under ``threshold``: one
+    row each (:func:`population_row`) of two :func:`describe_modulation` results, side by side so
+    that a gain (same width, same decoded direction) and a threshold (narrower) can be compared.
+    """
+    rows = [
+        population_row("baseline", by_gain, "baseline"),
+        population_row(f"gain x{gain:g}", by_gain, "modulated"),
+        population_row(f"threshold {threshold:g}", by_threshold, "modulated"),
+    ]
+    columns = {
+        "population": "population",
+        "peak": "peak rate",
+        "width_deg": "width (deg)",
+        "decode_error_deg": "decode error (deg)",
+    }
+    return table(rows, columns, formats={"peak": ".3f", "width_deg": ".1f", "decode_error_deg": ".3f"})
+
+
+#: The claims of notebook 00, by the name under which they are recorded.
+CLAIMS: dict[str, str] = {
+    "gain_keeps_width": "gain leaves tuning width unchanged",
+    "gain_keeps_decoding": "gain leaves the decoded direction unchanged",
+    "threshold_narrows": "threshold narrows tuning",
+}
+
+
+def modulation_claims(by_gain: Mapping[str, float], by_threshold: Mapping[str, float]) -> dict[str, bool]:
+    """Whether a gain scales without reshaping and a threshold reshapes, from two
+    :func:`describe_modulation` results (the numbers are rounded there, so equal means equal to
+    3 decimals): ``{name: holds}`` for each of :data:`CLAIMS`.
+    """
+    return {
+        "gain_keeps_width": by_gain["modulated_width_deg"] == by_gain["baseline_width_deg"],
+        "gain_keeps_decoding": by_gain["decode_error_deg"] == by_gain["baseline_decode_error_deg"],
+        "threshold_narrows": by_threshold["modulated_width_deg"] < by_threshold["baseline_width_deg"],
+    }
+
+
+def claims_table(claims: Mapping[str, bool]) -> Table:
+    """``claim | holds``: each of ``claims`` (from :func:`modulation_claims`) in words."""
+    unknown = sorted(set(claims) - set(CLAIMS))
+    if unknown:
+        raise ValueError(f"claims {unknown} are unknown; known: {', '.join(CLAIMS)}")
+    return table([(CLAIMS[name], holds) for name, holds in claims.items()], ["claim", "holds"])

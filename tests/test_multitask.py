@@ -261,6 +261,157 @@ def test_packing_sweep_rows(seeded, monkeypatch):
     assert sweep.capacity() == {(8, "rule"): [2, 2], (8, "both"): [2, 2]}
 
 
+def sweep_of(
+    solved: dict, sizes=(8, 16), ks=(1, 2), pathways=("rule", "excitability", "synaptic", "both"), reps=2
+):
+    """A :class:`PackingSweep` in :func:`packing_sweep`'s row order; ``solved[(n, p, r)]``: the Ks solved."""
+    rows = [
+        {"n_neurons": n, "pathway": p, "replicate": r, "k": k, "solved": k in solved.get((n, p, r), ())}
+        for n in sizes
+        for k in ks
+        for r in range(reps)
+        for p in pathways
+    ]
+    return PackingSweep(rows, 0.9)
+
+
+def expected_answer(solved: dict, sizes, ks, pathways, reps):
+    """Notebook 04's recorded metrics and samples, computed another way: with tensors from ``solved``."""
+    cap = torch.tensor(
+        [[[max((k for k in ks if k in solved.get((n, p, r), ())), default=0) for r in range(reps)]
+          for p in pathways] for n in sizes],
+        dtype=torch.float64,
+    )  # (N, P, R)  # fmt: skip
+    total = cap.sum(-1)  # (N, P)
+    mean = (total / reps).mean(0)
+    metrics = {f"capacity_N{n}_{p}": round((total[i, j] / reps).item(), 2)
+               for i, n in enumerate(sizes) for j, p in enumerate(pathways)}  # fmt: skip
+    metrics.update({f"mean_capacity_{p}": round(mean[j].item(), 2) for j, p in enumerate(pathways)})
+    singles = [j for j, p in enumerate(pathways) if p in ("excitability", "synaptic")]
+    both = pathways.index("both") if "both" in pathways else None
+    synergy = (
+        None if both is None or not singles else bool((total[:, both] >= total[:, singles].amax(1)).all())
+    )
+    grows = bool((total.diff(dim=0) >= 0).all())
+    metrics.update({"best_pathway": pathways[int(mean.argmax())], "both_at_least_best_single": synergy,
+                    "capacity_grows_with_n": grows})  # fmt: skip
+    samples = {}
+    if synergy is not None:
+        gap = (cap[:, both] - cap[:, singles].amax(1)).mean(0)  # (R,)
+        samples["both_minus_best_single_capacity"] = gap.tolist()
+    return metrics, samples
+
+
+SOLVED = {
+    (8, "rule", 0): (1,),
+    (8, "excitability", 0): (1, 2),
+    (8, "excitability", 1): (1,),
+    (8, "synaptic", 1): (2,),
+    (8, "both", 0): (1, 2),
+    (16, "rule", 0): (1, 2),
+    (16, "rule", 1): (1, 2),
+    (16, "excitability", 0): (1,),
+    (16, "synaptic", 0): (1, 2),
+    (16, "synaptic", 1): (1, 2),
+    (16, "both", 1): (1,),
+}
+
+
+def test_packing_answer_computes_what_the_notebook_records():
+    sweep = sweep_of(SOLVED)
+    assert (sweep.sizes, sweep.ks, sweep.replicates) == ([8, 16], [1, 2], 2)
+    assert sweep.pathways == ["rule", "excitability", "synaptic", "both"]
+    answer = mt.packing_answer(sweep)
+    assert answer.mean_capacity == {"rule": 1.25, "excitability": 1.0, "synaptic": 1.5, "both": 0.75}
+    assert (
+        answer.best == "synaptic" and answer.synergy is False and answer.grows is False
+    )  # excitability drops
+    metrics, samples = expected_answer(SOLVED, [8, 16], [1, 2], sweep.pathways, 2)
+    assert answer.metrics() == metrics and list(answer.metrics()) == list(metrics)
+    assert answer.samples() == samples == {"both_minus_best_single_capacity": [-1.0, -1.5]}
+    text = answer.conclusions().data
+    assert "Packs the most tasks: synaptic." in text
+    assert "better single pathway at every N: **no**" in text and "with N for every pathway: **no**" in text
+    table = answer.mean_capacity_table()
+    assert table.rows == (("rule", "1.25"), ("excitability", "1.00"), ("synaptic", "1.50"), ("both", "0.75"))
+
+
+@pytest.mark.parametrize("seed", range(5))
+def test_packing_answer_agrees_with_the_notebooks_computation_on_random_sweeps(seed):
+    g = torch.Generator().manual_seed(seed)
+    pathways = [("rule", "both"), ("excitability", "synaptic", "both"), ("rule", "synaptic")][seed % 3]
+    sizes, ks, reps = (8, 32, 16), (1, 2, 3), 3
+    solved = {
+        (n, p, r): tuple(k for k in ks if torch.rand(1, generator=g).item() < 0.5)
+        for n in sizes
+        for p in pathways
+        for r in range(reps)
+    }
+    sweep = sweep_of(solved, sizes, ks, pathways, reps)
+    answer = mt.packing_answer(sweep)
+    metrics, samples = expected_answer(solved, sizes, ks, list(pathways), reps)
+    assert answer.metrics() == metrics
+    assert answer.samples().keys() == samples.keys()
+    for key, values in samples.items():
+        assert answer.samples()[key] == pytest.approx(values, abs=1e-12)
+    assert ("Both pathways together" in answer.conclusions().data) == (answer.synergy is not None)
+
+
+def test_sweep_tables_show_capacity_and_solved_fractions():
+    sweep = sweep_of(SOLVED, pathways=("rule", "both"))
+    capacity = sweep.capacity_table()
+    assert capacity.header == ("N", "rule", "both")
+    assert capacity.rows == (("8", "0.50 [1, 0]", "1.00 [2, 0]"), ("16", "2.00 [2, 2]", "0.50 [0, 1]"))
+    solved = sweep.solved_table()
+    assert solved.header == ("N", "pathway", "K=1", "K=2")
+    assert solved.rows[0] == ("8", "rule", "0.50", "0.00") and solved.rows[3] == (
+        "16",
+        "both",
+        "0.50",
+        "0.00",
+    )
+    assert sweep.solved_count(16, "rule", 2) == 2 and sweep.solved_count(8, "both", 2) == 1
+
+
+def test_training_check_asks_half_the_largest_networks_to_solve_the_smallest_k():
+    ok, text = sweep_of(SOLVED).training_check()
+    assert ok  # exactly half of the excitability and both networks of N = 16 solve K = 1
+    assert text == (
+        "at N = 16, at least half the networks of every pathway solve K = 1: "
+        "rule 2/2, excitability 1/2, synaptic 2/2, both 1/2"
+    )
+    failed, text = sweep_of(
+        {k: v for k, v in SOLVED.items() if k != (16, "excitability", 0)}
+    ).training_check()
+    assert not failed and "excitability 0/2" in text
+    small_only = {k: v for k, v in SOLVED.items() if k[0] == 8}  # the smaller networks do not count
+    assert not sweep_of(small_only).training_check()[0]
+
+
+def test_context_parameter_table_lists_each_pathway_with_the_shared_count():
+    model = tiny_model(["rule", "excitability", "both"], n=16, k=3)
+    table = mt.context_parameter_table(model)
+    assert table.header == ("pathway", "context parameters")
+    assert [row[0] for row in table.rows] == ["rule", "excitability", "both"]
+    assert [row[1] for row in table.rows] == [f"{c:,}" for c in model.context_parameters()]
+    assert table.caption == f"N = 16, K = 3: shared parameters {model.shared_parameters():,}"
+
+
+def test_training_time_table_and_the_network_worth_looking_inside():
+    from neuromod_lib.multitask import TrainResult
+
+    tasks = [("go",), ("go",), ("go", "anti"), ("go", "anti")]
+    result = TrainResult(("rule", "both") * 2, tasks, torch.ones(4, 2), torch.ones(1, 4, 2), [20, 40],
+                         torch.zeros(4), 0.9, 12.4)  # fmt: skip
+    model = tiny_model(["rule", "both", "rule", "both"])
+    table = mt.training_time_table({8: (model, result)})
+    assert table.rows == (("8", "4", "40", "12"),)
+    assert mt.largest_task_network(result, "both") == (3, ("go", "anti"))
+    assert mt.largest_task_network(result, "rule") == (2, ("go", "anti"))
+    with pytest.raises(ValueError, match="pathway='synaptic'"):
+        mt.largest_task_network(result, "synaptic")
+
+
 # --- ambiguity -------------------------------------------------------------------------------
 def test_mixtures_interpolate_between_one_hot_contexts():
     mix = mixtures(4, 1, 3, [0.0, 0.3, 1.0])

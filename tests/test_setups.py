@@ -278,3 +278,333 @@ def test_too_many_tasks_are_refused_before_loading(tmp_path, no_download, no_wor
     setup, kw, message = too_many_tasks(tmp_path, which)
     with pytest.raises(ValueError, match=message):
         setup(**kw)
+
+
+# --------------------------------------------------------------------------- what notebooks 01–03 show
+
+
+def test_most_active_channels_are_the_top_channels_of_the_full_forward_pass(attributes):
+    image = attributes.tasks.images[attributes.tasks.test[0]]
+    net = attributes.backbone
+    captured = []
+    handle = net.site_module("block2").register_forward_hook(lambda _m, _i, out: captured.append(out[0]))
+    try:
+        with torch.no_grad():
+            net.features(setups.to_input(image[None], "cpu"))
+    finally:
+        handle.remove()
+    activity = captured[0].mean(dim=(1, 2))  # (C,)
+    channels = attributes.most_active_channels(image, "block2", k=4)
+    assert channels == sorted(channels) and len(set(channels)) == 4
+    assert set(channels) == set(activity.topk(4).indices.tolist())
+    assert min(activity[channels]) >= max(activity[[c for c in range(32) if c not in channels]])
+    with pytest.raises(ValueError, match="site='block9'"):
+        attributes.most_active_channels(image, "block9")
+    with pytest.raises(ValueError, match="k=33"):
+        attributes.most_active_channels(image, "block2", k=33)
+
+
+def test_description_names_every_task_and_the_mean_pretraining_error(attributes):
+    lines = attributes.description().splitlines()
+    assert lines[0] == attributes.summary()
+    assert lines[1] == "pretraining tasks: " + ", ".join(attributes.pretrain_tasks.names)
+    assert lines[2] == "held-out tasks:    " + ", ".join(attributes.tasks.names)
+    errors = list(attributes.pretrain_error.values())
+    assert attributes.mean_pretrain_error == pytest.approx(sum(errors) / len(errors))
+
+
+def test_attribute_examples_are_titled_with_the_attributes_each_image_has(attributes):
+    split = attributes.pretrain_tasks
+    images, titles = setups.attribute_examples(split, 5, max_chars=1000)
+    first = split.test[:5]
+    assert torch.equal(images, split.images[first]) and len(titles) == 5
+    for i, title in zip(first.tolist(), titles, strict=True):
+        on = [n for n, v in zip(split.names, split.labels[i].tolist(), strict=True) if v == 1]
+        short = [n.replace("object_", "").replace("background_", "bg_") for n in on]
+        assert title == ", ".join(short)
+    assert all(len(t) <= 12 for t in setups.attribute_examples(split, 5, max_chars=12)[1])
+
+
+def _hierarchy_split() -> TaskSplit:
+    """Two 3-way tasks on 8 images: task a's classes at images 4, 0, 2; task b's at 1, 7, 5."""
+    labels = torch.full((8, 2), -1)
+    labels[[4, 0, 2, 6], 0] = torch.tensor([0, 1, 2, 2])
+    labels[[1, 7, 5], 1] = torch.tensor([0, 1, 2])
+    images = torch.arange(8, dtype=torch.uint8).view(8, 1, 1, 1).expand(8, 3, 2, 2)
+    idx = torch.arange(8)
+    return TaskSplit(images, labels, ("a", "b"), idx[:6], idx[6:7], idx[7:], n_classes=3)
+
+
+def test_superclass_examples_show_one_image_per_class_row_by_row():
+    images, titles = setups.superclass_examples(_hierarchy_split(), ["b", "a"])
+    assert images[:, 0, 0, 0].tolist() == [1, 7, 5, 4, 0, 2]  # first image of each class, task by task
+    assert titles == ["b\nclass 0", "class 1", "class 2", "a\nclass 0", "class 1", "class 2"]
+    with pytest.raises(ValueError, match="'c' is not a task"):
+        setups.superclass_examples(_hierarchy_split(), ["c"])
+    split = _hierarchy_split()
+    split.labels[7, 1] = -1  # task b's class 1 loses its only image
+    with pytest.raises(ValueError, match="class 1 of 'b' has no image"):
+        setups.superclass_examples(split, ["b"])
+
+
+def fake_run(condition, test_error, val_curve=None, params=100, tasks=None, steps=None, extra=None):
+    """An :class:`AdaptResult` with the given errors (S, T) and validation curve (P, S, T)."""
+    from neuromod_lib.adaptation import AdaptResult
+
+    test_error = torch.as_tensor(test_error, dtype=torch.float32)
+    s, t = test_error.shape
+    val_curve = test_error[None] if val_curve is None else torch.as_tensor(val_curve, dtype=torch.float32)
+    steps = steps or [10 * (p + 1) for p in range(val_curve.shape[0])]
+    tasks = tasks or tuple(f"task{i}" for i in range(t))
+    return AdaptResult(
+        condition, tasks, tuple(range(s)), test_error, steps, val_curve, params, 1.0, extra or {}
+    )
+
+
+def test_steps_to_reach_a_target_count_only_the_seeds_that_reach_it():
+    curve = [[[50.0], [50.0], [50.0]], [[30.0], [50.0], [20.0]], [[10.0], [50.0], [10.0]]]  # (P=3, S=3, T=1)
+    run = fake_run("x", [[10.0], [50.0], [10.0]], curve)
+    assert setups.reached_steps(run, 30.0) == [20, 20]
+    assert setups.steps_to_text(run, 30.0) == "20 (2/3)"
+    assert setups.steps_to_text(run, 15.0) == "30 (2/3)"
+    assert setups.steps_to_text(run, 5.0) == "not reached"
+
+
+def test_adaptation_table_has_a_row_per_condition_with_error_cost_and_speed():
+    runs = {
+        "head_only": fake_run("head_only", [[30.0, 10.0], [26.0, 10.0]], params=514),
+        "film": fake_run("film", [[20.0, 10.0], [20.0, 10.0]], params=1706),
+    }
+    shown = setups.adaptation_table(runs, 19.0)
+    assert shown.header == ("condition", "test error (%)", "params / task", "steps to 19.0%")
+    assert shown.rows == (
+        ("head_only", "19.00 ± 1.41", "514", "10 (1/2)"),
+        ("film", "15.00 ± 0.00", "1,706", "10 (2/2)"),
+    )
+
+
+def test_per_task_table_and_rows_hold_every_error():
+    runs = {
+        "a": fake_run("a", [[1.0, 2.0], [3.0, 4.0]], tasks=("x", "y")),
+        "b": fake_run("b", [[5.0, 6.0], [7.0, 9.0]], tasks=("x", "y")),
+    }
+    shown = setups.per_task_table(runs)
+    assert shown.header == ("task", "a", "b") and "mean over seeds" in shown.caption
+    assert shown.rows == (("x", "2.0", "6.0"), ("y", "3.0", "7.5"))
+    rows = setups.per_task_rows(runs)
+    assert len(rows) == 8 and rows[0] == {"condition": "a", "seed": 0, "task": "x", "test_error": 1.0}
+    assert rows[-1] == {"condition": "b", "seed": 1, "task": "y", "test_error": 9.0}
+    with pytest.raises(ValueError, match="runs is empty"):
+        setups.per_task_table({})
+
+
+def test_training_check_needs_a_pretrained_backbone_and_a_learned_task():
+    setup = Setup(torch.nn.Linear(1, 1), None, None, {"p": 20.0, "q": 28.0}, "generated")
+    ok, text = setups.training_check(setup, fake_run("h", [[30.0], [40.0]]), "head-only")
+    assert ok and text == (
+        "pretraining validation error 24.0% < 25% and head-only test error 35.0% < 40% (chance 50%)"
+    )
+    assert not setups.training_check(setup, fake_run("h", [[40.0], [40.0]]), "head-only")[0]
+    worse = Setup(torch.nn.Linear(1, 1), None, None, {"p": 26.0}, "generated")
+    assert not setups.training_check(worse, fake_run("h", [[10.0]]), "head-only")[0]
+
+
+def _gain_runs(gain_errors):
+    return {
+        "head_only": fake_run("head_only", [[30.0], [32.0]], params=500),
+        "deterministic_gain": fake_run("deterministic_gain", gain_errors, params=596),
+        "full_finetune": fake_run("full_finetune", [[20.0], [22.0]], params=3500),
+    }
+
+
+def test_gain_adaptation_computes_the_gap_closed_and_the_costs():
+    answer = setups.gain_adaptation(_gain_runs([[25.0], [27.0]]))
+    assert answer.gains_beat_head_only and answer.gap_closed == pytest.approx(0.5)
+    assert (answer.gain_params, answer.full_params) == (96, 3000) and answer.best == "full_finetune"
+    assert answer.metrics() == {
+        "head_only_error": 31.0,
+        "deterministic_gain_error": 26.0,
+        "full_finetune_error": 21.0,
+        "gains_beat_head_only": True,
+        "gap_closed_by_gains": 0.5,
+        "gain_params_per_task": 96,
+        "full_params_per_task": 3000,
+    }
+    assert answer.samples() == {"gain_minus_head_only_error": [-5.0, -5.0]}
+    text = answer.conclusions().data
+    assert "Deterministic gains beat" in text and "close 50% of the gap" in text
+    assert "96 gain parameters per task instead of 3,000" in text and "(31x fewer)" in text
+
+    lose = setups.gain_adaptation(_gain_runs([[29.0], [33.0]]))  # better on one seed only
+    assert not lose.gains_beat_head_only and "do not beat" in lose.conclusions().data
+
+
+def test_gain_adaptation_without_a_gap_says_so_and_records_nan():
+    runs = _gain_runs([[25.0], [27.0]])
+    runs["full_finetune"] = fake_run("full_finetune", [[35.0], [35.0]], params=3500)
+    answer = setups.gain_adaptation(runs)
+    assert answer.gap_closed != answer.gap_closed  # NaN
+    assert "no gap to close" in answer.conclusions().data
+    with pytest.raises(ValueError, match="full_finetune"):
+        setups.gain_adaptation({k: v for k, v in runs.items() if k != "full_finetune"})
+
+
+def test_converges_faster_needs_as_many_seeds_and_a_smaller_mean_step():
+    def curve(*first_steps):  # a run whose seed s first reaches 20 % at first_steps[s] (None: never)
+        points = torch.full((4, len(first_steps), 1), 50.0)
+        for s, step in enumerate(first_steps):
+            if step is not None:
+                points[step // 10 - 1 :, s] = 10.0
+        return fake_run("x", points[-1], points)
+
+    assert setups.converges_faster(curve(10, 20), curve(20, 30), 20.0)
+    assert not setups.converges_faster(curve(20, 30), curve(10, 20), 20.0)
+    assert not setups.converges_faster(curve(10, None), curve(30, 40), 20.0)  # fewer seeds got there
+    assert setups.converges_faster(curve(10, 20), curve(20, None), 20.0)  # more seeds, and sooner
+    assert not setups.converges_faster(curve(10, 40), curve(20, None), 20.0)  # more seeds, but later
+    # no claim of speed without a comparison: a reference that never gets there counts as 0 steps
+    assert not setups.converges_faster(curve(40, None), curve(None, None), 20.0)
+    assert not setups.converges_faster(curve(None, None), curve(None, None), 20.0)
+
+
+def test_comodulation_answer_and_its_record():
+    runs = {
+        "deterministic_gain": fake_run("deterministic_gain", [[30.0], [34.0]], params=610),
+        "stochastic_gain": fake_run("stochastic_gain", [[28.0], [31.0]], params=610),
+        "stochastic_gain_plain_readout": fake_run("plain", [[33.0], [33.0]], params=610),
+    }
+    answer = setups.comodulation(runs, 32.0, 0.4)
+    assert answer.stochastic_beats_deterministic and answer.modulator_tags_units
+    assert not answer.faster  # both reach 32 % at their first (only) evaluation
+    assert answer.metrics() == {
+        "deterministic_error": 32.0,
+        "stochastic_error": 29.5,
+        "stochastic_plain_readout_error": 33.0,
+        "stochastic_minus_deterministic": -2.5,
+        "stochastic_minus_deterministic_sd": 0.71,
+        "stochastic_beats_deterministic": True,
+        "stochastic_converges_faster": False,
+        "tagging_correlation": 0.4,
+        "modulator_tags_units": True,
+        "extra_params_stochastic": 0,
+    }
+    assert answer.samples() == {
+        "stochastic_minus_deterministic": [-2.0, -3.0],
+        "extra_params_stochastic": [0, 0],
+    }
+    text = answer.conclusions().data
+    assert "difference -2.50 ± 0.71 points over 2 seeds" in text
+    assert "the noise is what costs most" in text  # the plain readout is worse: the readout helps
+    assert "correlation 0.40 > 0): **yes**" in text
+    untagged = setups.comodulation(runs, 32.0, -0.1)
+    assert not untagged.modulator_tags_units and untagged.metrics()["modulator_tags_units"] is False
+    with pytest.raises(ValueError, match="stochastic_gain_plain_readout"):
+        setups.comodulation({k: runs[k] for k in list(runs)[:2]}, 32.0, 0.4)
+
+
+def _study() -> setups.ArchitectureStudy:
+    error = torch.tensor([[30.0, 28.0, 31.0], [40.0, 41.0, 42.0]])  # gains help convnet (early), not resnet
+    per_seed = {
+        ("convnet", "head only"): torch.tensor([29.0, 31.0]),
+        ("convnet", "gains early"): torch.tensor([27.0, 29.0]),
+        ("convnet", "gains late"): torch.tensor([31.0, 31.0]),
+        ("resnet", "head only"): torch.tensor([40.0, 40.0]),
+        ("resnet", "gains early"): torch.tensor([41.0, 41.0]),
+        ("resnet", "gains late"): torch.tensor([42.0, 42.0]),
+    }
+    params = {
+        ("convnet", "early"): 16,
+        ("convnet", "late"): 96,
+        ("resnet", "early"): 32,
+        ("resnet", "late"): 1024,
+    }
+    return setups.ArchitectureStudy(
+        ["convnet", "resnet"],
+        ["early", "late"],
+        error,
+        per_seed,
+        params,
+        {"convnet": 20.0, "resnet": 25.5},
+        (3, 4),
+    )
+
+
+def test_architecture_study_tables_and_answer():
+    study = _study()
+    assert study.columns == ["head only", "gains early", "gains late"]
+    errors = study.error_table()
+    assert errors.header == ("backbone", "pretrain error", "head only", "gains early", "gains late")
+    assert errors.rows == (
+        ("convnet", "20.0", "30.00", "28.00", "31.00"),
+        ("resnet", "25.5", "40.00", "41.00", "42.00"),
+    )
+    assert study.params_table().rows == (("convnet", "16", "96"), ("resnet", "32", "1,024"))
+    assert study.best_placement() == {"convnet": "early", "resnet": "early"}
+    assert study.gains_help() == {"convnet": True, "resnet": False}
+    assert study.best_backbone() == "convnet" and study.same_best_placement()
+    text = study.conclusions().data
+    assert "- resnet: best placement early; gains do not improve on the head alone." in text
+    assert "Best backbone for gain adaptation: convnet. The best placement is the same" in text
+    metrics = study.metrics()
+    assert list(metrics)[:3] == [
+        "convnet_head_only_error",
+        "convnet_gains_early_error",
+        "convnet_gains_late_error",
+    ]
+    assert metrics["resnet_gains_late_error"] == 42.0 and metrics["resnet_best_placement"] == "early"
+    assert metrics["gains_help_every_backbone"] is False and metrics["same_best_placement"] is True
+    # the backbone where gains help least, per seed: resnet (+1, +1) beats convnet's (-2, -2)
+    assert study.samples() == {"worst_backbone_gain_minus_head_only_error": [1.0, 1.0]}
+    rows = study.per_task_rows()
+    assert len(rows) == 12 and rows[1] == {
+        "backbone": "convnet",
+        "condition": "head only",
+        "seed": 4,
+        "test_error": 31.0,
+    }
+    ok, text = study.training_check()
+    assert ok and text.endswith("every backbone: convnet 30.0%, resnet 40.0%")
+    study.error[1, 0] = 55.0
+    assert not study.training_check()[0]
+
+
+def test_architecture_study_adapts_every_backbone_and_placement_with_one_budget(monkeypatch):
+    from neuromod_lib.adaptation import AdaptConfig
+
+    made, adapted = [], []
+
+    def fake_setup(*, backbone, **kw):
+        made.append((backbone, kw))
+        return Setup(backbone, f"tasks of {backbone}", None, {"p": 10.0, "q": 20.0}, "generated")
+
+    def fake_adapt(net, tasks, condition, config, *, device):
+        adapted.append((net, condition, config.sites, config.steps, device))
+        error = {"head_only": 30.0, "deterministic_gain": 20.0 + len(config.sites)}[condition]
+        return fake_run(condition, [[error], [error + 2]], params=100 + 10 * len(config.sites))
+
+    monkeypatch.setattr(setups, "hierarchy_setup", fake_setup)
+    monkeypatch.setattr(setups, "adapt", fake_adapt)
+    plan = {"a": {"early": ("s1",), "all": ("s1", "s2")}, "b": {"early": ("t1",), "all": ("t1", "t2", "t3")}}
+    budget = AdaptConfig(sites=(), steps=20, eval_every=10, seeds=(0, 1))
+    first = Setup("a", "tasks of a", None, {"p": 5.0}, "generated")
+    study = setups.architecture_study(plan, budget, setup_args={"n_images": 9}, first=first, device="cpu")
+    assert made == [("b", {"n_images": 9})]  # the first backbone's setup is reused
+    assert adapted == [
+        ("a", "head_only", (), 20, "cpu"),
+        ("a", "deterministic_gain", ("s1",), 20, "cpu"),
+        ("a", "deterministic_gain", ("s1", "s2"), 20, "cpu"),
+        ("b", "head_only", (), 20, "cpu"),
+        ("b", "deterministic_gain", ("t1",), 20, "cpu"),
+        ("b", "deterministic_gain", ("t1", "t2", "t3"), 20, "cpu"),
+    ]
+    assert study.error.tolist() == [[31.0, 22.0, 23.0], [31.0, 22.0, 24.0]]
+    assert study.pretrain_error == {"a": 5.0, "b": 15.0}
+    assert study.params_per_task == {
+        ("a", "early"): 10,
+        ("a", "all"): 20,
+        ("b", "early"): 10,
+        ("b", "all"): 30,
+    }
+    assert study.per_seed[("b", "gains all")].tolist() == [23.0, 25.0] and study.seeds == (0, 1)
+    with pytest.raises(ValueError, match="same placements"):
+        setups.architecture_study({"a": {"early": ()}, "b": {"late": ()}}, budget, setup_args={})

@@ -7,11 +7,17 @@ import math
 import pytest
 import torch
 
+from neuromod_lib.tables import Table
 from neuromod_lib.tuning import (
+    CLAIMS,
+    claims_table,
     decode_direction,
     describe_modulation,
     modulated_indices,
+    modulation_claims,
+    modulation_table,
     modulation_vector,
+    population_row,
     preferred_directions,
     tuning_curves,
     tuning_width,
@@ -127,6 +133,60 @@ def test_describe_modulation_is_rounded_deterministic_and_tells_the_story():
     assert threshold_only["modulated_width_deg"] < threshold_only["baseline_width_deg"] - 20
     assert threshold_only["modulated_peak"] == 0.5
     assert threshold_only["modulated_mean_rate"] < threshold_only["baseline_mean_rate"]
+
+
+def test_population_row_picks_the_baseline_or_the_modulated_numbers():
+    numbers = describe_modulation(n_neurons=16, threshold=0.3)
+    base = population_row("b", numbers, "baseline")
+    mod = population_row("m", numbers, "modulated")
+    assert base == {
+        "population": "b",
+        "peak": numbers["baseline_peak"],
+        "width_deg": numbers["baseline_width_deg"],
+        "decode_error_deg": numbers["baseline_decode_error_deg"],
+    }
+    assert mod == {
+        "population": "m",
+        "peak": numbers["modulated_peak"],
+        "width_deg": numbers["modulated_width_deg"],
+        "decode_error_deg": numbers["decode_error_deg"],
+    }
+    with pytest.raises(ValueError, match="which='both'"):
+        population_row("x", numbers, "both")
+
+
+def test_modulation_table_shows_baseline_gain_and_threshold_rows():
+    by_gain = describe_modulation(n_neurons=16, gain=2.0)
+    by_threshold = describe_modulation(n_neurons=16, threshold=0.3)
+    shown = modulation_table(by_gain, by_threshold, gain=2.0, threshold=0.3)
+    assert isinstance(shown, Table)
+    assert shown.header == ("population", "peak rate", "width (deg)", "decode error (deg)")
+    assert shown.column("population") == ["baseline", "gain x2", "threshold 0.3"]
+    assert shown.column("peak rate") == ["1.000", "2.000", "0.700"]
+    width = by_threshold["modulated_width_deg"]
+    assert shown.column("width (deg)")[2] == f"{width:.1f}" and width < by_gain["baseline_width_deg"]
+    assert shown.rows[0][2:] == shown.rows[1][2:]  # a gain: same width, same decoding error
+    assert "| gain x2 | 2.000 |" in shown.markdown()
+
+
+def test_modulation_claims_hold_for_gain_and_threshold_and_fail_when_swapped():
+    by_gain = describe_modulation(n_neurons=16, gain=2.0)
+    by_threshold = describe_modulation(n_neurons=16, threshold=0.3)
+    claims = modulation_claims(by_gain, by_threshold)
+    assert list(claims) == list(CLAIMS) and all(v is True for v in claims.values())
+    swapped = modulation_claims(by_threshold, by_gain)  # a threshold reshapes, a gain does not
+    assert swapped == {"gain_keeps_width": False, "gain_keeps_decoding": False, "threshold_narrows": False}
+
+
+def test_claims_table_says_each_claim_in_words():
+    shown = claims_table({"gain_keeps_width": True, "threshold_narrows": False})
+    assert shown.header == ("claim", "holds")
+    assert shown.rows == (
+        ("gain leaves tuning width unchanged", "yes"),
+        ("threshold narrows tuning", "no"),
+    )
+    with pytest.raises(ValueError, match="gain_is_magic"):
+        claims_table({"gain_is_magic": True})
 
 
 STIM = torch.zeros(5)
