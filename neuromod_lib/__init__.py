@@ -6,7 +6,7 @@ the story, plots and widgets; this package holds every model, data set, training
 metric, so that each notebook's heavy lifting is one call.
 """
 
-from . import device, profiles, results, storage
+from . import device, exercises, profiles, results, storage, tables
 
-__all__ = ["device", "profiles", "results", "storage"]
+__all__ = ["device", "exercises", "profiles", "results", "storage", "tables"]
 __version__ = "0.1.0"

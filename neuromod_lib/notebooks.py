@@ -9,6 +9,7 @@ durations, machine paths) is stripped so that re-running with the same seed chan
 from __future__ import annotations
 
 import json
+import logging
 import os
 import re
 import time
@@ -19,7 +20,7 @@ from typing import Any
 
 import nbformat
 
-from .profiles import COMMON, DEFAULT_PROFILE, ParameterError, check_profile, notebook_names, resolve
+from .profiles import COMMON, DEFAULT_PROFILE, ParameterError, check_profile, notebook_names, resolve, spec
 from .storage import atomic_path
 
 NOTEBOOK_DIR = Path(__file__).resolve().parents[1] / "notebooks"
@@ -171,6 +172,19 @@ def injected_parameters(notebook: Notebook, profile: str, overrides: Mapping[str
     return params
 
 
+class _KnownParameters(logging.Filter):
+    """Drop papermill's "Passed unknown parameter" warning for parameters the notebook takes: a
+    parameters cell shows only the common ones (:data:`neuromod_lib.profiles.SHOWN`) and
+    :func:`~neuromod_lib.profiles.resolve` reads the rest from the notebook's namespace."""
+
+    def __init__(self, names: Sequence[str]) -> None:
+        super().__init__()
+        self.messages = {f"Passed unknown parameter: {name}" for name in names}
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return record.getMessage() not in self.messages
+
+
 def execute(notebook: Notebook, output: Path, *, profile: str = DEFAULT_PROFILE,
             overrides: Mapping[str, Any] | None = None, results_dir: Path | None = None,
             progress: bool = False, timeout: int | None = None) -> float:
@@ -186,6 +200,9 @@ def execute(notebook: Notebook, output: Path, *, profile: str = DEFAULT_PROFILE,
     resolve(notebook.name, profile, **overrides)
     results_dir = Path(results_dir) if results_dir is not None else (NOTEBOOK_DIR / "../results").resolve()
     params = injected_parameters(notebook, profile, overrides, results_dir)
+    known = _KnownParameters([*spec(notebook.name), "profile"])
+    papermill_log = logging.getLogger("papermill")
+    papermill_log.addFilter(known)
     env_before = os.environ.get("NEUROMOD_PROGRESS")
     os.environ["NEUROMOD_PROGRESS"] = "1" if progress else "0"
     start = time.perf_counter()
@@ -208,6 +225,7 @@ def execute(notebook: Notebook, output: Path, *, profile: str = DEFAULT_PROFILE,
             nbformat.write(tidy(nbformat.read(tmp_nb, as_version=4)), tmp)
             tmp_nb.unlink()
     finally:
+        papermill_log.removeFilter(known)
         if env_before is None:
             os.environ.pop("NEUROMOD_PROGRESS", None)
         else:

@@ -481,15 +481,26 @@ def _check_known(notebook: str, names: Mapping[str, Any] | list[str]) -> dict[st
     return params
 
 
-def resolve(notebook: str, profile: str = DEFAULT_PROFILE, **overrides: Any) -> Config:
-    """Validated parameters of ``notebook`` under ``profile``; ``None`` overrides are ignored.
+def resolve(
+    notebook: str,
+    profile: str = DEFAULT_PROFILE,
+    namespace: Mapping[str, Any] | None = None,
+    **overrides: Any,
+) -> Config:
+    """Validated parameters of ``notebook`` under ``profile``; ``None`` values take the profile's.
 
+    ``namespace``: a notebook's ``globals()``: every parameter of the notebook found there (set in
+    its parameters cell, or injected by papermill) overrides the profile, so a parameters cell
+    lists only the few parameters users change most and any other can still be set.
+    ``overrides``: values given by name (they win over ``namespace``).
     Raises ParameterError (a ValueError) naming the parameter and the allowed values.
     """
     check_profile(profile)
     params = _check_known(notebook, overrides)
+    given = {name: namespace[name] for name in params if namespace is not None and name in namespace}
+    given.update(overrides)
     values = {name: p.check(name, p.default(profile)) for name, p in params.items()}
-    values.update({name: params[name].check(name, v) for name, v in overrides.items() if v is not None})
+    values.update({name: params[name].check(name, v) for name, v in given.items() if v is not None})
     cfg = Config(notebook=notebook, profile=profile, **values)
     for check in _TOGETHER.get(notebook, ()):
         check(cfg)
@@ -772,18 +783,40 @@ def describe_parameters(notebook: str) -> list[list[str]]:
 
 _PROFILE_HELP = "smoke (seconds, tests), quick (laptop CPU, embedded data), paper (GPU, real data)"
 
+#: the parameters each notebook's parameters cell shows: those a user changes most (every other
+#: parameter can be set all the same: a line in that cell, papermill -p, or the CLI's -p)
+SHOWN: dict[str, tuple[str, ...]] = {
+    "00_overview": ("n_neurons", "kappa", "gain", "threshold"),
+    "01_gain_modulation": ("seed", "device", "backbone", "gain_sites", "steps", "n_seeds"),
+    "02_stochastic_comodulation": ("seed", "device", "sigma_m", "gain_sites", "steps", "n_seeds"),
+    "03_architecture_study": ("seed", "device", "backbones", "placements", "steps", "n_seeds"),
+    "04_rnn_task_packing": ("seed", "device", "pathways", "sizes", "ks", "replicates"),
+    "05_rnn_ambiguity_and_dynamics": ("seed", "device", "pathways", "n_neurons", "task_a", "task_b"),
+    "06_random_weight_continual_learning": ("seed", "device", "benchmark", "n_tasks", "methods"),
+    "07_modulation_families_compared": ("seed", "device", "task_sets", "families", "readout"),
+}
+
 
 def parameters_cell(notebook: str) -> str:
     """The source of ``notebook``'s papermill ``parameters`` cell, generated from its spec.
 
-    Every parameter but ``profile`` is ``None`` ("the profile's value"); each line carries its
-    type and help as papermill reads them (``papermill --help-notebook``; papermill skips a line
-    with a second ``=``, so no help text holds one). A test keeps the committed cells equal to this.
+    ``profile`` and the parameters of :data:`SHOWN`, each ``None`` ("the profile's value"); the
+    notebook's next cell passes ``globals()`` to :func:`resolve`, so any other parameter set here or
+    injected by papermill counts too. Each line carries its type and help as papermill reads them
+    (``papermill --help-notebook``; papermill skips a line with a second ``=``, so no help text holds
+    one). A test keeps the committed cells equal to this.
     """
+    params = spec(notebook)
     lines = [
         f'profile = "{DEFAULT_PROFILE}"  # type: str  {_PROFILE_HELP}',
-        f"# None: the profile's value. Every parameter, its values and what is allowed: "
-        f"python -m neuromod_lib list {notebook[:2]}",
+        "# None: the profile's value. Every other parameter can be set here too; all of them, their",
+        f"# values and what is allowed: python -m neuromod_lib list {notebook[:2]}",
     ]
-    lines += [f"{name} = None  # type: {type_name(p)}  {p.help}" for name, p in spec(notebook).items()]
+    lines += [
+        f"{name} = None  # type: {type_name(params[name])}  {params[name].help}" for name in SHOWN[notebook]
+    ]
     return "\n".join(lines)
+
+
+#: the call of :func:`resolve` that follows the parameters cell in every notebook
+RESOLVE_CALL = "cfg = nm.profiles.resolve(NOTEBOOK, profile, globals())"

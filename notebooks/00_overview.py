@@ -52,25 +52,21 @@
 
 # %% tags=["parameters"]
 profile = "quick"  # type: str  smoke (seconds, tests), quick (laptop CPU, embedded data), paper (GPU, real data)
-# None: the profile's value. Every parameter, its values and what is allowed: python -m neuromod_lib list 00
-seed = None  # type: int  seed of every random draw
-device = None  # type: str  where to compute
-results_dir = None  # type: str  folder for the records (relative to notebooks/): $NEUROMOD_RESULTS_DIR if set, else ../results
+# None: the profile's value. Every other parameter can be set here too; all of them, their
+# values and what is allowed: python -m neuromod_lib list 00
 n_neurons = None  # type: int  neurons in the tuned population
 kappa = None  # type: float  concentration of the tuning curves (larger: narrower)
 gain = None  # type: float  multiplicative gain of the modulated population
 threshold = None  # type: float  threshold (excitability) of the modulated population
 
 # %%
+NOTEBOOK = "00_overview"
 import matplotlib.pyplot as plt
 
 import neuromod_lib as nm
 from neuromod_lib import plots, tuning, widgets
 
-cfg = nm.profiles.resolve(
-    "00_overview", profile, seed=seed, device=device, results_dir=results_dir,
-    n_neurons=n_neurons, kappa=kappa, gain=gain, threshold=threshold,
-)
+cfg = nm.profiles.resolve(NOTEBOOK, profile, globals())
 cfg
 
 # %% [markdown]
@@ -122,29 +118,16 @@ plt.show()
 # NBVAL_CHECK_OUTPUT
 by_gain = tuning.describe_modulation(n_neurons=cfg.n_neurons, gain=cfg.gain, kappa=cfg.kappa)
 by_threshold = tuning.describe_modulation(n_neurons=cfg.n_neurons, threshold=cfg.threshold, kappa=cfg.kappa)
+tuning.modulation_table(by_gain, by_threshold, gain=cfg.gain, threshold=cfg.threshold)
 
-def row(name, numbers, which):
-    prefix = "baseline" if which == "baseline" else "modulated"
-    error = numbers["baseline_decode_error_deg" if which == "baseline" else "decode_error_deg"]
-    return name, numbers[f"{prefix}_peak"], numbers[f"{prefix}_width_deg"], error
+# %% [markdown]
+# Do the two modulations change *what* the population says? Three claims, checked on those
+# numbers:
 
-
-rows = [
-    row("baseline", by_gain, "baseline"),
-    row(f"gain x{cfg.gain:g}", by_gain, "modulated"),
-    row(f"threshold {cfg.threshold:g}", by_threshold, "modulated"),
-]
-print(f"{'population':<16}{'peak rate':>10}{'width (deg)':>13}{'decode error (deg)':>20}")
-for name, peak, width, error in rows:
-    print(f"{name:<16}{peak:>10.3f}{width:>13.1f}{error:>20.3f}")
-
-gain_keeps_width = by_gain["modulated_width_deg"] == by_gain["baseline_width_deg"]
-gain_keeps_decoding = by_gain["decode_error_deg"] == by_gain["baseline_decode_error_deg"]
-threshold_narrows = by_threshold["modulated_width_deg"] < by_threshold["baseline_width_deg"]
-print()
-print("gain leaves tuning width unchanged:", gain_keeps_width)
-print("gain leaves the decoded direction unchanged:", gain_keeps_decoding)
-print("threshold narrows tuning:", threshold_narrows)
+# %%
+# NBVAL_CHECK_OUTPUT
+claims = tuning.modulation_claims(by_gain, by_threshold)
+tuning.claims_table(claims)
 
 # %% [markdown]
 # **Answer.** A gain changes *how loudly* the population speaks, not *what it says*: the
@@ -187,9 +170,9 @@ metrics = {
     "gain_width_deg": by_gain["modulated_width_deg"],
     "threshold_width_deg": by_threshold["modulated_width_deg"],
     "gain_peak": by_gain["modulated_peak"],
-    "gain_keeps_width": gain_keeps_width,
-    "gain_keeps_decoding": gain_keeps_decoding,
-    "threshold_narrows": threshold_narrows,
+    "gain_keeps_width": claims["gain_keeps_width"],
+    "gain_keeps_decoding": claims["gain_keeps_decoding"],
+    "threshold_narrows": claims["threshold_narrows"],
 }
 path = nm.results.record(cfg, metrics, device=dev)
 print(nm.results.format_metrics(metrics))

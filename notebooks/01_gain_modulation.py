@@ -29,54 +29,29 @@
 
 # %% tags=["parameters"]
 profile = "quick"  # type: str  smoke (seconds, tests), quick (laptop CPU, embedded data), paper (GPU, real data)
-# None: the profile's value. Every parameter, its values and what is allowed: python -m neuromod_lib list 01
+# None: the profile's value. Every other parameter can be set here too; all of them, their
+# values and what is allowed: python -m neuromod_lib list 01
 seed = None  # type: int  seed of every random draw
 device = None  # type: str  where to compute
-results_dir = None  # type: str  folder for the records (relative to notebooks/): $NEUROMOD_RESULTS_DIR if set, else ../results
-dataset = None  # type: str  data set
-data_root = None  # type: str  folder of the real data sets (paper profile)
-verify_data = None  # type: bool  check the real data's published MD5 sums
-n_images = None  # type: int  images to use (0: all)
-image_size = None  # type: int  image side in pixels
-weights = None  # type: str  local ImageNet state_dict file for resnet18/50 ('': none)
-n_tasks = None  # type: int  held-out tasks to adapt to
-pretrain_epochs = None  # type: int  backbone pretraining epochs
-steps = None  # type: int  adaptation steps (all conditions)
-eval_every = None  # type: int  steps between evaluations
-batch_per_task = None  # type: int  samples per task per step
-lr = None  # type: float  Adam learning rate of heads, gains, FiLM, SE
-n_seeds = None  # type: int  adaptation seeds
-sigma_m = None  # type: float  std of the shared modulator m (stochastic comodulation)
-gain_sites = None  # type: str  where gains act: early, late, all, or a comma list of sites
 backbone = None  # type: str  backbone network
+gain_sites = None  # type: str  where gains act: early, late, all, or a comma list of sites
+steps = None  # type: int  adaptation steps (all conditions)
+n_seeds = None  # type: int  adaptation seeds
 
 # %%
 # NBVAL_CHECK_OUTPUT
 NOTEBOOK = "01_gain_modulation"
 import matplotlib.pyplot as plt
-import torch
 
 import neuromod_lib as nm
 from neuromod_lib import adaptation, plots, setups, widgets
-from neuromod_lib.models import build_backbone
 
-cfg = nm.profiles.resolve(
-    NOTEBOOK, profile, seed=seed, device=device, results_dir=results_dir, dataset=dataset,
-    data_root=data_root, verify_data=verify_data, n_images=n_images, image_size=image_size,
-    weights=weights, n_tasks=n_tasks, pretrain_epochs=pretrain_epochs, steps=steps,
-    eval_every=eval_every, batch_per_task=batch_per_task, lr=lr, n_seeds=n_seeds, sigma_m=sigma_m,
-    gain_sites=gain_sites, backbone=backbone,
-)
-# every check before any training: sites on this backbone, a consistent budget
-sites = adaptation.placement_sites(build_backbone(cfg.backbone), cfg.gain_sites)
-budget = adaptation.AdaptConfig(
-    sites=sites, steps=cfg.steps, eval_every=cfg.eval_every, batch_per_task=cfg.batch_per_task,
-    lr=cfg.lr, sigma_m=cfg.sigma_m, seeds=tuple(range(cfg.seed, cfg.seed + cfg.n_seeds)),
-)
+cfg = nm.profiles.resolve(NOTEBOOK, profile, globals())
+plan = setups.plan_adaptation(cfg)  # every check before any training: sites on this backbone, the budget
+sites, budget = plan.budget.sites, plan.budget
 dev = nm.device.pick_device(cfg.device)
 nm.device.seed_everything(cfg.seed)
-print(f"backbone {cfg.backbone}, gains at {', '.join(sites)}; {cfg.steps} steps x "
-      f"{cfg.batch_per_task} samples per task, {cfg.n_seeds} seeds")
+plan.table()
 
 # %% [markdown]
 # ## The tasks
@@ -94,16 +69,11 @@ setup = setups.attribute_setup(
     pretrain_config=adaptation.PretrainConfig(epochs=cfg.pretrain_epochs), seed=cfg.seed, device=dev,
     cache_dir=f"{cfg.results_dir}/cache", verify=cfg.verify_data,
 )
-print(setup.summary())
-print("pretraining tasks:", ", ".join(setup.pretrain_tasks.names))
-print("held-out tasks:   ", ", ".join(setup.tasks.names))
+print(setup.description())
 
 # %%
-first = setup.tasks.test[:16]
-titles = [", ".join(n.replace("object_", "").replace("background_", "bg_")
-                    for n, on in zip(setup.tasks.names, setup.tasks.labels[i], strict=True) if on == 1)[:40]
-          for i in first.tolist()]
-fig = plots.image_grid(setup.tasks.images[first], titles)
+images, titles = setups.attribute_examples(setup.tasks, 16)
+fig = plots.image_grid(images, titles)
 plt.show()
 
 # %% [markdown]
@@ -117,10 +87,7 @@ plt.show()
 # %%
 image = setup.tasks.images[setup.tasks.test[0]]
 site = sites[0]
-with torch.no_grad():
-    z = setup.backbone.prefix(adaptation.to_input(image[None], dev), site)
-    activity = setup.backbone.site_module(site)(z)[0].mean(dim=(1, 2))
-channels = activity.topk(4).indices.sort().values.tolist()
+channels = setup.most_active_channels(image, site, k=4)
 demo_gains = [2.0, 0.5, 2.0, 0.0]
 fig = plots.gain_figure(*setup.gain_response(image, site, channels, demo_gains),
                         list(setup.pretrain_tasks.names), channels, demo_gains)
@@ -134,6 +101,28 @@ plt.show()
 widgets.gain_widget(setup, image, site, channels)
 
 # %% [markdown]
+# ### Exercise: write the gain
+#
+# A gain layer multiplies every value of channel $k$ of a feature map by $e^{c_k}$. Write it for a
+# batch: `ex.x` holds feature maps `(B, C, H, W)` and `ex.c` each sample's log gains `(B, C)`. Replace
+# `...` by your expression and run the cell; the check compares it with the library's
+# `modulation.exp_gain`. (Hint: give `c` two trailing dimensions so it broadcasts over H and W.)
+
+# %%
+ex = nm.exercises.start("deterministic_gain")  # x (B, C, H, W) feature maps, c (B, C) each sample's log gains
+answer = ...  # your code: an expression of ex's tensors
+nm.exercises.check("deterministic_gain", answer)
+
+# %% [markdown]
+# <details><summary><b>Solution</b> (click to open)</summary>
+#
+# ```python
+# answer = ex.x * ex.c.exp()[:, :, None, None]
+# ```
+#
+# </details>
+
+# %% [markdown]
 # ## Adapting to the held-out tasks
 #
 # Every condition gets the same budget. The table gives the mean test error over the held-out
@@ -144,20 +133,11 @@ widgets.gain_widget(setup, image, site, channels)
 # %%
 conditions = ["head_only", "deterministic_gain", "film", "se_gain", "full_finetune"]
 runs = {c: adaptation.adapt(setup.backbone, setup.tasks, c, budget, device=dev) for c in conditions}
-target = runs["head_only"].mean_error().mean().item()
-
-print(f"{'condition':<20}{'test error (%)':>16}{'params / task':>15}{'steps to ' + format(target, '.1f') + '%':>16}")
-for c, r in runs.items():
-    row = r.row()
-    reached = [s for s in r.steps_to(target) if s is not None]
-    steps_txt = f"{sum(reached) / len(reached):.0f} ({len(reached)}/{len(r.seeds)})" if reached else "not reached"
-    print(f"{c:<20}{row['error_mean']:>10.2f} ± {row['error_sd']:<4.2f}{row['params_per_task']:>15,}{steps_txt:>16}")
+target = runs["head_only"].mean_error().mean().item()  # the head alone, at the end of its budget
+setups.adaptation_table(runs, target)
 
 # %%
-print("test error (%) per held-out task, mean over seeds")
-print(f"{'task':<22}" + "".join(f"{c[:12]:>13}" for c in conditions))
-for t, name in enumerate(setup.tasks.names):
-    print(f"{name:<22}" + "".join(f"{runs[c].test_error[:, t].mean().item():>13.1f}" for c in conditions))
+setups.per_task_table(runs)
 
 # %%
 fig = plots.learning_curves(list(runs.values()), target=target)
@@ -167,20 +147,8 @@ plt.show()
 # ## The answer, computed
 
 # %%
-err = {c: r.mean_error() for c, r in runs.items()}  # per seed
-gains_beat_head_only = bool((err["deterministic_gain"] < err["head_only"]).all())
-gap = (err["head_only"] - err["full_finetune"]).mean().item()
-gap_closed = (err["head_only"] - err["deterministic_gain"]).mean().item() / gap if gap > 0 else float("nan")
-head_params = runs["head_only"].trainable_per_task
-gain_params = runs["deterministic_gain"].trainable_per_task - head_params
-full_params = runs["full_finetune"].trainable_per_task - head_params
-print(f"Deterministic gains {'beat' if gains_beat_head_only else 'do not beat'} the head-only baseline on every seed "
-      f"({err['deterministic_gain'].mean():.2f}% vs {err['head_only'].mean():.2f}%).")
-print(f"They close {100 * gap_closed:.0f}% of the gap between head-only and full fine-tuning "
-      f"({err['full_finetune'].mean():.2f}%), with {gain_params:,} gain parameters per task "
-      f"instead of {full_params:,} fine-tuned weights ({full_params / gain_params:.0f}x fewer).")
-best = min(err, key=lambda c: err[c].mean().item())
-print(f"Lowest error: {best}.")
+answer = setups.gain_adaptation(runs)
+answer.conclusions()
 
 # %% [markdown]
 # **Reading the result.** Per-task gains on a frozen backbone are a cheap adaptation: a few
@@ -191,23 +159,16 @@ print(f"Lowest error: {best}.")
 # *stochastic* helps further, and notebook 03 how the answer depends on the backbone and on
 # where the gains act.
 
+# %% [markdown]
+# ## Record the results
+#
+# The headline numbers, one value per seed of the compared quantity (the report judges the claim
+# from those), whether training worked at all, and every test error per seed and task.
+
 # %%
-metrics = {f"{c}_error": round(err[c].mean().item(), 2) for c in conditions}
-metrics.update({
-    "gains_beat_head_only": gains_beat_head_only,
-    "gap_closed_by_gains": round(gap_closed, 3),
-    "gain_params_per_task": gain_params,
-    "full_params_per_task": full_params,
-})
-per_task = [
-    {"condition": c, "seed": s, "task": task, "test_error": runs[c].test_error[i, t].item()}
-    for c in runs for i, s in enumerate(runs[c].seeds) for t, task in enumerate(setup.tasks.names)
-]
-pretrain_mean = sum(setup.pretrain_error.values()) / len(setup.pretrain_error)
-head_mean = runs["head_only"].mean_error().mean().item()
-trained = (pretrain_mean < 25.0 and head_mean < 40.0,
-           f"pretraining validation error {pretrain_mean:.1f}% < 25% and head-only test error "
-           f"{head_mean:.1f}% < 40% (chance 50%)")
-samples = {"gain_minus_head_only_error": (err["deterministic_gain"] - err["head_only"]).tolist()}
-path = nm.results.record(cfg, metrics, device=dev, samples=samples, trained=trained, per_task=per_task)
+metrics = answer.metrics()
+path = nm.results.record(
+    cfg, metrics, device=dev, samples=answer.samples(),
+    trained=setups.training_check(setup, runs["head_only"], "head-only"), per_task=setups.per_task_rows(runs),
+)
 print(nm.results.format_metrics(metrics))

@@ -24,29 +24,14 @@
 
 # %% tags=["parameters"]
 profile = "quick"  # type: str  smoke (seconds, tests), quick (laptop CPU, embedded data), paper (GPU, real data)
-# None: the profile's value. Every parameter, its values and what is allowed: python -m neuromod_lib list 04
+# None: the profile's value. Every other parameter can be set here too; all of them, their
+# values and what is allowed: python -m neuromod_lib list 04
 seed = None  # type: int  seed of every random draw
 device = None  # type: str  where to compute
-results_dir = None  # type: str  folder for the records (relative to notebooks/): $NEUROMOD_RESULTS_DIR if set, else ../results
 pathways = None  # type: list[str]  comma list of context pathways: rule, excitability, synaptic, both
-replicates = None  # type: int  networks (seeds) per condition
-steps = None  # type: int  training steps at most (a multiple of eval_every)
-eval_every = None  # type: int  steps between evaluations
-batch = None  # type: int  trials per network per step
-lr = None  # type: float  Adam learning rate
-criterion = None  # type: float  performance every task must reach
-eval_trials = None  # type: int  evaluation trials per task
-dt = None  # type: float  time step (ms)
-tau = None  # type: float  neuronal time constant (ms), at least dt
-n_ring = None  # type: int  units per stimulus / response ring
-activation = None  # type: str  f
-rec_noise = None  # type: float  recurrent noise sigma_rec (Yang et al.: 0.05)
-input_noise = None  # type: float  input noise sigma_x
-synaptic = None  # type: str  form of the synaptic pathway
-rank = None  # type: int  rank of the low-rank synaptic change per task
-matched = None  # type: bool  give every modulated pathway the same 2NK context parameters
 sizes = None  # type: list[int]  comma list of network sizes N
 ks = None  # type: list[int]  comma list of task counts K (first K tasks of the packing order)
+replicates = None  # type: int  networks (seeds) per condition
 
 # %%
 # NBVAL_CHECK_OUTPUT
@@ -59,13 +44,7 @@ from neuromod_lib import multitask, plots, widgets
 from neuromod_lib.data import tasks as cognitive
 from neuromod_lib.models.rnn import ModulatedRNN
 
-cfg = nm.profiles.resolve(
-    NOTEBOOK, profile, seed=seed, device=device, results_dir=results_dir,
-    pathways=pathways, replicates=replicates, steps=steps, eval_every=eval_every, batch=batch, lr=lr,
-    criterion=criterion, eval_trials=eval_trials, dt=dt, tau=tau, n_ring=n_ring, activation=activation,
-    rec_noise=rec_noise, input_noise=input_noise, synaptic=synaptic, rank=rank, matched=matched,
-    sizes=sizes, ks=ks,
-)
+cfg = nm.profiles.resolve(NOTEBOOK, profile, globals())
 # every check before any training: pathways, dt <= tau, the grid of sizes and task counts
 setup = multitask.notebook_setup(cfg)
 size_list = list(multitask.parse_list(cfg.sizes, "sizes", int))
@@ -112,9 +91,31 @@ print("packing order (K tasks = the first K):", ", ".join(cognitive.PACKING_ORDE
 # %%
 # NBVAL_CHECK_OUTPUT
 probe = ModulatedRNN(setup.network(size_list[-1], max(k_list)), list(setup.pathways))
-print(f"N = {size_list[-1]}, K = {max(k_list)}: shared parameters {probe.shared_parameters():,}")
-for pathway, count in zip(setup.pathways, probe.context_parameters(), strict=True):
-    print(f"  {pathway:<13} context parameters {count:>7,}")
+multitask.context_parameter_table(probe)
+
+# %% [markdown]
+# ### Exercise: write the excitability pathway
+#
+# The excitability pathway changes how strongly each neuron responds to its input drive $z$ (a gain)
+# and its threshold (a bias), both set by the context: $(1 + cG)\odot z + cB$. `ex.drive` is the
+# input drive `(B, N)`, `ex.context` the context vectors `(B, K)` (here mixtures of tasks) and
+# `ex.G`, `ex.B` the per-task tables `(K, N)`. Write the modulated drive; the check compares it with
+# the library's `modulation.excitability`, which every RNN pathway and notebook 07's excitability
+# family call.
+
+# %%
+ex = nm.exercises.start("excitability")  # drive (B, N) input drive, context (B, K) context vectors, G and B (K, N) per-task tables
+answer = ...  # your code: an expression of ex's tensors
+nm.exercises.check("excitability", answer)
+
+# %% [markdown]
+# <details><summary><b>Solution</b> (click to open)</summary>
+#
+# ```python
+# answer = (1 + ex.context @ ex.G) * ex.drive + ex.context @ ex.B
+# ```
+#
+# </details>
 
 # %% [markdown]
 # ## Packing capacity
@@ -134,59 +135,34 @@ sweep, stacks = multitask.packing_sweep(
     size_list, k_list, setup.pathways, cfg.replicates, setup.task_config, setup.train_config,
     device=dev, rnn_kw=setup.rnn_kw,
 )
-capacity = sweep.capacity()
-print(f"{'N':>5} " + "".join(f"{p:>22}" for p in setup.pathways))
-for n in size_list:
-    cells = [f"{sum(capacity[(n, p)]) / len(capacity[(n, p)]):.2f} {str(capacity[(n, p)]):>12}" for p in setup.pathways]
-    print(f"{n:>5} " + "".join(f"{c:>22}" for c in cells))
-print("(mean capacity, and per replicate)")
+sweep.capacity_table()
 
 # %%
 # NBVAL_IGNORE_OUTPUT
-for n, (model, result) in stacks.items():
-    print(f"N = {n}: {model.n_networks} networks trained together for {result.history_steps[-1]} steps "
-          f"in {result.seconds:.0f} s")
+multitask.training_time_table(stacks)
 
 # %%
-fig = plots.capacity_figure(capacity, size_list, list(setup.pathways), max_k=max(k_list))
+fig = plots.capacity_figure(sweep.capacity(), size_list, list(setup.pathways), max_k=max(k_list))
 plt.show()
 
 # %% [markdown]
-# Which tasks failed? The fraction of networks that solved each K, and the hardest task's performance:
+# Where does packing stop? The fraction of networks that solved all of their first K tasks, for each K:
 
 # %%
-print(f"{'N':>5} {'pathway':<13}" + "".join(f"{'K=' + str(k):>8}" for k in k_list))
-for n in size_list:
-    for p in setup.pathways:
-        solved = [sum(r["solved"] for r in sweep.rows if (r["n_neurons"], r["pathway"], r["k"]) == (n, p, k))
-                  / cfg.replicates for k in k_list]
-        print(f"{n:>5} {p:<13}" + "".join(f"{s:>8.2f}" for s in solved))
+sweep.solved_table()
 
 # %% [markdown]
 # ## The answer, computed
 
 # %%
-mean_capacity = {p: sum(sum(capacity[(n, p)]) / cfg.replicates for n in size_list) / len(size_list)
-                 for p in setup.pathways}
-best = max(mean_capacity, key=mean_capacity.get)
-for p, value in mean_capacity.items():
-    print(f"{p:<13} mean capacity over sizes {value:.2f}")
-print(f"Packs the most tasks: {best}.")
-singles = [p for p in ("excitability", "synaptic") if p in mean_capacity]
-if "both" in mean_capacity and singles:
-    synergy = all(
-        sum(capacity[(n, "both")]) >= max(sum(capacity[(n, p)]) for p in singles) for n in size_list
-    )
-    print(f"Both pathways together pack at least as many tasks as the better single pathway at every N: {synergy}.")
-else:
-    synergy = None
-grows = all(
-    sum(capacity[(a, p)]) <= sum(capacity[(b, p)]) for p in setup.pathways for a, b in zip(size_list, size_list[1:], strict=False)
-)
-print(f"Capacity grows (never shrinks) with N for every pathway: {grows}.")
+answer = multitask.packing_answer(sweep)
+answer.mean_capacity_table()
+
+# %%
+answer.conclusions()
 
 # %% [markdown]
-# **Reading the result.** The lines above are computed from this run. Context parameters differ
+# **Reading the result.** The sentences above are computed from this run. Context parameters differ
 # between pathways (`rule` has half as many as `excitability` and `synaptic`, `both` twice), so
 # a pathway that packs more may simply have more to learn with; rerun with `matched=True` to give
 # every modulated pathway the same budget. Small networks are where packing is hard, which is
@@ -200,9 +176,7 @@ print(f"Capacity grows (never shrinks) with N for every pathway: {grows}.")
 
 # %%
 model, result = stacks[size_list[-1]]
-tasks_k = max(result.tasks, key=len)
-s = next(i for i, (p, t) in enumerate(zip(result.pathways, result.tasks, strict=True))
-         if p == setup.pathways[-1] and t == tasks_k)
+s, tasks_k = multitask.largest_task_network(result, setup.pathways[-1])
 batch, outputs = multitask.network_trials(model, s, tasks_k[0], 0, setup.task_config)
 fig = plots.trial_output(outputs, batch, title=f"N={size_list[-1]}, {setup.pathways[-1]} pathway, task {tasks_k[0]}")
 plt.show()
@@ -211,22 +185,12 @@ plt.show()
 # NBVAL_IGNORE_OUTPUT
 widgets.packing_widget(stacks, setup.task_config)
 
+# %% [markdown]
+# ## Record the results
+
 # %%
-metrics = {f"capacity_N{n}_{p}": round(sum(capacity[(n, p)]) / cfg.replicates, 2)
-           for n in size_list for p in setup.pathways}
-metrics.update({f"mean_capacity_{p}": round(v, 2) for p, v in mean_capacity.items()})
-metrics.update({"best_pathway": best, "both_at_least_best_single": synergy, "capacity_grows_with_n": grows})
-samples = {}
-if "both" in setup.pathways and singles:
-    samples["both_minus_best_single_capacity"] = [
-        sum(capacity[(n, "both")][r] - max(capacity[(n, p)][r] for p in singles) for n in size_list) / len(size_list)
-        for r in range(cfg.replicates)
-    ]
-k_min, n_max = min(k_list), max(size_list)
-solved_first = {p: sum(r["solved"] for r in sweep.rows if (r["n_neurons"], r["pathway"], r["k"]) == (n_max, p, k_min))
-                for p in setup.pathways}
-trained = (all(2 * v >= cfg.replicates for v in solved_first.values()),
-           f"at N = {n_max}, at least half the networks of every pathway solve K = {k_min}: "
-           + ", ".join(f"{p} {v}/{cfg.replicates}" for p, v in solved_first.items()))
-path = nm.results.record(cfg, metrics, device=dev, samples=samples, trained=trained, per_task=sweep.rows)
+metrics = answer.metrics()
+path = nm.results.record(
+    cfg, metrics, device=dev, samples=answer.samples(), trained=sweep.training_check(), per_task=sweep.rows
+)
 print(nm.results.format_metrics(metrics))
