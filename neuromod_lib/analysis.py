@@ -18,15 +18,25 @@ analyses many contexts at once (each row may carry its own context, baked into `
 any device. Every computation is batched: no Python loop runs over samples, points or time
 steps. Eigen-decompositions and covariances are computed in float64 (on the CPU where the
 device has no float64, e.g. ``mps``), and results come back in the input's dtype and device.
+
+Notebook 05 compares *groups* of networks (the replicates of each context pathway) with these
+views; the second half of the module holds that comparison: values grouped by label
+(:func:`by_group`, :func:`mean_sd`), how networks follow an ambiguous context
+(:func:`dominant_context`, :func:`noise_score`), the λ at which their fixed points switch task
+(:func:`switch_lambdas`), the tables of the notebook and its computed answer
+(:func:`ambiguity_answer`).
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import math
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 
 import torch
 from torch.func import vjp, vmap
+
+from .tables import Table, table
 
 __all__ = [
     "PCA",
@@ -37,6 +47,23 @@ __all__ = [
     "jacobians",
     "jacobian_eigenvalues",
     "unique_points",
+    "by_group",
+    "group_means",
+    "mean_sd",
+    "most_robust",
+    "circular_distance",
+    "dominant_context",
+    "noise_score",
+    "fixed_point_status",
+    "switch_lambdas",
+    "stable_directions",
+    "state_space_panels",
+    "performance_table",
+    "mean_sd_table",
+    "curve_table",
+    "replicate_table",
+    "ambiguity_verdicts",
+    "ambiguity_answer",
 ]
 
 #: how often (in optimisation steps) find_fixed_points checks whether every row has converged
@@ -349,3 +376,313 @@ def unique_points(points: torch.Tensor, tol: float = 1e-2) -> torch.Tensor:
             break
         keep = updated
     return keep.nonzero().squeeze(1)
+
+
+# --- comparing groups of networks (notebook 05) -------------------------------------------------
+#
+# Notebook 05 trains several replicates of each context pathway in one stack: network ``s`` has the
+# label ``labels[s]`` (its pathway). The functions below group per-network values by label, score
+# the networks under ambiguous contexts, find where their fixed points switch task, and lay the
+# results out as tables and computed sentences.
+
+
+def _groups(labels: Sequence[str], groups: Sequence[str] | None) -> list[str]:
+    order = list(dict.fromkeys(labels)) if groups is None else list(groups)
+    missing = [g for g in order if g not in labels]
+    if missing:
+        raise ValueError(f"groups {missing} have no network; labels: {sorted(set(labels))}")
+    return order
+
+
+def by_group(
+    values: torch.Tensor, labels: Sequence[str], groups: Sequence[str] | None = None
+) -> dict[str, torch.Tensor]:
+    """The rows of ``values (S, ...)`` of each group: ``{g: values[s for which labels[s] == g]}``.
+
+    Rows keep their order; groups come in the order of ``groups`` (default: first appearance in
+    ``labels``). ``ValueError`` if ``labels`` does not name one label per row, or a group has no row.
+    """
+    if len(labels) != len(values):
+        raise ValueError(
+            f"labels has {len(labels)} entries for {len(values)} rows of values; allowed: one per row"
+        )
+    return {g: values[[s for s, q in enumerate(labels) if q == g]] for g in _groups(labels, groups)}
+
+
+def group_means(
+    values: torch.Tensor, labels: Sequence[str], groups: Sequence[str] | None = None
+) -> dict[str, torch.Tensor]:
+    """The mean over the rows of each group of ``values (S, ...)``: ``{g: (...)}``."""
+    return {g: v.mean(0) for g, v in by_group(values, labels, groups).items()}
+
+
+def mean_sd(
+    values: torch.Tensor, labels: Sequence[str], groups: Sequence[str] | None = None
+) -> dict[str, tuple[float, float]]:
+    """``{g: (mean, sd)}`` over the rows of each group of ``values (S,)``; sd 0.0 for a single row."""
+    return {
+        g: (float(v.mean()), float(v.std()) if len(v) > 1 else 0.0)
+        for g, v in by_group(values, labels, groups).items()
+    }
+
+
+def most_robust(summary: Mapping[str, tuple[float, float]]) -> str:
+    """The group with the largest mean in a :func:`mean_sd` summary (the first one on a tie)."""
+    if not summary:
+        raise ValueError("summary is empty; allowed: {group: (mean, sd)} with at least one group")
+    best = max(mean for mean, _ in summary.values())
+    return next(g for g, (mean, _) in summary.items() if mean == best)
+
+
+def circular_distance(x: torch.Tensor, y: torch.Tensor | float, period: float = 360.0) -> torch.Tensor:
+    """The distance between angles ``x`` and ``y`` on a circle of ``period`` (360: degrees), in
+    ``[0, period / 2]``."""
+    d = torch.remainder(x - y, period)
+    return torch.minimum(d, period - d)
+
+
+def dominant_context(
+    on_a: torch.Tensor, on_b: torch.Tensor, lambdas: Sequence[float], *, window: float = 0.25
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """How well each network follows the *dominant* context of the mixtures ``(1 - λ) e_A + λ e_B``.
+
+    ``on_a``, ``on_b`` ``(S, L)``: performance scored against task A's and task B's answer at each
+    of the ``L`` values of ``lambdas``. Returns ``(dominant, near)``, both ``(S,)``: the mean over
+    λ < 0.5 of ``on_a`` and λ > 0.5 of ``on_b`` (λ = 0.5 has no dominant task and is left out), and
+    the same over the λ within ``window`` of 0.5 only (the ambiguous middle).
+    """
+    lam = torch.tensor(list(lambdas))
+    if on_a.shape != on_b.shape or on_a.ndim != 2 or on_a.shape[1] != len(lam):
+        raise ValueError(
+            f"on_a {tuple(on_a.shape)} and on_b {tuple(on_b.shape)} must both be (S, {len(lam)}): "
+            "one column per lambda"
+        )
+    dominant = torch.cat([on_a[:, lam < 0.5], on_b[:, lam > 0.5]], dim=1).mean(1)
+    near = (lam - 0.5).abs() <= window
+    mid = torch.cat([on_a[:, near & (lam < 0.5)], on_b[:, near & (lam > 0.5)]], dim=1).mean(1)
+    return dominant, mid
+
+
+def noise_score(noisy: torch.Tensor) -> torch.Tensor:
+    """One robustness score per network from ``noisy (S, len(sigmas))`` (performance at each noise
+    level, the first σ = 0): the mean over the noisy levels, or the one column if there is no other."""
+    return noisy[:, 1:].mean(1) if noisy.shape[1] > 1 else noisy[:, 0]
+
+
+def fixed_point_status(points: FixedPoints) -> torch.Tensor:
+    """``(P,)`` long: 2 for a stable fixed point, 1 for an unstable one, 0 where the search did not
+    converge (what :func:`neuromod_lib.plots.state_space` reads)."""
+    return points.converged.long() * (1 + points.stable.long())
+
+
+def switch_lambdas(
+    directions: torch.Tensor,
+    keep: torch.Tensor,
+    lambdas: Sequence[float],
+    answer: float,
+    *,
+    tolerance: float = 36.0,
+) -> torch.Tensor:
+    """Per network, the first λ at which a kept fixed point reads out ``answer``: where it switches task.
+
+    ``directions (S, L, P)``: the response direction (degrees) read out at each of ``P`` fixed points
+    of each network under each of the ``L`` mixtures of ``lambdas``; ``keep (S, L, P)`` bool: the
+    points that count (e.g. the stable ones). A point reads out ``answer`` when its direction lies
+    within ``tolerance`` degrees of it on the circle. Returns ``(S,)`` float32: that λ, NaN for a
+    network that never switches.
+    """
+    if directions.ndim != 3 or keep.shape != directions.shape or directions.shape[1] != len(lambdas):
+        raise ValueError(
+            f"directions {tuple(directions.shape)} and keep {tuple(keep.shape)} must both be "
+            f"(S, {len(lambdas)}, P): one entry per network, lambda and fixed point"
+        )
+    hit = ((circular_distance(directions, answer) < tolerance) & keep).any(2)  # (S, L)
+    lam = torch.tensor(list(lambdas))
+    first = hit.long().argmax(1)  # the first True (0 if none)
+    return torch.where(hit.any(1), lam[first], torch.full_like(lam[first], math.nan))
+
+
+def stable_directions(
+    directions: torch.Tensor, keep: torch.Tensor, networks: Mapping[str, int]
+) -> dict[str, list[torch.Tensor]]:
+    """``{name: [directions of the kept points under each λ]}`` for the network ``networks[name]``:
+    what :func:`neuromod_lib.plots.fixed_point_directions` draws. ``directions``, ``keep`` ``(S, L, P)``."""
+    return {
+        name: [directions[s, i][keep[s, i]] for i in range(directions.shape[1])]
+        for name, s in networks.items()
+    }
+
+
+def state_space_panels(
+    states: torch.Tensor, points: torch.Tensor, status: torch.Tensor, networks: Mapping[str, int]
+) -> dict[str, tuple[torch.Tensor, torch.Tensor, torch.Tensor]]:
+    """For each named network: its trajectories and fixed points in its own first two principal components.
+
+    ``states (S, L, B, T, N)``: the hidden states of ``B`` trials of each network under each of ``L``
+    contexts; ``points (S, L, P, N)`` its fixed points and ``status (S, L, P)`` theirs
+    (:func:`fixed_point_status`); ``networks``: ``{name: network index}``. One PCA per network is fitted
+    to all its states (every context), so the contexts share its axes. Returns
+    ``{name: (trajectories (L, B, T, 2), points (L, P, 2), status (L, P))}``, what
+    :func:`neuromod_lib.plots.state_space` draws.
+    """
+    panels = {}
+    for name, s in networks.items():
+        basis = pca(states[s].reshape(-1, states.shape[-1]), n_components=2)
+        panels[name] = (basis.transform(states[s]), basis.transform(points[s]), status[s])
+    return panels
+
+
+# --- tables and the computed answer of notebook 05 ----------------------------------------------
+
+
+def performance_table(
+    perf: torch.Tensor,
+    solved: torch.Tensor,
+    labels: Sequence[str],
+    tasks: Sequence[str],
+    *,
+    groups: Sequence[str] | None = None,
+    steps: int | None = None,
+) -> Table:
+    """Trained performance per task, mean over each group's replicates, and how many of them solve
+    every task. ``perf (S, K)`` for the ``K`` ``tasks``; ``solved (S,)`` bool."""
+    rows = []
+    for g, values in by_group(perf, labels, groups).items():
+        done = by_group(solved, labels, [g])[g]
+        rows.append([g, *values.mean(0).tolist(), f"{int(done.sum())}/{len(done)}"])
+    budget = f"; trained for {steps} steps" if steps is not None else ""
+    return table(
+        rows,
+        ["pathway", *tasks, "solved"],
+        formats=dict.fromkeys(tasks, ".2f"),
+        caption=f"Performance per task, mean over replicates{budget}.",
+    )
+
+
+def mean_sd_table(
+    columns: Mapping[str, torch.Tensor],
+    labels: Sequence[str],
+    *,
+    groups: Sequence[str] | None = None,
+    caption: str = "",
+) -> Table:
+    """One row per group, one ``mean ± sd`` cell (over its replicates, :func:`mean_sd`) per column:
+    ``columns`` is ``{header: values (S,)}``."""
+    stats = {header: mean_sd(values, labels, groups) for header, values in columns.items()}
+    order = _groups(labels, groups)
+    rows = [[g, *(f"{s[g][0]:.2f} ± {s[g][1]:.2f}" for s in stats.values())] for g in order]
+    return table(rows, ["pathway", *columns], caption=caption)
+
+
+def curve_table(
+    curves: Mapping[str, torch.Tensor],
+    xs: Sequence[float],
+    *,
+    symbol: str,
+    x_format: str = "g",
+    every: int = 1,
+    fmt: str = ".2f",
+    caption: str = "",
+) -> Table:
+    """One row per curve (``{name: values (L,)}`` at the ``L`` points ``xs``), one column per
+    ``every``-th point, headed ``<symbol>=<x>``."""
+    if every < 1:
+        raise ValueError(f"every={every!r} is not allowed; allowed: an int >= 1")
+    kept = list(range(len(xs)))[::every]
+    headers = [f"{symbol}={format(xs[i], x_format)}" for i in kept]
+    rows = [[name, *(float(values[i]) for i in kept)] for name, values in curves.items()]
+    return table(rows, ["pathway", *headers], formats=dict.fromkeys(headers, fmt), caption=caption)
+
+
+def replicate_table(
+    values: torch.Tensor,
+    labels: Sequence[str],
+    *,
+    groups: Sequence[str] | None = None,
+    fmt: str = ".2f",
+    caption: str = "",
+) -> Table:
+    """One row per group: each replicate's value of ``values (S,)`` (``—`` for NaN) and their mean
+    over the values that are not NaN (``—`` if none is)."""
+    rows = []
+    for g, v in by_group(values, labels, groups).items():
+        finite = v[~v.isnan()]
+        rows.append(
+            [
+                g,
+                ", ".join("—" if math.isnan(x) else format(x, fmt) for x in v.tolist()),
+                float(finite.mean()) if len(finite) else None,
+            ]  # fmt: skip
+        )
+    return table(rows, ["pathway", "replicates", "mean"], formats={"mean": fmt}, caption=caption)
+
+
+def ambiguity_verdicts(
+    dominant: Mapping[str, tuple[float, float]],
+    noise: Mapping[str, tuple[float, float]],
+    performance: Mapping[str, tuple[float, float]],
+) -> dict[str, bool]:
+    """Notebook 05's verdicts from the :func:`mean_sd` summaries per pathway of following the dominant
+    context, of the noise score and of the trained performance.
+
+    With excitability and synaptic both present: ``pathways_differ_in_ambiguity`` / ``_in_noise`` —
+    their means differ by more than the sum of their sds (the spread between replicates); with
+    ``both`` present too: ``both_most_robust_to_ambiguity``, ``both_most_robust_to_noise``,
+    ``both_best_performance`` — both pathways together at least as good as either alone.
+    """
+    verdicts: dict[str, bool] = {}
+    e, s = "excitability", "synaptic"
+    if not {e, s} <= set(dominant):
+        return verdicts
+    for key, summary in (("ambiguity", dominant), ("noise", noise)):
+        gap, spread = summary[e][0] - summary[s][0], summary[e][1] + summary[s][1]
+        verdicts[f"pathways_differ_in_{key}"] = abs(gap) > spread
+    if "both" in dominant:
+        for key, summary in (("most_robust_to_ambiguity", dominant), ("most_robust_to_noise", noise),
+                             ("best_performance", performance)):  # fmt: skip
+            verdicts[f"both_{key}"] = summary["both"][0] >= max(summary[e][0], summary[s][0])
+    return verdicts
+
+
+def ambiguity_answer(
+    dominant: Mapping[str, tuple[float, float]],
+    noise: Mapping[str, tuple[float, float]],
+    performance: Mapping[str, tuple[float, float]],
+):
+    """Notebook 05's answer in sentences (:class:`IPython.display.Markdown`), every number and verdict
+    computed by :func:`ambiguity_verdicts` and :func:`most_robust` from the summaries."""
+    from IPython.display import Markdown
+
+    verdicts = ambiguity_verdicts(dominant, noise, performance)
+    lines = []
+    e, s = "excitability", "synaptic"
+    for key, summary, what in (("ambiguity", dominant, "following the dominant context"),
+                               ("noise", noise, "under context noise")):  # fmt: skip
+        if f"pathways_differ_in_{key}" not in verdicts:
+            continue
+        gap, spread = summary[e][0] - summary[s][0], summary[e][1] + summary[s][1]
+        found = (
+            "**a difference**" if verdicts[f"pathways_differ_in_{key}"] else "no difference beyond the spread"
+        )
+        lines.append(
+            f"- Excitability vs synaptic, {what}: {summary[e][0]:.2f} vs {summary[s][0]:.2f} "
+            f"(difference {gap:+.2f}, replicate spread {spread:.2f}): {found}."
+        )
+    if "both_best_performance" in verdicts:
+        lines.append(
+            f"- Both pathways together follow the dominant context {dominant['both'][0]:.2f}, keep "
+            f"{noise['both'][0]:.2f} under noise and reach a trained performance of "
+            f"{performance['both'][0]:.2f}. At least as good as either single pathway — on ambiguity: "
+            f"{_yes(verdicts['both_most_robust_to_ambiguity'])}, on noise: "
+            f"{_yes(verdicts['both_most_robust_to_noise'])}, on performance: "
+            f"{_yes(verdicts['both_best_performance'])}."
+        )
+    lines.append(
+        f"- Most robust to a mixed context: **{most_robust(dominant)}**; to a noisy context: "
+        f"**{most_robust(noise)}**."
+    )
+    return Markdown("\n".join(lines))
+
+
+def _yes(value: bool) -> str:
+    return "yes" if value else "no"

@@ -5,19 +5,101 @@ a :class:`matplotlib.figure.Figure` with ``plt.subplots`` and returns it. Nothin
 ``plt.show()`` or closes a figure: the caller (a notebook cell, a widget in
 :mod:`neuromod_lib.widgets`, a test) decides. Axis limits that a slider moves through are
 fixed, so that two settings can be compared by eye. Later notebooks add their figures here.
+
+Legends and tick labels say what a line or bar *is* in words (:func:`label`: one mapping from
+the library's keys, such as ``deterministic_gain``, to ``"deterministic gains"``), and
+:func:`save_figure` writes a notebook's main figures as PNG and SVG beside its run record.
 """
 
 from __future__ import annotations
 
 import math
+import re
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
 
 import matplotlib.pyplot as plt
 import torch
 from matplotlib.figure import Figure
 
 from . import tuning
+from .modulation import exp_gain, stochastic_log_gain
 
-__all__ = ["tuning_figure"]
+__all__ = ["LABELS", "label", "save_figure", "tuning_figure"]
+
+#: The words a figure shows for a key of the library (conditions of notebooks 01-03, context
+#: pathways of 04-05, continual methods of 06, modulation families of 07). One mapping for every
+#: figure; a key not listed reads with its underscores as spaces (:func:`label`).
+LABELS: dict[str, str] = {
+    # adaptation conditions (notebooks 01-03)
+    "head_only": "head only",
+    "deterministic_gain": "deterministic gains",
+    "stochastic_gain": "stochastic gains",
+    "stochastic_gain_plain_readout": "stochastic gains, plain readout",
+    "film": "FiLM",
+    "se_gain": "squeeze-and-excitation gains",
+    "full_finetune": "full fine-tuning",
+    # context pathways of the RNNs (notebooks 04-05)
+    "rule": "rule input",
+    "excitability": "excitability",
+    "synaptic": "synaptic",
+    "both": "excitability + synaptic",
+    # continual-learning methods and modulation families (notebooks 06-07)
+    "random_weights": "random weights",
+    "finetune": "fine-tuning",
+    "ewc": "EWC",
+    "si": "SI",
+    "supermask": "supermasks",
+    "joint": "joint training",
+}
+
+
+def label(key: str) -> str:
+    """The words a figure shows for ``key`` (:data:`LABELS`; else the key with spaces for ``_``)."""
+    return LABELS.get(key, str(key).replace("_", " "))
+
+
+#: the formats :func:`save_figure` writes, and the resolution of the PNG
+FIGURE_FORMATS: tuple[str, ...] = ("png", "svg")
+FIGURE_DPI = 200
+_FIGURE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]*")
+
+
+def save_figure(
+    fig: Figure, cfg: Mapping[str, Any], name: str, *, formats: Sequence[str] = FIGURE_FORMATS
+) -> list[Path]:
+    """Write ``fig`` as ``<name>.png`` and ``<name>.svg`` beside the run record of ``cfg``; the paths.
+
+    ``cfg``: the notebook's resolved config (:func:`neuromod_lib.profiles.resolve`); the files go to
+    :func:`neuromod_lib.results.figure_dir` — ``<results_dir>/runs/<notebook>/<profile>/figures/
+    seed-<seed>-<key>/`` beside ``seed-<seed>-<key>.json`` — so a run's figures sit with its numbers
+    and another seed or parameter set never overwrites them. Each file is written to a temporary
+    file and renamed (a reader never sees half a figure); the same figure gives the same bytes
+    (no date in the SVG, fixed SVG ids). PNG at :data:`FIGURE_DPI` dpi, cropped like the inline
+    backend (``bbox_inches="tight"``). The figure is not closed. ``ValueError`` for a ``name`` that
+    is not a plain file stem (letters, digits, ``-``, ``_``) or an unknown format.
+    """
+    from .results import figure_dir
+    from .storage import write_atomic
+
+    if not isinstance(name, str) or not _FIGURE_NAME.fullmatch(name):
+        raise ValueError(f"name={name!r} is not allowed; allowed: letters, digits, '-' and '_' (a file stem)")
+    unknown = [f for f in formats if f not in FIGURE_FORMATS]
+    if unknown or not formats:
+        raise ValueError(f"formats={list(formats)!r} is not allowed; allowed: some of {list(FIGURE_FORMATS)}")
+    folder = figure_dir(cfg)
+    paths = []
+    for fmt in formats:
+        options: dict[str, Any] = {"format": fmt, "bbox_inches": "tight"}
+        if fmt == "png":
+            options.update(dpi=FIGURE_DPI, metadata={"Software": None})
+        else:
+            options.update(metadata={"Date": None, "Creator": None})
+        with plt.rc_context({"svg.hashsalt": name}):
+            paths.append(write_atomic(folder / f"{name}.{fmt}", lambda f, o=options: fig.savefig(f, **o)))
+    return paths
+
 
 _BASELINE = {"color": "0.6", "linestyle": "--", "linewidth": 1.0}
 
@@ -191,7 +273,7 @@ def learning_curves(results: list, *, target: float | None = None) -> Figure:
     for r in results:
         per_seed = r.val_curve.mean(2)  # (P, S)
         mean, sd = per_seed.mean(1), per_seed.std(1) if per_seed.shape[1] > 1 else torch.zeros(len(per_seed))
-        ax.plot(r.curve_steps, mean.numpy(), marker="o", ms=3, label=r.condition)
+        ax.plot(r.curve_steps, mean.numpy(), marker="o", ms=3, label=label(r.condition))
         ax.fill_between(r.curve_steps, (mean - sd).numpy(), (mean + sd).numpy(), alpha=0.15)
     if target is not None:
         ax.axhline(target, color="k", lw=0.6, ls=":", label=f"target {target:g}%")
@@ -222,7 +304,7 @@ def gain_distribution(couplings: list[float], sigma_m: float, *, n: int = 4000, 
     m = torch.randn(n, generator=g) * sigma_m
     fig, ax = plt.subplots(figsize=(5.5, 3.4))
     for c in couplings:
-        gain = torch.exp(c * m - sigma_m**2 * c**2 / 2)
+        gain = exp_gain(torch.ones(n, 1), stochastic_log_gain(torch.full((n, 1), float(c)), m, sigma_m))[:, 0]
         ax.hist(
             gain.numpy(),
             bins=60,
@@ -296,7 +378,7 @@ def capacity_figure(capacity: dict, sizes: list[int], pathways: list[str], *, ma
         shift = (j - (len(pathways) - 1) / 2) * width / len(pathways)
         means = [sum(capacity[(n, p)]) / len(capacity[(n, p)]) for n in sizes]
         xs = [math.log2(n) + shift for n in sizes]
-        ax.plot(xs, means, marker="o", color=PATHWAY_COLOURS.get(p), label=p)
+        ax.plot(xs, means, marker="o", color=PATHWAY_COLOURS.get(p), label=label(p))
         for x, n in zip(xs, sizes, strict=True):
             ax.scatter(
                 [x] * len(capacity[(n, p)]), capacity[(n, p)], s=8, color=PATHWAY_COLOURS.get(p), alpha=0.5
@@ -378,7 +460,7 @@ def noise_curves(sigmas, perf: torch.Tensor, pathways: list[str]) -> Figure:
             ms=3,
             capsize=2,
             color=PATHWAY_COLOURS.get(kind),
-            label=kind,
+            label=label(kind),
         )
     ax.set(xlabel="context noise σ", ylabel="performance (mean over tasks)", ylim=(-0.03, 1.03))
     ax.legend(fontsize=7)
@@ -444,7 +526,7 @@ def fixed_point_directions(lambdas, directions: dict, *, names: tuple[str, str])
                 values,
                 s=10,
                 color=PATHWAY_COLOURS.get(kind),
-                label=kind if i == 0 else None,
+                label=label(kind) if i == 0 else None,
                 alpha=0.7,
             )
     ax.set(
@@ -458,29 +540,51 @@ def fixed_point_directions(lambdas, directions: dict, *, names: tuple[str, str])
 
 
 # --- continual learning (notebook 06) -------------------------------------------------------
-def accuracy_matrices(results: dict, *, columns: int = 3) -> Figure:
+def _cell_text_colour(cmap, norm, value: float) -> str:
+    """Black on a light cell, white on a dark one (by the cell colour's luminance)."""
+    r, g, b, _ = cmap(norm(value))
+    return "black" if 0.299 * r + 0.587 * g + 0.114 * b > 0.5 else "white"
+
+
+def accuracy_matrices(results: dict, *, columns: int = 3, vmin: float = 50.0) -> Figure:
     """One heatmap per method of ``accuracy[i, j]``: accuracy (%) on task j after learning tasks 0..i.
 
-    ``results``: ``{method: ContinualResult}``. Cells not yet learned (j > i) stay blank; the
-    colours span 50-100 % (lower accuracies get the darkest colour; the numbers are printed).
+    ``results``: ``{method: ContinualResult}`` (anything with an ``accuracy`` ``(T, T)`` in 0..1),
+    at most ``columns`` panels a row. Cells not yet learned (j > i, NaN) stay blank; every panel
+    shares one colour scale, ``vmin``..100 %, with its colourbar (lower accuracies get the darkest
+    colour, the arrow at its foot says so). Each cell prints its accuracy in black or white,
+    whichever reads on that cell's colour, in a size that fits the cell.
     """
     n = len(results)
+    columns = max(1, min(columns, n))
     rows = -(-n // columns)
-    fig, axes = plt.subplots(rows, columns, figsize=(3.3 * columns, 3.0 * rows), squeeze=False)
+    t_max = max((r.accuracy.shape[0] for r in results.values()), default=1)
+    side = max(2.6, 0.3 * t_max + 1.2)  # inches per panel: about 0.3 in per cell
+    fig, axes = plt.subplots(
+        rows, columns, figsize=(side * columns + 0.9, side * rows), squeeze=False, constrained_layout=True
+    )
+    cmap, norm = plt.get_cmap("viridis"), plt.Normalize(vmin=vmin, vmax=100.0)
+    fontsize = 8 if t_max <= 10 else max(4.5, 80 / t_max)
+    image = None
     for ax, (method, result) in zip(axes.flat, results.items(), strict=False):
         acc = 100 * result.accuracy
-        ax.imshow(acc.numpy(), cmap="viridis", vmin=50, vmax=100)  # below 50 %: the darkest colour
+        image = ax.imshow(acc.numpy(), cmap=cmap, norm=norm)  # below vmin: the darkest colour
         t = acc.shape[0]
         for i in range(t):
             for j in range(t):
-                if not math.isnan(float(acc[i, j])):
-                    ax.text(j, i, f"{float(acc[i, j]):.0f}", ha="center", va="center", color="w", fontsize=7)
+                value = float(acc[i, j])
+                if not math.isnan(value):
+                    colour = _cell_text_colour(cmap, norm, value)
+                    ax.text(j, i, f"{value:.0f}", ha="center", va="center", color=colour, fontsize=fontsize)
         ax.set_xticks(range(t))
         ax.set_yticks(range(t))
+        ax.tick_params(labelsize=7)
         ax.set(title=method, xlabel="evaluated on task", ylabel="after learning task")
     for ax in list(axes.flat)[n:]:
         ax.axis("off")
-    fig.tight_layout()
+    if image is not None:
+        bar = fig.colorbar(image, ax=list(axes.flat), shrink=0.8, extend="min")
+        bar.set_label("test accuracy (%)")
     return fig
 
 
@@ -518,10 +622,19 @@ FAMILY_COLOURS = {
 }
 _FAMILY_MEASURES = (
     ("accuracy", "accuracy (%)"),
-    ("bytes_per_task", "bytes stored per task"),
-    ("ambiguity", "accuracy kept, ambiguous context"),
-    ("noise", "accuracy kept, noisy context"),
+    ("bytes_per_task", "bytes stored\nper task"),
+    ("ambiguity", "accuracy kept,\nambiguous context"),
+    ("noise", "accuracy kept,\nnoisy context"),
 )
+
+
+def _over_seeds(rows: list, task_set: str, names: list[str], measure: str) -> dict[str, list[float]]:
+    """``{family: [value per row]}`` of one measure on one task set (one row per seed; None left out)."""
+    values: dict[str, list[float]] = {}
+    for r in rows:
+        if r.task_set == task_set and r.family in names and getattr(r, measure) is not None:
+            values.setdefault(r.family, []).append(float(getattr(r, measure)))
+    return values
 
 
 def family_comparison(
@@ -529,37 +642,71 @@ def family_comparison(
 ) -> Figure:
     """Bars per family: one column per task set, one row per measure of :class:`~neuromod_lib.families.Row`.
 
-    Storage is on a log axis; robustness is the fraction of the clean accuracy kept. A measure
-    that does not apply (None, e.g. the finetune reference's robustness) leaves its bar out.
+    ``rows`` may hold several rows of one family on one task set: one per seed. A bar is then the
+    mean over the seeds, with an error bar of ± one sd and a dot per seed; with one seed it is
+    that seed's value. Storage is on a log axis; robustness is the fraction of the clean accuracy
+    kept. A measure that does not apply (None, e.g. the finetune reference's robustness) leaves its
+    bar out. Each family keeps its place along a column, named in words (:func:`label`) under the
+    bottom row.
     """
     sets = task_sets or list(dict.fromkeys(r.task_set for r in rows))
     names = families or list(dict.fromkeys(r.family for r in rows))
+    present = {s: [f for f in names if any(r.task_set == s and r.family == f for r in rows)] for s in sets}
+    widths = [max(2, len(present[s])) for s in sets]  # a column as wide as its families need
     fig, axes = plt.subplots(
         len(_FAMILY_MEASURES),
         len(sets),
-        figsize=(3.2 * len(sets), 2.0 * len(_FAMILY_MEASURES)),
+        figsize=(0.62 * sum(widths) + 1.4, 1.8 * len(_FAMILY_MEASURES) + 1.3),
         squeeze=False,
+        sharex="col",
+        constrained_layout=True,
+        gridspec_kw={"width_ratios": widths},
     )
+    n_seeds = 1
     for col, task_set in enumerate(sets):
-        here = {r.family: r for r in rows if r.task_set == task_set and r.family in names}
-        for row, (measure, label) in enumerate(_FAMILY_MEASURES):
+        place = {f: i for i, f in enumerate(present[task_set])}
+        for row, (measure, name) in enumerate(_FAMILY_MEASURES):
             ax = axes[row, col]
-            shown = [f for f in names if f in here and getattr(here[f], measure) is not None]
-            values = [getattr(here[f], measure) for f in shown]
-            ax.bar(range(len(shown)), values, color=[FAMILY_COLOURS.get(f, "0.3") for f in shown])
-            ax.set_xticks(range(len(shown)), [f.replace("_", "\n") for f in shown], fontsize=6)
-            if measure == "bytes_per_task" and values:
+            values = _over_seeds(rows, task_set, names, measure)
+            shown = [f for f in present[task_set] if f in values]
+            means = [sum(values[f]) / len(values[f]) for f in shown]
+            ax.bar(
+                [place[f] for f in shown],
+                means,
+                width=0.7,
+                color=[FAMILY_COLOURS.get(f, "0.3") for f in shown],
+            )
+            spread = [f for f in shown if len(values[f]) > 1]
+            top = max((v for f in shown for v in values[f]), default=0.0)
+            if spread:
+                sds = [torch.tensor(values[f]).std().item() for f in spread]
+                mean_of = dict(zip(shown, means, strict=True))
+                ax.errorbar([place[f] for f in spread], [mean_of[f] for f in spread], yerr=sds, fmt="none",
+                            ecolor="black", elinewidth=1.2, capsize=4, capthick=1.2, zorder=3)  # fmt: skip
+                for f in spread:
+                    n_seeds = max(n_seeds, len(values[f]))
+                    offsets = torch.linspace(-0.22, 0.22, len(values[f])).tolist()
+                    ax.scatter([place[f] + o for o in offsets], values[f], s=12, color="0.15",
+                               edgecolors="white", linewidths=0.6, zorder=4)  # fmt: skip
+                top = max(top, *(mean_of[f] + sd for f, sd in zip(spread, sds, strict=True)))
+            if measure == "bytes_per_task" and means:
                 ax.set_yscale("log")
             elif measure != "accuracy":
-                ax.set_ylim(0, 1.1)
+                ax.set_ylim(0, max(1.1, 1.05 * top))  # a family may keep more than its clean accuracy
                 ax.axhline(1.0, **_BASELINE)
             else:
                 ax.set_ylim(0, 100)
+            ax.set_xlim(-0.6, len(place) - 0.4)
+            ax.tick_params(axis="y", labelsize=8)
             if col == 0:
-                ax.set_ylabel(label, fontsize=8)
+                ax.set_ylabel(name, fontsize=9)
             if row == 0:
                 ax.set_title(task_set)
-    fig.tight_layout()
+        axes[-1, col].set_xticks(
+            range(len(place)), [label(f) for f in place], rotation=35, ha="right", fontsize=9
+        )
+    if n_seeds > 1:
+        fig.suptitle(f"bars: mean over {n_seeds} seeds; error bars: ± 1 sd; dots: single seeds", fontsize=9)
     return fig
 
 
@@ -574,9 +721,9 @@ def context_curves(rows: list, *, task_sets: list[str] | None = None) -> Figure:
                 continue
             colour = FAMILY_COLOURS.get(r.family, "0.3")
             axes[0, col].plot(r.curves["lambda"], [100 * v for v in r.curves["ambiguity"]], "o-", ms=3,
-                              color=colour, label=r.family)  # fmt: skip
+                              color=colour, label=label(r.family))  # fmt: skip
             axes[1, col].plot(r.curves["sigma"], [100 * v for v in r.curves["noise"]], "o-", ms=3,
-                              color=colour, label=r.family)  # fmt: skip
+                              color=colour, label=label(r.family))  # fmt: skip
         axes[0, col].axvline(0.5, **_BASELINE)
         axes[0, col].set(title=task_set, xlabel="λ (weight of the wrong task)", ylim=(0, 102))
         axes[1, col].set(xlabel="context noise σ", ylim=(0, 102))

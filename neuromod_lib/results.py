@@ -98,6 +98,14 @@ def run_path(results_dir: str | os.PathLike, cfg: Mapping[str, Any]) -> Path:
     return record_path(results_dir, cfg["notebook"], cfg["profile"], cfg["seed"], key)
 
 
+def figure_dir(cfg: Mapping[str, Any]) -> Path:
+    """Where the figures of the run configured by ``cfg`` go: a ``figures/`` folder beside its record,
+    one subfolder per run, ``<results_dir>/runs/<notebook>/<profile>/figures/seed-<seed>-<key>/``
+    (:func:`neuromod_lib.plots.save_figure` writes there)."""
+    record = run_path(cfg["results_dir"], cfg)
+    return record.parent / "figures" / record.stem
+
+
 def _parameters(cfg: Mapping[str, Any]) -> dict[str, Any]:
     return {k: v for k, v in cfg.items() if k not in ("notebook", "profile")}
 

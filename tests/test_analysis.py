@@ -13,6 +13,7 @@ import pytest
 import torch
 from torch import nn
 
+from neuromod_lib import analysis
 from neuromod_lib.analysis import (
     PCA,
     FixedPoints,
@@ -348,3 +349,178 @@ def test_unique_points_is_greedy_over_kept_points():
     assert unique_points(points, tol=1.0).tolist() == [0, 2, 4]
     with pytest.raises(ValueError, match="tol=0"):
         unique_points(points, tol=0)
+
+
+# --- comparing groups of networks (notebook 05) ------------------------------------------------
+
+
+LABELS = ["rule", "excitability", "synaptic", "both", "rule", "excitability", "synaptic", "both"]
+GROUPS = ["rule", "excitability", "synaptic", "both"]
+
+
+def test_by_group_keeps_row_order_and_the_groups_order():
+    values = torch.arange(8.0)
+    grouped = analysis.by_group(values, LABELS, ["both", "rule"])
+    assert list(grouped) == ["both", "rule"]
+    assert grouped["both"].tolist() == [3.0, 7.0] and grouped["rule"].tolist() == [0.0, 4.0]
+    assert list(analysis.by_group(values, LABELS)) == GROUPS  # default: first appearance
+    with pytest.raises(ValueError, match="labels has 3 entries"):
+        analysis.by_group(values, LABELS[:3])
+    with pytest.raises(ValueError, match="groups \\['film'\\] have no network"):
+        analysis.by_group(values, LABELS, ["film"])
+
+
+def test_group_means_and_mean_sd_over_replicates():
+    values = torch.tensor([1.0, 2.0, 3.0, 4.0, 3.0, 2.0, 5.0, 4.0])
+    assert analysis.group_means(values, LABELS)["rule"].item() == 2.0
+    summary = analysis.mean_sd(values, LABELS, GROUPS)
+    assert summary["rule"] == pytest.approx((2.0, math.sqrt(2.0)))
+    assert summary["both"] == pytest.approx((4.0, 0.0))
+    single = analysis.mean_sd(torch.tensor([0.5, 0.7]), ["a", "b"])
+    assert single == {"a": (0.5, 0.0), "b": pytest.approx((0.7, 0.0))}  # one replicate: sd 0, not NaN
+
+
+def test_most_robust_is_the_largest_mean_and_the_first_on_a_tie():
+    assert analysis.most_robust({"a": (0.5, 0.1), "b": (0.9, 0.0), "c": (0.9, 0.3)}) == "b"
+    with pytest.raises(ValueError, match="summary is empty"):
+        analysis.most_robust({})
+
+
+def test_circular_distance_wraps_around_the_circle():
+    x = torch.tensor([350.0, 10.0, 180.0, 90.0])
+    assert analysis.circular_distance(x, 10.0).tolist() == [20.0, 0.0, 170.0, 80.0]
+    radians = analysis.circular_distance(torch.tensor([0.1], dtype=torch.float64), 6.2, period=2 * math.pi)
+    assert radians.item() == pytest.approx(2 * math.pi - 6.1)
+
+
+def test_dominant_context_scores_a_then_b_and_the_middle():
+    lambdas = [0.0, 0.25, 0.5, 0.75, 1.0]
+    on_a = torch.tensor([[1.0, 0.8, 0.5, 0.2, 0.0], [1.0, 1.0, 1.0, 1.0, 1.0]])
+    on_b = 1 - on_a
+    dominant, near = analysis.dominant_context(on_a, on_b, lambdas)
+    # A counts at lambda 0 and 0.25, B at 0.75 and 1; 0.5 has no dominant task
+    assert dominant.tolist() == pytest.approx([(1.0 + 0.8 + 0.8 + 1.0) / 4, 0.5])
+    assert near.tolist() == pytest.approx([0.8, 0.5])  # only lambda 0.25 and 0.75 (within 0.25 of 0.5)
+    with pytest.raises(ValueError, match="one column per lambda"):
+        analysis.dominant_context(on_a, on_b, lambdas[:3])
+
+
+def test_noise_score_leaves_the_clean_level_out():
+    noisy = torch.tensor([[1.0, 0.5, 0.3], [0.9, 0.9, 0.6]])
+    assert analysis.noise_score(noisy).tolist() == pytest.approx([0.4, 0.75])
+    assert analysis.noise_score(noisy[:, :1]).tolist() == pytest.approx([1.0, 0.9])
+
+
+def test_fixed_point_status_marks_stable_unstable_and_unconverged():
+    eig = torch.tensor([[0.5], [1.5], [0.5], [1.5]], dtype=torch.complex64)
+    fps = FixedPoints(torch.zeros(4, 1), torch.zeros(4), torch.tensor([True, True, False, False]), eig)
+    assert analysis.fixed_point_status(fps).tolist() == [2, 1, 0, 0]
+
+
+def test_switch_lambdas_on_a_made_up_table():
+    """Three networks, four mixtures, two fixed points each; the answer of task B is at 180°."""
+    lambdas = [0.0, 0.3, 0.6, 1.0]
+    nan = math.nan
+    directions = torch.tensor(
+        [
+            [[0.0, 5.0], [0.0, 160.0], [190.0, 0.0], [180.0, 180.0]],  # within 36° of 180 from lambda 0.3
+            [[0.0, 0.0], [200.0, nan], [0.0, 170.0], [0.0, 0.0]],  # 200 at 0.3 is not kept; 170 at 0.6 is
+            [[0.0, 0.0], [90.0, 270.0], [0.0, 0.0], [0.0, 0.0]],  # never near 180 (90 and 270 are 90° off)
+        ]
+    )
+    keep = torch.ones_like(directions, dtype=torch.bool)
+    keep[1, 1, 0] = False
+    switch = analysis.switch_lambdas(directions, keep, lambdas, answer=180.0)
+    assert switch[:2].tolist() == pytest.approx([0.3, 0.6]) and math.isnan(switch[2].item())
+    assert switch.dtype == torch.float32
+    # a tolerance of 100° lets 90° and 270° count at lambda 0.3
+    assert analysis.switch_lambdas(directions, keep, lambdas, 180.0, tolerance=100.0)[
+        2
+    ].item() == pytest.approx(0.3)
+    # the answer wraps: 350° is 10° from 0°
+    wrapped = analysis.switch_lambdas(
+        torch.full((1, 4, 2), 350.0), torch.ones(1, 4, 2, dtype=torch.bool), lambdas, 0.0
+    )
+    assert wrapped.tolist() == [0.0]
+    with pytest.raises(ValueError, match="directions"):
+        analysis.switch_lambdas(directions, keep, lambdas[:3], 180.0)
+
+
+def test_stable_directions_and_state_space_panels_follow_the_named_networks():
+    g = torch.Generator().manual_seed(0)
+    S, L, B, T, P = 3, 2, 4, 5, 3
+    states = torch.randn(S, L, B, T, N, generator=g)
+    points = torch.randn(S, L, P, N, generator=g)
+    status = torch.randint(0, 3, (S, L, P), generator=g)
+    keep = status == 2
+    directions = torch.rand(S, L, P, generator=g) * 360
+    chosen = analysis.stable_directions(directions, keep, {"a": 2})
+    assert [d.tolist() for d in chosen["a"]] == [directions[2, i][keep[2, i]].tolist() for i in range(L)]
+    panels = analysis.state_space_panels(states, points, status, {"a": 2, "b": 0})
+    traj, fp, st = panels["a"]
+    basis = pca(states[2].reshape(-1, N), n_components=2)
+    assert traj.shape == (L, B, T, 2) and fp.shape == (L, P, 2)
+    torch.testing.assert_close(traj, basis.transform(states[2]))
+    torch.testing.assert_close(fp, basis.transform(points[2]))
+    assert torch.equal(st, status[2]) and list(panels) == ["a", "b"]
+
+
+def test_tables_of_notebook_05():
+    perf = torch.tensor([[1.0, 0.5], [0.8, 0.9], [0.6, 0.7], [0.4, 0.3]] * 2)
+    solved = torch.tensor([True, False, False, False, True, True, False, False])
+    t = analysis.performance_table(perf, solved, LABELS, ["go", "anti"], groups=GROUPS, steps=300)
+    assert t.header == ("pathway", "go", "anti", "solved")
+    assert t.rows[0] == ("rule", "1.00", "0.50", "2/2") and t.rows[1][-1] == "1/2"
+    assert "300 steps" in t.caption
+    values = torch.tensor([0.1, 0.2, 0.3, 0.4, 0.3, 0.2, 0.3, 0.4])
+    t = analysis.mean_sd_table({"follows dominant": values}, LABELS, caption="c")
+    assert t.column("follows dominant")[0] == "0.20 ± 0.14" and t.column("pathway") == GROUPS
+    curves = {"rule": torch.tensor([0.9, 0.5, 0.1]), "both": torch.tensor([1.0, 0.75, 0.5])}
+    t = analysis.curve_table(curves, [0.0, 0.5, 1.0], symbol="σ")
+    assert t.header == ("pathway", "σ=0", "σ=0.5", "σ=1") and t.rows[1] == ("both", "1.00", "0.75", "0.50")
+    t = analysis.curve_table(curves, [0.0, 0.5, 1.0], symbol="λ", x_format=".1f", every=2)
+    assert t.header == ("pathway", "λ=0.0", "λ=1.0")
+    with pytest.raises(ValueError, match="every=0"):
+        analysis.curve_table(curves, [0.0, 0.5, 1.0], symbol="λ", every=0)
+    switch = torch.tensor([0.6, math.nan, 0.5, math.nan, 0.7, math.nan, math.nan, math.nan])
+    t = analysis.replicate_table(switch, LABELS, groups=GROUPS)
+    assert t.rows[0] == ("rule", "0.60, 0.70", "0.65")
+    assert t.rows[1] == ("excitability", "—, —", "—") and t.rows[2] == ("synaptic", "0.50, —", "0.50")
+
+
+def _summaries(e: float, s: float, both: float, sd: float = 0.01):
+    dom = {"rule": (0.5, sd), "excitability": (e, sd), "synaptic": (s, sd), "both": (both, sd)}
+    return dom, {k: (v[0] / 2, sd) for k, v in dom.items()}, dom
+
+
+def test_ambiguity_verdicts_count_a_difference_only_beyond_the_spread():
+    dom, noi, perf = _summaries(0.9, 0.7, 0.95)
+    v = analysis.ambiguity_verdicts(dom, noi, perf)
+    assert v == {
+        "pathways_differ_in_ambiguity": True,  # 0.2 > 0.02
+        "pathways_differ_in_noise": True,  # 0.1 > 0.02
+        "both_most_robust_to_ambiguity": True,
+        "both_most_robust_to_noise": True,
+        "both_best_performance": True,
+    }
+    dom, noi, perf = _summaries(0.9, 0.7, 0.8, sd=0.15)
+    v = analysis.ambiguity_verdicts(dom, noi, perf)
+    assert not v["pathways_differ_in_ambiguity"] and not v["pathways_differ_in_noise"]  # 0.2 < 0.3
+    assert not v["both_most_robust_to_ambiguity"] and not v["both_best_performance"]
+    no_both = {k: val for k, val in dom.items() if k != "both"}
+    assert set(analysis.ambiguity_verdicts(no_both, no_both, no_both)) == {
+        "pathways_differ_in_ambiguity",
+        "pathways_differ_in_noise",
+    }
+    assert analysis.ambiguity_verdicts({"rule": (1.0, 0.0)}, {"rule": (1.0, 0.0)}, {"rule": (1.0, 0.0)}) == {}
+
+
+def test_ambiguity_answer_states_the_verdicts_and_the_most_robust_pathways():
+    dom, noi, perf = _summaries(0.9, 0.7, 0.8, sd=0.15)
+    noi["rule"] = (0.99, 0.0)
+    text = analysis.ambiguity_answer(dom, noi, perf).data
+    assert "0.90 vs 0.70 (difference +0.20, replicate spread 0.30): no difference beyond the spread" in text
+    assert "on ambiguity: no, on noise: no, on performance: no" in text
+    assert "Most robust to a mixed context: **excitability**; to a noisy context: **rule**" in text
+    dom, noi, perf = _summaries(0.9, 0.7, 0.95)
+    assert "**a difference**" in analysis.ambiguity_answer(dom, noi, perf).data

@@ -8,12 +8,13 @@ which checks parameter injection, the recorded results and the claims the notebo
 import ast
 import json
 import pickle
+import re
 from pathlib import Path
 
 import nbformat
 import pytest
 
-from neuromod_lib import cli, notebooks, profiles, results
+from neuromod_lib import cli, notebooks, profiles, results, tuning
 
 READY = [nb.name for nb in notebooks.ready()]
 
@@ -165,6 +166,163 @@ CONSISTENT = {
 }
 
 
+def _shown_markdown(nb) -> str:
+    """Everything the notebook's code cells rendered as Markdown (its tables and computed answers)."""
+    return "\n".join(
+        o.data["text/markdown"]
+        for c in _code_cells(nb)
+        for o in c.outputs
+        if o.output_type in ("execute_result", "display_data") and "text/markdown" in o.get("data", {})
+    )
+
+
+def _yes(holds: bool) -> str:
+    return "**yes**" if holds else "**no**"
+
+
+def _answers_00(md: str, m: dict) -> None:
+    for claim, words in tuning.CLAIMS.items():
+        assert f"| {words} | {'yes' if m[claim] else 'no'} |" in md, claim
+
+
+def _answers_01(md: str, m: dict) -> None:
+    beat = "beat" if m["gains_beat_head_only"] else "do not beat"
+    assert f"Deterministic gains {beat} the head-only baseline on every seed" in md
+    errors = {k.removesuffix("_error"): v for k, v in m.items() if k.endswith("_error")}
+    (lowest,) = re.findall(r"Lowest error: (\w+)\.", md)
+    assert errors[lowest] == min(errors.values())
+
+
+def _answers_02(md: str, m: dict) -> None:
+    assert f"Stochastic beats deterministic on every seed: {_yes(m['stochastic_beats_deterministic'])}." in md
+    assert re.search(
+        rf"Converges faster to [\d.]+%: {re.escape(_yes(m['stochastic_converges_faster']))}\.", md
+    )
+    tags = re.escape(_yes(m["modulator_tags_units"]))
+    assert re.search(rf"coupling-weight correlation -?[\d.]+ > 0\): {tags}\.", md)
+
+
+def _answers_03(md: str, m: dict) -> None:
+    backbones = [k.removesuffix("_head_only_error") for k in m if k.endswith("_head_only_error")]
+    assert backbones
+    for name in backbones:
+        assert f"- {name}: best placement {m[f'{name}_best_placement']}; gains " in md
+    assert f"Best backbone for gain adaptation: {m['best_backbone']}." in md
+    same = "the same" if m["same_best_placement"] else "not the same"
+    assert f"The best placement is {same} for every backbone." in md
+
+
+def _answers_04(md: str, m: dict) -> None:
+    assert f"Packs the most tasks: {m['best_pathway']}." in md
+    synergy = m["both_at_least_best_single"]
+    if synergy is None:
+        assert "Both pathways together" not in md
+    else:
+        assert f"the better single pathway at every N: {_yes(synergy)}." in md
+    assert (
+        f"Capacity grows (never shrinks) with N for every pathway: {_yes(m['capacity_grows_with_n'])}." in md
+    )
+
+
+def _md_rows(md: str, header: str) -> dict[str, list[str]]:
+    """The Markdown table whose header starts with ``| header |``: first cell of each row -> the others."""
+    lines = md.splitlines()
+    start = next(i for i, line in enumerate(lines) if line.startswith(f"| {header} |"))
+    rows = {}
+    for line in lines[start + 2 :]:
+        if not line.startswith("|"):
+            break
+        cells = [c.strip() for c in line.strip("|").split(" | ")]
+        rows[cells[0]] = cells[1:]
+    return rows
+
+
+def _answers_05(md: str, m: dict) -> None:
+    assert f"Most robust to a mixed context: **{m['most_robust_to_mixture']}**;" in md
+    for key, what, prefix in (
+        ("ambiguity", "following the dominant context", "dominant_"),
+        ("noise", "under context noise", "noise_"),
+    ):
+        if f"pathways_differ_in_{key}" not in m:
+            assert f"Excitability vs synaptic, {what}" not in md
+            continue
+        found = "**a difference**" if m[f"pathways_differ_in_{key}"] else "no difference beyond the spread"
+        (said,) = re.findall(
+            rf"Excitability vs synaptic, {what}: ([\d.]+) vs ([\d.]+) \(difference [+-][\d.]+, "
+            rf"replicate spread [\d.]+\): {re.escape(found)}\.",
+            md,
+        )
+        for shown, pathway in zip(said, ("excitability", "synaptic"), strict=True):
+            assert abs(float(shown) - m[f"{prefix}{pathway}"]) <= 0.0051  # shown to 2 decimals
+    if "both_best_performance" in m:
+        words = [
+            ("yes" if m[f"both_{k}"] else "no") for k in ("most_robust_to_ambiguity", "most_robust_to_noise")
+        ]
+        perf = "yes" if m["both_best_performance"] else "no"
+        assert f"on ambiguity: {words[0]}, on noise: {words[1]}, on performance: {perf}." in md
+
+
+def _answers_06(md: str, m: dict) -> None:
+    for claim in (
+        "zero_forgetting_random_weights",
+        "random_weights_within_5_points_of_best_dense",
+        "random_weights_forget_less_than_finetune",
+        "storage_ratio_at_least_100",
+    ):
+        if claim in m:
+            assert f"| `{claim}` | {'yes' if m[claim] else 'no'} |" in md, claim
+    assert "random weights: forgetting 0.000000, every column constant: True" in md
+    table = _md_rows(md, "method")
+    assert abs(float(table["random_weights"][0]) - m["random_weights_accuracy"]) <= 0.051
+    if "random_weights_within_5_points_of_best_dense" in m:
+        (reached,) = re.findall(r"Random weights reach ([\d.]+)% on average", md)
+        assert abs(float(reached) - m["random_weights_accuracy"]) <= 0.051
+
+
+def _answers_07(md: str, m: dict) -> None:
+    one = "yes" if m["one_family_most_accurate"] else "no"
+    assert f"- One family is the most accurate on every task set: **{one}**." in md
+    if m["families_forget_nothing"]:
+        assert "Modulation families: largest forgetting 0.00 points; every column constant: True." in md
+    needs = _md_rows(md, "need")
+    sets = [k.removeprefix("most_accurate_") for k in m if k.startswith("most_accurate_")]
+    header = next(line for line in md.splitlines() if line.startswith("| need |"))
+    columns = [c.strip() for c in header.strip("|").split(" | ")][1:]
+    for s in sets:
+        cells = dict(zip(columns, needs["accuracy"], strict=True))
+        assert m[f"most_accurate_{s}"] in cells[s].split(", ")
+        for need, key in (
+            ("robust to an ambiguous context", "ambiguity"),
+            ("robust to a noisy context", "noise"),
+        ):
+            if f"most_robust_{key}_{s}" in m:
+                shown = dict(zip(columns, needs[need], strict=True))[s]
+                assert shown == ", ".join(m[f"most_robust_{key}_{s}"].split(","))
+    lines = md.splitlines()
+    start = next(i for i, line in enumerate(lines) if line.startswith("| task set | family | accuracy % |"))
+    shown = 0
+    for line in lines[start + 2 :]:
+        if not line.startswith("|"):
+            break
+        task_set, family, accuracy, *_ = (c.strip() for c in line.strip("|").split(" | "))
+        assert abs(float(accuracy) - m[f"{task_set}__{family}__accuracy"]) <= 0.051  # shown to 1 decimal
+        shown += 1
+    assert shown == len([k for k in m if k.endswith("__accuracy")]), "every row of the comparison is shown"
+
+
+#: What each notebook's rendered answer (Markdown) must say, given its recorded metrics.
+ANSWERS = {
+    "00_overview": _answers_00,
+    "01_gain_modulation": _answers_01,
+    "02_stochastic_comodulation": _answers_02,
+    "03_architecture_study": _answers_03,
+    "04_rnn_task_packing": _answers_04,
+    "05_rnn_ambiguity_and_dynamics": _answers_05,
+    "06_random_weight_continual_learning": _answers_06,
+    "07_modulation_families_compared": _answers_07,
+}
+
+
 def _value(text: str):
     try:
         return ast.literal_eval(text)
@@ -271,6 +429,8 @@ def test_smoke_runs_succeed_and_record_results(smoke_runs):
             assert record["metrics"][claim] is True, f"{name}: {claim} does not hold on the smoke profile"
         if name in CONSISTENT:
             CONSISTENT[name](record["metrics"])
+        if name in ANSWERS:
+            ANSWERS[name](_shown_markdown(out), record["metrics"])
     assert not (root / "results" / "summary.md").exists(), "an ad-hoc run must not write a summary"
     report = (root / "results" / "report.md").read_text()
     assert "| supported |" not in report and "| not supported" not in report, "a smoke run was judged"
@@ -347,6 +507,13 @@ def test_tidy_renumbers_widget_ids_deterministically():
 def test_committed_conclusions_agree_with_their_numbers(name):
     nb = nbformat.read(notebooks.NOTEBOOK_DIR / f"{name}.ipynb", as_version=4)
     CONSISTENT[name](_printed_metrics(nb))
+
+
+@pytest.mark.parametrize("name", sorted(ANSWERS))
+def test_committed_answers_say_what_their_numbers_say(name):
+    """The answers a notebook renders (Markdown, computed by the library) agree with its record."""
+    nb = nbformat.read(notebooks.NOTEBOOK_DIR / f"{name}.ipynb", as_version=4)
+    ANSWERS[name](_shown_markdown(nb), _printed_metrics(nb))
 
 
 def test_committed_overview_claims_hold():
@@ -490,3 +657,47 @@ def test_papermill_parses_every_parameter_line(name):
 
     params = pm.inspect_notebook(str(notebooks.NOTEBOOK_DIR / f"{name}.ipynb"))
     assert set(params) == {"profile", *profiles.spec(name)}
+
+
+#: Notebooks whose logic, tables and verdicts live in the library, and the main figures each saves
+#: beside its record (:func:`neuromod_lib.plots.save_figure`).
+LIBRARY_ONLY = {
+    "05_rnn_ambiguity_and_dynamics": [
+        "ambiguity_curves",
+        "noise_curves",
+        "fixed_point_directions",
+        "state_space",
+    ],
+    "06_random_weight_continual_learning": ["random_weight_idea", "accuracy_matrices"],
+    "07_modulation_families_compared": ["family_comparison", "context_curves", "accuracy_matrices_digits"],
+}
+#: a format spec that aligns a field (``{x:<13}``, ``{v:>10.2f}``): the mark of a table formatted by hand
+_ALIGNED = re.compile(r"\{[^{}]*:[^{}]*[<>^]\d*[^{}]*\}")
+
+
+@pytest.mark.parametrize("name", READY)
+def test_no_cell_defines_a_function_or_formats_a_table_by_hand(name):
+    nb = nbformat.read(notebooks.NOTEBOOK_DIR / f"{name}.ipynb", as_version=4)
+    for cell in _code_cells(nb):
+        tree = ast.parse(cell.source)
+        defined = [n for n in ast.walk(tree) if isinstance(n, (ast.FunctionDef, ast.Lambda, ast.ClassDef))]
+        assert not defined, f"a cell defines a function: {cell.source[:80]!r}"
+        for node in ast.walk(tree):
+            if isinstance(node, ast.Call) and getattr(node.func, "id", None) == "print":
+                printed = ast.get_source_segment(cell.source, node)
+                assert not _ALIGNED.search(printed), f"a table formatted by hand: {printed[:80]!r}"
+
+
+def test_aligned_format_specs_are_recognised():
+    assert _ALIGNED.search('print(f"{name:<13}{v:>10.2f}")') and _ALIGNED.search('f"{x:^8}"')
+    assert not _ALIGNED.search('print(f"{v:.2f} and {n:,} {s!r}")')
+
+
+@pytest.mark.parametrize("name", sorted(LIBRARY_ONLY))
+def test_main_figures_are_saved_beside_the_record(smoke_runs, name):
+    _, root = smoke_runs
+    cfg = profiles.resolve(name, "smoke", seed=1, results_dir=str(root / "results"))
+    folder = results.figure_dir(cfg)
+    assert folder.parent.parent == results.run_path(root / "results", cfg).parent
+    saved = sorted(p.name for p in folder.iterdir())
+    assert saved == sorted(f"{f}.{ext}" for f in LIBRARY_ONLY[name] for ext in ("png", "svg"))

@@ -39,6 +39,17 @@ def test_two_seeds_or_two_parameter_sets_leave_two_records(tmp_path):
     assert sorted(len(g) for g in grouped.values()) == [1, 2]
 
 
+def test_figures_go_to_one_folder_per_run_beside_the_records(tmp_path):
+    one, other = _cfg(tmp_path, seed=5), _cfg(tmp_path, seed=6)
+    record = results.record(one, {"x": 1.0}, device="cpu")
+    folder = results.figure_dir(one)
+    assert folder == record.parent / "figures" / record.stem
+    assert folder != results.figure_dir(other) and results.figure_dir(other).parent == folder.parent
+    folder.mkdir(parents=True)
+    (folder / "a.png").write_bytes(b"png")
+    assert [r["seed"] for r in results.load_runs(tmp_path)] == [5], "figures are not records"
+
+
 def test_the_key_ignores_where_a_run_computed_but_not_what():
     cfg = dict(profiles.resolve("00_overview", "quick"))
     same = {**cfg, "seed": 9, "device": "cpu", "results_dir": "/elsewhere"}
