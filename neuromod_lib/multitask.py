@@ -267,14 +267,16 @@ def rnn_config(task_config: TaskConfig, n_neurons: int, n_contexts: int, **kw) -
 
 
 # --- notebook set-up --------------------------------------------------------------------------
-def parse_list(text: str, name: str, kind: type = str) -> tuple:
-    """A comma list from a notebook parameter (``"8,16,32"``) as a tuple of ``kind``; never empty."""
+def parse_list(value: str | Sequence[Any], name: str, kind: type = str) -> tuple:
+    """A list parameter (``[8, 16, 32]``, or its command-line form ``"8,16,32"``) as a tuple of
+    ``kind``; never empty. Raises ``ValueError`` naming ``name``."""
+    parts = [p.strip() for p in value.split(",")] if isinstance(value, str) else list(value)
     try:
-        items = tuple(kind(part.strip()) for part in str(text).split(",") if part.strip())
-    except ValueError:
-        raise ValueError(f"{name}={text!r} must be a comma list of {kind.__name__} values") from None
+        items = tuple(kind(part) for part in parts if part != "")
+    except (TypeError, ValueError):
+        raise ValueError(f"{name}={value!r} must be a list of {kind.__name__} values") from None
     if not items:
-        raise ValueError(f"{name}={text!r} must name at least one value")
+        raise ValueError(f"{name}={value!r} must name at least one value")
     return items
 
 

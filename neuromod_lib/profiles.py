@@ -47,9 +47,10 @@ class Param:
     ``value`` is one value for every profile or a dict ``{profile: value}`` (a missing
     ``smoke`` falls back to ``quick``). ``low``/``high`` are inclusive bounds,
     ``above`` an exclusive lower bound, ``choices`` a closed set, ``pattern`` a check on
-    strings (a compiled regex) described by ``allowed``. ``item`` makes the parameter a comma
-    list (a string such as ``"8,16,32"``) whose every entry is checked by that Param; an entry
-    may not be listed twice.
+    strings (a compiled regex) described by ``allowed``. ``item`` (with ``kind=list``) makes the
+    parameter a list such as ``[8, 16, 32]`` whose every entry is checked by that Param; a list
+    holds at least one entry and none twice. On the command line (and in papermill's ``-p``) a list
+    is written with commas, ``8,16,32``.
     """
 
     kind: type
@@ -76,7 +77,7 @@ class Param:
         if self.allowed:
             return self.allowed
         if self.item is not None:
-            return "a comma list of " + self.item.describe().removeprefix("one of ").replace(
+            return "a list of " + self.item.describe().removeprefix("one of ").replace(
                 "an integer", "integers"
             ).replace("a number", "numbers")
         if self.choices is not None:
@@ -91,7 +92,12 @@ class Param:
         return " ".join(parts)
 
     def check(self, name: str, value: Any) -> Any:
-        """Return ``value`` converted to this parameter's type, or raise ParameterError."""
+        """Return ``value`` converted to this parameter's type, or raise ParameterError.
+
+        A list parameter also takes its command-line form, a comma string (``"8,16"``).
+        """
+        if self.item is not None:
+            return self._check_list(name, value)
         bad = ParameterError(f"parameter {name}={value!r} is not allowed; allowed: {self.describe()}")
         if self.kind is bool:
             if not isinstance(value, bool):
@@ -115,35 +121,34 @@ class Param:
             raise bad
         if self.above is not None and value <= self.above:
             raise bad
-        if self.item is not None:
-            self._check_items(name, value)
         return value
 
-    def _check_items(self, name: str, text: str) -> None:
-        """Every entry of the comma list ``text`` is allowed by ``self.item``, and none repeats."""
-        entries = [e.strip() for e in text.split(",")]
-        seen: set[Any] = set()
+    def _check_list(self, name: str, value: Any) -> list[Any]:
+        """``value`` (a list, a tuple or a comma string) as a list of checked entries, none twice."""
+        text = isinstance(value, str)
+        entries = [e.strip() for e in value.split(",")] if text else value
+        if not isinstance(entries, (list, tuple)) or not entries:
+            raise ParameterError(f"parameter {name}={value!r} is not allowed; allowed: {self.describe()}")
+        checked: list[Any] = []
         for entry in entries:
             try:
-                value = self.item.parse(name, entry)
+                item = self.item.parse(name, entry) if text else self.item.check(name, entry)
             except ParameterError:
                 raise ParameterError(
-                    f"parameter {name}={text!r} is not allowed: entry {entry!r}; allowed: {self.describe()}"
+                    f"parameter {name}={value!r} is not allowed: entry {entry!r}; allowed: {self.describe()}"
                 ) from None
-            if value in seen:
+            if item in checked:
                 raise ParameterError(
-                    f"parameter {name}={text!r} lists {entry!r} twice; allowed: {self.describe()}"
+                    f"parameter {name}={value!r} lists {entry!r} twice; allowed: {self.describe()}"
                 )
-            seen.add(value)
-
-    def items(self, value: str) -> list[Any]:
-        """The entries of a comma-list value, converted to the item type."""
-        if self.item is None:
-            raise TypeError("items() is for comma-list parameters")
-        return [self.item.parse("item", e.strip()) for e in value.split(",")]
+            checked.append(item)
+        return checked
 
     def parse(self, name: str, text: str) -> Any:
-        """Convert command-line text (``-p name=text``) to this parameter's type, then check it."""
+        """Convert command-line text (``-p name=text``; a list: ``a,b,c``) to this parameter's type,
+        then check it."""
+        if self.item is not None:
+            return self._check_list(name, text)
         try:
             if self.kind is bool:
                 lowered = text.strip().lower()
@@ -278,19 +283,19 @@ NOTEBOOK_PARAMS.update(
                 high=19,
             ),
             "backbones": Param(
-                str,
+                list,
                 {
-                    "smoke": "convnet,resnet_small",
-                    "quick": "convnet,convnet_deep,resnet_small",
-                    "paper": "resnet18,resnet50,convnet_wide",
+                    "smoke": ["convnet", "resnet_small"],
+                    "quick": ["convnet", "convnet_deep", "resnet_small"],
+                    "paper": ["resnet18", "resnet50", "convnet_wide"],
                 },
-                "comma list of backbones",
+                "list of backbones",
                 item=Param(str, None, "backbone", choices=BACKBONES),
             ),
             "placements": Param(
-                str,
-                "early,late,all",
-                "comma list of early, late, all",
+                list,
+                ["early", "late", "all"],
+                "list of early, late, all",
                 item=Param(str, None, "placement", choices=PLACEMENTS),
             ),
         },
@@ -307,9 +312,9 @@ def _rnn_params() -> dict:
     """
     return {
         "pathways": Param(
-            str,
-            "rule,excitability,synaptic,both",
-            "comma list of context pathways: rule, excitability, synaptic, both",
+            list,
+            ["rule", "excitability", "synaptic", "both"],
+            "list of context pathways: rule, excitability, synaptic, both",
             item=Param(str, None, "pathway", choices=PATHWAYS),
         ),
         "replicates": Param(
@@ -354,15 +359,15 @@ NOTEBOOK_PARAMS.update(
         "04_rnn_task_packing": {
             **_rnn_params(),
             "sizes": Param(
-                str,
-                {"smoke": "8,16", "quick": "8,16,32", "paper": "16,32,64,128,256"},
-                "comma list of network sizes N",
+                list,
+                {"smoke": [8, 16], "quick": [8, 16, 32], "paper": [16, 32, 64, 128, 256]},
+                "list of network sizes N",
                 item=Param(int, None, "N", low=1, high=4096),
             ),
             "ks": Param(
-                str,
-                {"smoke": "1,2", "quick": "1,2,3,4", "paper": "1,2,4,6,8,10,13"},
-                "comma list of task counts K (first K tasks of the packing order)",
+                list,
+                {"smoke": [1, 2], "quick": [1, 2, 3, 4], "paper": [1, 2, 4, 6, 8, 10, 13]},
+                "list of task counts K (first K tasks of the packing order)",
                 item=Param(int, None, "K", low=1, high=len(TASKS)),
             ),
         },
@@ -372,9 +377,9 @@ NOTEBOOK_PARAMS.update(
                 int, {"smoke": 16, "quick": 64, "paper": 256}, "network size N", low=1, high=4096
             ),
             "tasks": Param(
-                str,
-                "go,anti,dm1,dly_go",
-                "comma list of the tasks every network learns",
+                list,
+                ["go", "anti", "dm1", "dly_go"],
+                "list of the tasks every network learns",
                 item=Param(str, None, "task", choices=TASKS),
             ),
             "task_a": Param(str, "go", "first task of the ambiguous pair (one of tasks)", choices=TASKS),
@@ -383,9 +388,13 @@ NOTEBOOK_PARAMS.update(
                 int, {"smoke": 3, "quick": 11, "paper": 21}, "mixture levels", low=2, high=1001
             ),
             "sigmas": Param(
-                str,
-                {"smoke": "0,1", "quick": "0,0.25,0.5,0.75,1,1.5", "paper": "0,0.25,0.5,0.75,1,1.5,2"},
-                "comma list of context noise levels",
+                list,
+                {
+                    "smoke": [0.0, 1.0],
+                    "quick": [0.0, 0.25, 0.5, 0.75, 1.0, 1.5],
+                    "paper": [0.0, 0.25, 0.5, 0.75, 1.0, 1.5, 2.0],
+                },
+                "list of context noise levels",
                 item=Param(float, None, "sigma", low=0.0, high=100.0),
             ),
             "fp_steps": Param(
@@ -415,9 +424,9 @@ NOTEBOOK_PARAMS["06_random_weight_continual_learning"] = {
     "epochs": Param(int, {"smoke": 1, "quick": 5, "paper": 3}, "epochs per task", low=1, high=1000),
     "batch": Param(int, 128, "batch size", low=1, high=65536),
     "methods": Param(
-        str,
-        "random_weights,finetune,ewc,si,supermask,joint",
-        "comma list of methods",
+        list,
+        ["random_weights", "finetune", "ewc", "si", "supermask", "joint"],
+        "list of methods",
         item=Param(str, None, "method", choices=METHODS),
     ),
     "expansion": Param(
@@ -528,7 +537,7 @@ def _tau_not_below_dt(cfg: Config) -> None:
 
 
 def _pair_in_tasks(cfg: Config) -> None:
-    tasks = spec(cfg.notebook)["tasks"].items(cfg.tasks)
+    tasks = cfg.tasks
     for name in ("task_a", "task_b"):
         if cfg[name] not in tasks:
             raise _refuse(name, cfg[name], f"not one of tasks={cfg.tasks!r}", "one of " + ", ".join(tasks))
@@ -618,17 +627,16 @@ def memory_estimate(cfg: Config) -> tuple[float, str]:
         # uint8 images, held once as loaded and once as the split used
         terms.append((2 * 3 * n * v.image_size**2, "n_images" if v.n_images else "image_size"))
     if "sizes" in v:
-        networks = len(v.pathways.split(",")) * len(v.ks.split(",")) * v.replicates
-        k = max(int(x) for x in v.ks.split(","))
-        n = max(int(x) for x in v.sizes.split(","))
+        networks = len(v.pathways) * len(v.ks) * v.replicates
+        k, n = max(v.ks), max(v.sizes)
         terms.append((_rnn_bytes(n, networks, v.batch, k, v.dt), "sizes"))
     if "n_neurons" in v and "pathways" in v:
-        networks = len(v.pathways.split(",")) * v.replicates
-        terms.append((_rnn_bytes(v.n_neurons, networks, v.batch, len(v.tasks.split(",")), v.dt), "n_neurons"))
+        networks = len(v.pathways) * v.replicates
+        terms.append((_rnn_bytes(v.n_neurons, networks, v.batch, len(v.tasks), v.dt), "n_neurons"))
     if "rnn_neurons" in v:
         terms.append(
             (
-                _rnn_bytes(v.rnn_neurons, 2 * v.rnn_replicates, 64, len(v.rnn_tasks.split(",")), 20.0),
+                _rnn_bytes(v.rnn_neurons, 2 * v.rnn_replicates, 64, len(v.rnn_tasks), 20.0),
                 "rnn_neurons",
             )
         )
@@ -678,15 +686,15 @@ def parse_overrides(notebook: str, pairs: list[str]) -> dict[str, Any]:
 
 NOTEBOOK_PARAMS["07_modulation_families_compared"] = {
     "task_sets": Param(
-        str,
-        "attributes,digits,cognitive",
-        "comma list of task sets: attributes, digits, cognitive",
+        list,
+        ["attributes", "digits", "cognitive"],
+        "list of task sets: attributes, digits, cognitive",
         item=Param(str, None, "task set", choices=TASK_SETS),
     ),
     "families": Param(
-        str,
-        "deterministic_gain,stochastic_gain,excitability,synaptic,random_weights,finetune",
-        "comma list of modulation families (and the finetune reference)",
+        list,
+        ["deterministic_gain", "stochastic_gain", "excitability", "synaptic", "random_weights", "finetune"],
+        "list of modulation families (and the finetune reference)",
         item=Param(str, None, "family", choices=(*FAMILIES, "finetune")),
     ),
     # images: notebook 01's attribute set-up (same cache key, so a run after 01 reuses its backbone)
@@ -743,9 +751,9 @@ NOTEBOOK_PARAMS["07_modulation_families_compared"] = {
     "dense_lr": Param(float, 1e-3, "Adam learning rate of the finetune reference", above=0.0),
     # cognitive tasks: notebook 05's networks (its profile's dynamics and budget)
     "rnn_tasks": Param(
-        str,
-        "go,anti,dm1,dly_go",
-        "comma list of cognitive tasks",
+        list,
+        ["go", "anti", "dm1", "dly_go"],
+        "list of cognitive tasks",
         item=Param(str, None, "task", choices=TASKS),
     ),
     "rnn_neurons": Param(int, {"smoke": 16, "quick": 32, "paper": 256}, "RNN size N", low=1, high=4096),
@@ -766,7 +774,7 @@ _TYPE_NAMES = {int: "int", float: "float", str: "str", bool: "bool"}
 
 
 def type_name(param: Param) -> str:
-    """``int``, ``float``, ``str``, ``bool``, or ``list[int]`` (a comma list) for ``param``."""
+    """``int``, ``float``, ``str``, ``bool``, or ``list[int]`` (a list) for ``param``."""
     if param.item is not None:
         return f"list[{_TYPE_NAMES[param.item.kind]}]"
     return _TYPE_NAMES[param.kind]

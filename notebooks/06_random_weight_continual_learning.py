@@ -18,24 +18,13 @@
 
 # %% tags=["parameters"]
 profile = "quick"  # type: str  smoke (seconds, tests), quick (laptop CPU, embedded data), paper (GPU, real data)
-# None: the profile's value. Every parameter, its values and what is allowed: python -m neuromod_lib list 06
+# None: the profile's value. Every other parameter can be set here too; all of them, their
+# values and what is allowed: python -m neuromod_lib list 06
 seed = None  # type: int  seed of every random draw
 device = None  # type: str  where to compute
-results_dir = None  # type: str  folder for the records (relative to notebooks/): $NEUROMOD_RESULTS_DIR if set, else ../results
 benchmark = None  # type: str  task sequence
-data_root = None  # type: str  folder of the real data sets (MNIST, paper profile)
 n_tasks = None  # type: int  tasks in the sequence
-max_train = None  # type: int  training samples per task (0: all)
-epochs = None  # type: int  epochs per task
-batch = None  # type: int  batch size
-methods = None  # type: list[str]  comma list of methods
-expansion = None  # type: float  hidden units per input of the random expansion (at least 1)
-k = None  # type: int  inputs summed by each hidden unit (at most the inputs per sample)
-rw_lr = None  # type: float  RMSprop learning rate of the contexts
-dense_lr = None  # type: float  Adam learning rate of the dense baselines
-ewc_lambda = None  # type: float  EWC penalty strength
-si_c = None  # type: float  SI penalty strength
-mask_sparsity = None  # type: float  fraction of weights a supermask keeps
+methods = None  # type: list[str]  list of methods
 
 # %%
 # NBVAL_CHECK_OUTPUT
@@ -50,17 +39,9 @@ from neuromod_lib import continual, plots, widgets
 from neuromod_lib.data import sequences
 from neuromod_lib.models.random_weights import RandomWeightConfig, RandomWeightNet
 
-cfg = nm.profiles.resolve(
-    NOTEBOOK, profile, seed=seed, device=device, results_dir=results_dir, benchmark=benchmark,
-    data_root=data_root, n_tasks=n_tasks, max_train=max_train, epochs=epochs, batch=batch, methods=methods,
-    expansion=expansion, k=k, rw_lr=rw_lr, dense_lr=dense_lr, ewc_lambda=ewc_lambda, si_c=si_c,
-    mask_sparsity=mask_sparsity,
-)
+cfg = nm.profiles.resolve(NOTEBOOK, profile, globals())
 # every check before any training: methods, the sequence (data present, task count), the network shape
-method_list = [m.strip() for m in cfg.methods.split(",") if m.strip()]
-unknown = [m for m in method_list if m not in continual.METHODS]
-if unknown or not method_list:
-    raise ValueError(f"methods={cfg.methods!r}: unknown {unknown}; choose from {', '.join(continual.METHODS)}")
+method_list = cfg.methods
 budget = continual.ContinualConfig(
     epochs=cfg.epochs, batch=cfg.batch, seed=cfg.seed, rw_lr=cfg.rw_lr, expansion=cfg.expansion, k=cfg.k,
     dense_lr=cfg.dense_lr, ewc_lambda=cfg.ewc_lambda, si_c=cfg.si_c, mask_sparsity=cfg.mask_sparsity,
@@ -98,10 +79,36 @@ with torch.no_grad():
     h = demo.features(sequence[0].x_test[:1])[0]
 contexts = torch.stack([c.detach() for c in demo.contexts])
 fig = plots.random_weight_idea(demo.expansion_matrix().cpu(), h, contexts)
+plots.save_figure(fig, cfg, "random_weight_idea")
 plt.show()
 print(f"learned values per task: {demo.learned_parameters_per_task():,} ({demo.bytes_per_task():,} bytes); "
       f"a dense {net_config.n_inputs}-{net_config.n_hidden}-{net_config.n_classes} network: "
       f"{demo.dense_parameters():,} parameters ({4 * demo.dense_parameters():,} bytes)")
+
+# %% [markdown]
+# ### Exercise: write the modulated readout
+#
+# A task $t$ of this network learns only a context $c_t$ (one value per hidden unit) and a
+# strength $s_t$; its logits are $s_t\,W_R\,(c_t \odot h)$ with the fixed random readout $W_R$.
+# `ex.h` is the hidden activity `(B, H)`, `ex.contexts` `(T, H)` and `ex.strengths` `(T,)` the
+# tasks' learned values, `ex.W_R` the readout `(C, H)` and `ex.task_ids` each sample's task `(B,)`.
+# Write the logits `(B, C)`; the check compares them with the library's
+# `modulation.random_weight_logits`, which `RandomWeightNet` calls.
+
+# %%
+ex = nm.exercises.start("random_weights")  # h (B, H) hidden activity, contexts (T, H) and strengths (T,) per task, W_R (C, H) the fixed readout, task_ids (B,)
+answer = ...  # your code: an expression of ex's tensors
+nm.exercises.check("random_weights", answer)
+
+# %% [markdown]
+# <details><summary><b>Solution</b> (click to open)</summary>
+#
+# ```python
+# t = ex.task_ids
+# answer = ex.strengths[t, None] * ((ex.h * ex.contexts[t]) @ ex.W_R.T)
+# ```
+#
+# </details>
 
 # %% [markdown]
 # ## Learning the sequence, with every method
@@ -115,26 +122,20 @@ print(f"learned values per task: {demo.learned_parameters_per_task():,} ({demo.b
 # once (an upper bound, not a continual method).
 
 # %%
+from neuromod_lib import comparison
+
 results = {m: continual.run(m, sequence, budget, device=dev) for m in method_list}
 fig = plots.accuracy_matrices(results)
+plots.save_figure(fig, cfg, "accuracy_matrices")
 plt.show()
 
 # %%
-print(f"{'method':<16}{'avg acc %':>10}{'forgetting':>12}{'BWT':>8}{'params/task':>13}{'bytes/task':>12}")
-for m, r in results.items():
-    print(f"{m:<16}{100 * r.average_accuracy:>10.1f}{100 * r.forgetting:>12.1f}{100 * r.backward_transfer:>8.1f}"
-          f"{r.learned_params_per_task:>13,}{r.bytes_per_task:>12,}")
+comparison.continual_table(results)
 
 # %%
 # NBVAL_IGNORE_OUTPUT
-per_task = {m: sum(r.seconds_per_task) / len(r.seconds_per_task) for m, r in results.items()}
-for m, seconds in per_task.items():
-    print(f"{m:<16} {seconds:.2f} s per task")
-timing = {f"{m}_seconds_per_task": round(v, 3) for m, v in per_task.items()}
-if "random_weights" in per_task and "finetune" in per_task:
-    timing["random_weights_over_finetune_time"] = round(per_task["random_weights"] / per_task["finetune"], 2)
-    print(f"random weights train {'faster' if timing['random_weights_over_finetune_time'] < 1 else 'slower'} "
-          f"than fine-tuning the dense network here: ratio {timing['random_weights_over_finetune_time']}")
+timing = comparison.continual_timings(results)  # recorded apart from the metrics: they depend on the machine
+comparison.continual_timing_table(results)
 
 # %% [markdown]
 # ## No forgetting, by construction
@@ -146,13 +147,8 @@ if "random_weights" in per_task and "finetune" in per_task:
 # %%
 # NBVAL_CHECK_OUTPUT
 rw = results.get("random_weights")
-if rw is not None:
-    acc = rw.accuracy
-    constant = all(torch.equal(acc[j:, j], acc[j, j].expand(len(acc) - j)) for j in range(len(acc)))
-    print(f"random weights: forgetting {rw.forgetting:.6f}, every column constant: {constant}")
-    zero_forgetting = rw.forgetting == 0.0 and constant
-else:
-    zero_forgetting = None
+zero_forgetting = comparison.forgets_nothing(rw)  # None without random weights
+comparison.forgetting_note(rw)
 
 # %% [markdown]
 # ## When the task is not given
@@ -162,34 +158,15 @@ else:
 # contexts are tested hardest: all tasks share the same features, so only the contexts tell them apart.
 
 # %%
-print(f"{'method':<16}{'task inferred correctly %':>26}{'accuracy with inferred task %':>31}")
-for m, r in results.items():
-    if r.inferred_accuracy is not None:
-        print(f"{m:<16}{100 * r.task_inference_accuracy:>26.1f}{100 * r.inferred_accuracy:>31.1f}")
+comparison.inference_table(results)
 
 # %% [markdown]
 # ## The answer, computed
 
 # %%
-dense = [m for m in ("finetune", "ewc", "si") if m in results]
-verdicts = {"zero_forgetting_random_weights": zero_forgetting}
-if rw is not None and dense:
-    best_dense = max(dense, key=lambda m: results[m].average_accuracy)
-    gap = 100 * (results[best_dense].average_accuracy - rw.average_accuracy)
-    verdicts["random_weights_within_5_points_of_best_dense"] = gap <= 5.0
-    side = "behind" if gap > 0 else "ahead of"
-    print(f"Random weights reach {100 * rw.average_accuracy:.1f}% on average, {abs(gap):.1f} points {side} the best "
-          f"continual dense baseline ({best_dense}); they forget {100 * rw.forgetting:.1f} points, "
-          f"{best_dense} {100 * results[best_dense].forgetting:.1f}.")
-    if "finetune" in results:
-        ft = results["finetune"]
-        verdicts["random_weights_forget_less_than_finetune"] = rw.forgetting < ft.forgetting
-    storage = (4 * RandomWeightNet(net_config).dense_parameters()) / rw.bytes_per_task
-    verdicts["storage_ratio_at_least_100"] = storage >= 100
-    print(f"Stored per extra task: {rw.bytes_per_task:,} bytes, {storage:.0f}x less than a dense network's "
-          f"{4 * RandomWeightNet(net_config).dense_parameters():,}.")
-for name, value in verdicts.items():
-    print(f"{name}: {value}")
+dense_bytes = 4 * demo.dense_parameters()  # a dense network of the same shape, 4 bytes per parameter
+verdicts = comparison.continual_verdicts(results, dense_bytes, zero_forgetting)
+comparison.continual_answer(results, dense_bytes, zero_forgetting)
 
 # %% [markdown]
 # **Reading the result.** Zero forgetting with a known task is a property of the construction
@@ -207,46 +184,19 @@ for name, value in verdicts.items():
 # (digits and MNIST-1D sequences train in seconds).
 
 # %%
-embedded = [b for b in sequences.BENCHMARKS if "mnist1d" in b or "digits" in b]
-
-
-@functools.cache
-def compute(benchmark, n, method):
-    seq = sequences.make_sequence(benchmark, n, seed=cfg.seed, max_train=cfg.max_train or None)
-    return continual.run(method, seq, budget, device=dev)
-
-
+compute = functools.cache(comparison.continual_trainer(budget, seed=cfg.seed, max_train=cfg.max_train or None,
+                                                     device=dev))  # each choice trains once
 fig = plots.accuracy_matrices({method_list[0]: results[method_list[0]]}, columns=1)
 plt.show()
 
 # %%
 # NBVAL_IGNORE_OUTPUT
-widgets.continual_widget(compute, embedded, method_list, n_tasks=min(cfg.n_tasks, 5))
+widgets.continual_widget(compute, comparison.embedded_benchmarks(), method_list, n_tasks=min(cfg.n_tasks, 5))
 
 # %%
-metrics = {}
-for m, r in results.items():
-    metrics[f"{m}_accuracy"] = round(100 * r.average_accuracy, 2)
-    if r.forgetting == r.forgetting:  # joint training has no forgetting to report (NaN)
-        metrics[f"{m}_forgetting"] = round(100 * r.forgetting, 2)
-    metrics[f"{m}_params_per_task"] = r.learned_params_per_task
-    metrics[f"{m}_bytes_per_task"] = r.bytes_per_task
-    if r.inferred_accuracy is not None:
-        metrics[f"{m}_inferred_accuracy"] = round(100 * r.inferred_accuracy, 2)
+metrics = comparison.continual_metrics(results)
 metrics.update(verdicts)
-per_task = [{"method": m, "task": task, "final_accuracy": 100 * r.accuracy[-1, j].item()}
-            for m, r in results.items() for j, task in enumerate(r.task_names)]
-samples = {}
-if rw is not None:
-    samples["random_weights_forgetting"] = [100 * rw.forgetting]
-    if dense:
-        samples["best_dense_minus_random_weights_accuracy"] = [gap]
-        samples["storage_ratio"] = [storage]
-chance = 100 / sequence.n_classes
-reference = "joint" if "joint" in results else max(results, key=lambda m: results[m].average_accuracy)
-reached = 100 * results[reference].average_accuracy
-trained = (reached >= (chance + 100) / 2,
-           f"{reference} reaches {reached:.1f}% >= halfway from chance ({chance:.0f}%) to 100%")
-path = nm.results.record(cfg, metrics, device=dev, timings=timing, samples=samples, trained=trained,
-                         per_task=per_task)  # timings: recorded apart, not printed
+trained = comparison.reference_check(results, sequence.n_classes)
+path = nm.results.record(cfg, metrics, device=dev, timings=timing, samples=comparison.continual_samples(results, dense_bytes),
+                         trained=trained, per_task=comparison.continual_per_task(results))  # timings: recorded apart, not printed
 print(nm.results.format_metrics(metrics))

@@ -31,64 +31,25 @@
 
 # %% tags=["parameters"]
 profile = "quick"  # type: str  smoke (seconds, tests), quick (laptop CPU, embedded data), paper (GPU, real data)
-# None: the profile's value. Every parameter, its values and what is allowed: python -m neuromod_lib list 07
+# None: the profile's value. Every other parameter can be set here too; all of them, their
+# values and what is allowed: python -m neuromod_lib list 07
 seed = None  # type: int  seed of every random draw
 device = None  # type: str  where to compute
-results_dir = None  # type: str  folder for the records (relative to notebooks/): $NEUROMOD_RESULTS_DIR if set, else ../results
-task_sets = None  # type: list[str]  comma list of task sets: attributes, digits, cognitive
-families = None  # type: list[str]  comma list of modulation families (and the finetune reference)
-dataset = None  # type: str  image data set
-data_root = None  # type: str  folder of the real data sets (paper profile)
-verify_data = None  # type: bool  check the real data's published MD5 sums
-n_images = None  # type: int  images to use (0: all)
-image_size = None  # type: int  image side in pixels
-backbone = None  # type: str  backbone network
-weights = None  # type: str  local ImageNet state_dict file for resnet18/50 ('': none)
-pretrain_epochs = None  # type: int  backbone pretraining epochs
-n_attributes = None  # type: int  held-out attribute tasks
-attribute_expansion = None  # type: float  shared width per image feature (H is expansion x D)
-benchmark = None  # type: str  digit task sequence
-n_digit_tasks = None  # type: int  tasks in the digit sequence
-max_train = None  # type: int  training samples per task (0: all)
-digit_expansion = None  # type: float  shared width per pixel (H is expansion x D)
-epochs = None  # type: int  epochs per task
-batch = None  # type: int  batch size
-lr = None  # type: float  Adam learning rate of modulations (and per-task heads)
-trunk_lr = None  # type: float  Adam learning rate of the shared layer (first task only)
+task_sets = None  # type: list[str]  list of task sets: attributes, digits, cognitive
+families = None  # type: list[str]  list of modulation families (and the finetune reference)
 readout = None  # type: str  one readout for all tasks, or a head per task
-rank = None  # type: int  synaptic rank per task (0: matched to excitability's 2H values)
-sigma_m = None  # type: float  std of the stochastic modulator m
-k = None  # type: int  inputs summed by each random-weight hidden unit (at most the inputs)
-rw_lr = None  # type: float  RMSprop learning rate of the random-weight contexts
-dense_lr = None  # type: float  Adam learning rate of the finetune reference
-rnn_tasks = None  # type: list[str]  comma list of cognitive tasks
-rnn_neurons = None  # type: int  RNN size N
-rnn_replicates = None  # type: int  RNNs per family
-rnn_steps = None  # type: int  RNN training steps at most
-ambiguity_lambda = None  # type: float  weight of the wrong task in the ambiguous context (1-l) e_a + l e_b
-context_noise = None  # type: float  sigma of the noisy context e_a + sigma xi
 
 # %%
 # NBVAL_CHECK_OUTPUT
 NOTEBOOK = "07_modulation_families_compared"
 import matplotlib.pyplot as plt
-import torch
 
 import neuromod_lib as nm
 from neuromod_lib import adaptation, plots, setups, widgets
 from neuromod_lib import families as fam
 from neuromod_lib.data import sequences
 
-cfg = nm.profiles.resolve(
-    NOTEBOOK, profile, seed=seed, device=device, results_dir=results_dir, task_sets=task_sets,
-    families=families, dataset=dataset, data_root=data_root, verify_data=verify_data, n_images=n_images,
-    image_size=image_size, backbone=backbone, weights=weights, pretrain_epochs=pretrain_epochs,
-    n_attributes=n_attributes, attribute_expansion=attribute_expansion, benchmark=benchmark,
-    n_digit_tasks=n_digit_tasks, max_train=max_train, digit_expansion=digit_expansion, epochs=epochs,
-    batch=batch, lr=lr, trunk_lr=trunk_lr, readout=readout, rank=rank, sigma_m=sigma_m, k=k, rw_lr=rw_lr,
-    dense_lr=dense_lr, rnn_tasks=rnn_tasks, rnn_neurons=rnn_neurons, rnn_replicates=rnn_replicates,
-    rnn_steps=rnn_steps, ambiguity_lambda=ambiguity_lambda, context_noise=context_noise,
-)
+cfg = nm.profiles.resolve(NOTEBOOK, profile, globals())
 plan = fam.plan(cfg)  # every check (names, lists, budgets) before any training
 dev = nm.device.pick_device(cfg.device)
 nm.device.seed_everything(cfg.seed)
@@ -113,6 +74,8 @@ print(nm.device.describe_device(dev))
 
 # %%
 # NBVAL_CHECK_OUTPUT
+from neuromod_lib import comparison
+
 sequences_ = {}
 if "attributes" in plan.task_sets:
     setup = setups.attribute_setup(
@@ -125,13 +88,7 @@ if "attributes" in plan.task_sets:
 if "digits" in plan.task_sets:
     sequences_["digits"] = sequences.make_sequence(
         cfg.benchmark, cfg.n_digit_tasks, seed=cfg.seed, root=cfg.data_root, max_train=cfg.max_train or None)
-for name, seq in sequences_.items():
-    sizes = [len(t.y_train) for t in seq.tasks]
-    print(f"{name:<11} {len(seq.tasks)} tasks, {seq.n_inputs} inputs, {seq.n_classes} classes, "
-          f"{min(sizes)}-{max(sizes)} training samples per task")
-if "cognitive" in plan.task_sets:
-    print(f"cognitive   {len(plan.rnn_tasks)} tasks ({', '.join(plan.rnn_tasks)}), RNNs of {plan.rnn_neurons} units, "
-          f"{plan.rnn_replicates} per family")
+comparison.task_set_table(sequences_, plan)
 
 # %% [markdown]
 # ## One run per family and task set
@@ -141,38 +98,25 @@ if "cognitive" in plan.task_sets:
 # cognitive set are trained as one stack.
 
 # %%
-rows, results = [], {}
-for name, seq in sequences_.items():
-    new_rows, results[name] = fam.run_sequence(name, seq, plan.families, plan.configs[name], plan, device=dev)
-    rows += new_rows
-if "cognitive" in plan.task_sets:
-    rows += fam.run_cognitive(plan, plan.families, device=dev)
-
-
-def cell(value, fmt):
-    return "n/a" if value is None else format(value, fmt)
-
-
-print(f"{'task set':<11}{'family':<20}{'accuracy %':>11}{'values/task':>12}{'bytes/task':>11}"
-      f"{'forgetting':>11}{'ambiguous':>10}{'noisy':>7}")
-for r in rows:
-    print(f"{r.task_set:<11}{r.family:<20}{r.accuracy:>11.1f}{r.params_per_task:>12,}{r.bytes_per_task:>11,}"
-          f"{cell(r.forgetting, '.1f'):>11}{cell(r.ambiguity, '.2f'):>10}{cell(r.noise, '.2f'):>7}")
-print(f"(forgetting in accuracy points; ambiguous / noisy: fraction of the accuracy kept at "
-      f"lambda = {plan.ambiguity_at:g} / sigma = {plan.sigmas[-1]:g}; training time in the next cell)")
+rows, results = comparison.run_families(plan, sequences_, device=dev)
+comparison.family_table(rows, plan)
 
 # %%
 # NBVAL_IGNORE_OUTPUT
-print(f"{'task set':<11}{'family':<20}{'seconds per task':>17}")
-for r in rows:
-    print(f"{r.task_set:<11}{r.family:<20}{r.seconds_per_task:>17.3f}")
-timing = {f"{r.task_set}__{r.family}__seconds_per_task": round(r.seconds_per_task, 4) for r in rows}
-fastest = fam.needs(rows, include_time=True)["fastest training"]
-for task_set, best in fastest.items():
-    print(f"fastest to train on {task_set}: {', '.join(best)} (this machine)")
+timing = comparison.family_timings(rows)  # recorded apart from the metrics: they depend on the machine
+comparison.family_timing_table(rows)
+
+# %% [markdown]
+# **The comparison in one figure.** One seed is one draw of initial weights, training order and
+# noise; to see how much a difference between families depends on that draw, every run above is
+# repeated with the next seeds (three seeds in all, `comparison.FIGURE_SEEDS`; same data). Bars: the
+# mean over the seeds; error bars: ± 1 sd; dots: the single seeds. The table above and the
+# record hold the notebook's own seed.
 
 # %%
-fig = plots.family_comparison(rows)
+more_seeds = comparison.seed_rows(plan, sequences_, cfg.seed, device=dev)
+fig = plots.family_comparison(rows + more_seeds)
+plots.save_figure(fig, cfg, "family_comparison")
 plt.show()
 
 # %% [markdown]
@@ -182,6 +126,7 @@ plt.show()
 
 # %%
 fig = plots.context_curves(rows)
+plots.save_figure(fig, cfg, "context_curves")
 plt.show()
 
 # %% [markdown]
@@ -196,21 +141,10 @@ plt.show()
 show = "digits" if "digits" in results else next(iter(results), None)
 if show is not None:
     fig = plots.accuracy_matrices(results[show], columns=3)
+    plots.save_figure(fig, cfg, f"accuracy_matrices_{show}")
     plt.show()
-feedforward = [r for r in rows if r.forgetting is not None]
-family_forgetting = {(r.task_set, r.family): r.forgetting for r in feedforward if r.family in fam.FAMILIES}
-constant = all(
-    torch.equal(res.accuracy[j:, j], res.accuracy[j, j].expand(len(res.accuracy) - j))
-    for by_family in results.values() for f, res in by_family.items() if f in fam.FAMILIES
-    for j in range(len(res.accuracy))
-)
-families_forget_nothing = bool(family_forgetting) and all(v == 0 for v in family_forgetting.values()) and constant
-finetune = [r.forgetting for r in feedforward if r.family == "finetune"]
-finetune_forgets = bool(finetune) and min(finetune) > 0
-print(f"modulation families: largest forgetting {max(family_forgetting.values(), default=0):.2f} points; "
-      f"every column constant: {constant}")
-if finetune:
-    print(f"finetune forgets {', '.join(format(v, '.1f') for v in finetune)} points")
+forgetting = comparison.forgetting_verdicts(rows, results)
+comparison.forgetting_answer(rows, results)
 
 # %% [markdown]
 # ## What the comparison teaches
@@ -223,27 +157,11 @@ if finetune:
 
 # %%
 best = fam.needs(rows)
-for need, per_set in best.items():
-    print(f"{need:<32}" + "; ".join(f"{s}: {', '.join(f)}" for s, f in per_set.items()))
+comparison.needs_table(best)
 
-def wins(need):
-    """Families best on this need on every task set where they ran."""
-    per_set = best[need]
-    counts = {f: sum(f in v for v in per_set.values()) for f in plan.families}
-    ran = {f: sum(any(r.family == f and r.task_set == s for r in rows) for s in per_set) for f in plan.families}
-    return [f for f in plan.families if per_set and ran[f] and counts[f] == ran[f]]
-
-accuracy_by_set = {s: max((r for r in rows if r.task_set == s and r.family in fam.FAMILIES),
-                          key=lambda r: r.accuracy) for s in dict.fromkeys(r.task_set for r in rows)}
-one_family_most_accurate = len({r.family for r in accuracy_by_set.values()}) == 1
-storage = best["smallest storage per task"]
-random_weights_smallest_storage = bool(storage) and all(
-    v == ["random_weights"] for s, v in storage.items() if s != "cognitive") if "random_weights" in plan.families else None
-print()
-print("one family is the most accurate on every task set:", one_family_most_accurate)
-for need in best:
-    w = wins(need)
-    print(f"{need}: " + (f"{', '.join(w)} wins on every task set it ran on" if w else "no family wins everywhere"))
+# %%
+verdicts = comparison.family_verdicts(rows, best, plan.families)
+comparison.family_answer(rows, best, plan.families)
 
 # %% [markdown]
 # ## Explore
@@ -252,12 +170,12 @@ for need in best:
 # panel itself redraws live in Jupyter.
 
 # %%
-fig = plots.family_comparison(rows, task_sets=[rows[0].task_set])
+fig = plots.family_comparison(rows + more_seeds, task_sets=[rows[0].task_set])
 plt.show()
 
 # %%
 # NBVAL_IGNORE_OUTPUT
-widgets.families_widget(rows, list(dict.fromkeys(r.task_set for r in rows)), list(plan.families))
+widgets.families_widget(rows + more_seeds, list(dict.fromkeys(r.task_set for r in rows)), list(plan.families))
 
 # %% [markdown]
 # ## Caveats
@@ -269,16 +187,6 @@ widgets.families_widget(rows, list(dict.fromkeys(r.task_set for r in rows)), lis
 # the `paper` profile repeats the comparison on CelebA, rotated MNIST and Yang et al.'s timing.
 
 # %%
-metrics = {f"{r.task_set}__{r.family}__{k}": v for r in rows for k, v in r.metrics().items()}
-metrics.update(
-    families_forget_nothing=families_forget_nothing,
-    finetune_forgets=finetune_forgets,
-    one_family_most_accurate=one_family_most_accurate,
-    random_weights_smallest_storage=random_weights_smallest_storage,
-    **{f"most_accurate_{s}": r.family for s, r in accuracy_by_set.items()},
-    **{f"most_robust_ambiguity_{s}": ",".join(f) for s, f in best["robust to an ambiguous context"].items()},
-    **{f"most_robust_noise_{s}": ",".join(f) for s, f in best["robust to a noisy context"].items()},
-)
-per_task = [{"task_set": r.task_set, "family": r.family, **r.metrics()} for r in rows]
-path = nm.results.record(cfg, metrics, device=dev, timings=timing, per_task=per_task)  # timings: apart, not printed
+metrics = comparison.family_metrics(rows, best, {**forgetting, **verdicts})
+path = nm.results.record(cfg, metrics, device=dev, timings=timing, per_task=comparison.family_per_task(rows))  # timings: apart, not printed
 print(nm.results.format_metrics(metrics))
