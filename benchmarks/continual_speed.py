@@ -2,7 +2,7 @@
 
 Hong & Pavlic (2022) claim that learning only a per-task context on fixed random weights trains
 faster and stores far less per task than a dense network. This script measures both, on the
-library's own code path (:func:`neuromod_lib.continual.run`), with the same data, epochs and
+library's own code path (:func:`neuromod_lib.continual.learn_sequence`), with the same data, epochs and
 hidden width for every method, and prints one Markdown table per benchmark:
 
 - seconds per task (mean over the sequence) and the ratio to fine-tuning the dense network;
@@ -55,9 +55,10 @@ def measure(sequence, config: continual.ContinualConfig, device) -> list[dict]:
         sequence.benchmark, sequence.tasks[:1], sequence.n_inputs, sequence.n_classes, None
     )
     for method in METHODS:
-        continual.run(method, warm, config, device=device, progress=False)  # warm-up: one-time costs
+        # warm-up: one-time costs
+        continual.learn_sequence(method, warm, config, device=device, progress=False)
         start = time.perf_counter()
-        result = continual.run(method, sequence, config, device=device, progress=False)
+        result = continual.learn_sequence(method, sequence, config, device=device, progress=False)
         rows.append(
             {
                 "method": method,

@@ -146,7 +146,9 @@ def mnist_steps(device: torch.device) -> dict[str, tuple[Callable[[], None], int
     gen = torch.Generator().manual_seed(0)
     x = torch.randn(128, 784, generator=gen).to(device)
     y = torch.randint(10, (128,), generator=gen).to(device)
-    net = RandomWeightNet(RandomWeightConfig(n_inputs=784, n_classes=10, expansion=10.0, k=7)).to(device)
+    net = RandomWeightNet(
+        RandomWeightConfig(n_inputs=784, n_classes=10, expansion=10.0, inputs_per_unit=7)
+    ).to(device)
     net.add_task(gen)
     rw = _adam_step(net.task_parameters(0), lambda: torch.nn.functional.cross_entropy(net(x, 0), y))
     mlp = families.ContextMLP("synaptic", 784, 7840, 10, 10, gen).to(device)

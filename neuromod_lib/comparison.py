@@ -1,8 +1,8 @@
 """Tables and verdicts that compare methods: notebook 06's continual learners, notebook 07's families.
 
-The runs themselves happen elsewhere (:func:`neuromod_lib.continual.run`, :mod:`neuromod_lib.families`);
-this module reads their results and says what they show, so that the notebooks keep only the question,
-the figure, the computed answer and the prose:
+The runs themselves happen elsewhere (:func:`neuromod_lib.continual.learn_sequence`,
+:mod:`neuromod_lib.families`); this module reads their results and says what they show, so that
+the notebooks keep only the question, the figure, the computed answer and the prose:
 
 * **tables** (:class:`~neuromod_lib.tables.Table`, rendered as Markdown in Jupyter, aligned text
   elsewhere): :func:`continual_table`, :func:`inference_table`, :func:`continual_timing_table`
@@ -308,15 +308,15 @@ def embedded_benchmarks() -> list[str]:
 def continual_trainer(
     config: Any, *, seed: int, max_train: int | None = None, device: Any = "cpu"
 ) -> Callable[[str, int, str], Any]:
-    """``train(benchmark, n_tasks, method)``: the :func:`neuromod_lib.continual.run` of ``method`` on that
-    sequence (made with ``seed`` and ``max_train``) under ``config``: what notebook 06's panel calls
+    """``train(benchmark, n_tasks, method)``: :func:`neuromod_lib.continual.learn_sequence` of ``method`` on
+    that sequence (made with ``seed`` and ``max_train``) under ``config``: what notebook 06's panel calls
     (wrapped in ``functools.cache`` there, so that each choice trains once)."""
     from . import continual
     from .data import sequences
 
     def train(benchmark: str, n_tasks: int, method: str) -> Any:
         sequence = sequences.make_sequence(benchmark, n_tasks, seed=seed, max_train=max_train)
-        return continual.run(method, sequence, config, device=device)
+        return continual.learn_sequence(method, sequence, config, device=device)
 
     return train
 

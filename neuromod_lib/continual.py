@@ -5,7 +5,7 @@ Networks for Efficient Continual Learning", keep every weight of a network fixed
 initial value and learn, per task, only a small context that modulates it
 (:class:`~neuromod_lib.models.random_weights.RandomWeightNet`). A task's context is frozen once
 the task is learned, so, with the task id given, nothing learned earlier can be forgotten: by
-construction, not by a penalty. :func:`run` trains one method on a
+construction, not by a penalty. :func:`learn_sequence` trains one method on a
 :class:`~neuromod_lib.data.sequences.TaskSequence` and measures it the usual way (the accuracy
 matrix of Lopez-Paz & Ranzato 2017, average accuracy, forgetting, backward transfer), so that
 every method is compared on the same runner, data and evaluation.
@@ -94,7 +94,7 @@ __all__ = [
     "ContinualResult",
     "Learner",
     "make_learner",
-    "run",
+    "learn_sequence",
     "run_learner",
 ]
 
@@ -113,11 +113,11 @@ _EVAL_CHUNK = 8192  # test samples per forward pass when evaluating
 
 @dataclass(frozen=True)
 class ContinualConfig:
-    """How :func:`run` trains; every field is checked when the config is made.
+    """How :func:`learn_sequence` trains; every field is checked when the config is made.
 
     ``epochs``/``batch``: passes over each task's training set and mini-batch size; ``seed``: the
     initial weights and the data order. ``rw_lr``: RMSprop on the random-weight contexts (the
-    paper's optimizer); ``expansion``/``k``: the random-weight network (see
+    paper's optimizer); ``expansion``/``inputs_per_unit``: the random-weight network (see
     :class:`~neuromod_lib.models.random_weights.RandomWeightConfig`). ``hidden``: the dense
     baselines' and supermask's width (None = the random-weight network's hidden size);
     ``dense_lr``: Adam on the dense baselines. ``ewc_lambda``: online EWC strength; ``si_c``/``si_xi``:
@@ -134,7 +134,7 @@ class ContinualConfig:
     seed: int = 0
     rw_lr: float = 1e-2
     expansion: float = 10.0
-    k: int = 7
+    inputs_per_unit: int = 7
     hidden: int | None = None
     dense_lr: float = 1e-3
     ewc_lambda: float = 100.0
@@ -156,7 +156,11 @@ class ContinualConfig:
             ("seed", is_int(self.seed) and self.seed >= 0, "an integer >= 0"),
             ("rw_lr", is_number(self.rw_lr) and self.rw_lr > 0, positive),
             ("expansion", is_number(self.expansion) and self.expansion >= 1, "a finite number >= 1"),
-            ("k", is_int(self.k) and self.k >= 1, "an integer >= 1"),
+            (
+                "inputs_per_unit",
+                is_int(self.inputs_per_unit) and self.inputs_per_unit >= 1,
+                "an integer >= 1",
+            ),
             (
                 "hidden",
                 self.hidden is None or is_int(self.hidden) and self.hidden >= 1,
@@ -186,7 +190,7 @@ class ContinualConfig:
 
 @dataclass
 class ContinualResult:
-    """What :func:`run` returns.
+    """What :func:`learn_sequence` returns.
 
     ``accuracy`` ``(T, T)`` float64: ``accuracy[i, j]`` is the test accuracy on task ``j`` (task id
     given) after training tasks ``0..i``; NaN for ``j > i`` (and, for ``joint``, in every row but
@@ -651,7 +655,7 @@ def _random_weight_config(sequence: Any, config: ContinualConfig) -> RandomWeigh
         n_inputs=sequence.n_inputs,
         n_classes=sequence.n_classes,
         expansion=config.expansion,
-        k=config.k,
+        inputs_per_unit=config.inputs_per_unit,
         seed=config.seed,
     )
 
@@ -780,7 +784,7 @@ def _sync(device: torch.device) -> None:
 # --------------------------------------------------------------------------- entry point
 
 
-def run(
+def learn_sequence(
     method: str,
     sequence: Any,
     config: ContinualConfig,
@@ -816,11 +820,13 @@ def run_learner(
     joint: bool = False,
 ) -> ContinualResult:
     """Train any ``learner`` with the :class:`Learner` interface on ``sequence`` and measure it like
-    :func:`run` does (``config.epochs``, ``config.batch``; the data order from ``config.seed + 1``).
+    :func:`learn_sequence` does (``config.epochs``, ``config.batch``; the data order from
+    ``config.seed + 1``).
 
-    The one runner behind :func:`run` and :func:`neuromod_lib.families.run`, so that every method
-    and modulation family is trained, timed and evaluated the same way. ``learner`` is moved to
-    ``device`` and trained in place; ``joint=True`` trains on the union of the tasks at once.
+    The one runner behind :func:`learn_sequence` and :func:`neuromod_lib.families.measure_family`, so
+    that every method and modulation family is trained, timed and evaluated the same way.
+    ``learner`` is moved to ``device`` and trained in place; ``joint=True`` trains on the union of
+    the tasks at once.
     """
     if not isinstance(config, ContinualConfig):
         raise TypeError(f"config must be a ContinualConfig, not {type(config).__name__}")

@@ -102,7 +102,7 @@ __all__ = [
     "feature_sequence",
     "needs",
     "noise_accuracy",
-    "run",
+    "measure_family",
 ]
 
 FAMILIES: tuple[str, ...] = (*MODULATION_FAMILIES, "random_weights")
@@ -121,8 +121,8 @@ class FamilyConfig:
 
     ``epochs``/``batch``: per task; ``lr``: Adam on modulation and heads; ``trunk_lr``: Adam on the
     shared layer (first task only); ``rank``: synaptic rank (None: matched to excitability);
-    ``sigma_m``: the stochastic modulator's std; ``expansion``/``k``/``rw_lr``: the random-weight
-    network (also sets the shared width ``H``); ``dense_lr``: the finetune reference.
+    ``sigma_m``: the stochastic modulator's std; ``expansion``/``inputs_per_unit``/``rw_lr``: the
+    random-weight network (also sets the shared width ``H``); ``dense_lr``: the finetune reference.
     """
 
     epochs: int = 3
@@ -133,7 +133,7 @@ class FamilyConfig:
     rank: int | None = None
     sigma_m: float = 0.1
     expansion: float = 10.0
-    k: int = 7
+    inputs_per_unit: int = 7
     rw_lr: float = 1e-2
     dense_lr: float = 1e-3
     seed: int = 0
@@ -155,7 +155,11 @@ class FamilyConfig:
                 ),
                 ("sigma_m", is_number(self.sigma_m) and self.sigma_m >= 0, "a finite number >= 0"),
                 ("expansion", is_number(self.expansion) and self.expansion >= 1, "a finite number >= 1"),
-                ("k", is_int(self.k) and self.k >= 1, "an integer >= 1"),
+                (
+                    "inputs_per_unit",
+                    is_int(self.inputs_per_unit) and self.inputs_per_unit >= 1,
+                    "an integer >= 1",
+                ),
                 ("rw_lr", is_number(self.rw_lr) and self.rw_lr > 0, positive),
                 ("dense_lr", is_number(self.dense_lr) and self.dense_lr > 0, positive),
                 ("seed", is_int(self.seed) and self.seed >= 0, "an integer >= 0"),
@@ -170,7 +174,7 @@ class FamilyConfig:
             seed=self.seed,
             rw_lr=self.rw_lr,
             expansion=self.expansion,
-            k=self.k,
+            inputs_per_unit=self.inputs_per_unit,
             dense_lr=self.dense_lr,
             modulation_lr=self.lr,
             trunk_lr=self.trunk_lr,
@@ -511,7 +515,7 @@ def _retained(curve: Tensor, index: int) -> float:
     return float(curve[index]) / clean if clean > 0 else 0.0
 
 
-def run(
+def measure_family(
     family: str,
     sequence: TaskSequence,
     config: FamilyConfig,
@@ -593,7 +597,7 @@ def feature_sequence(setup: Any, device: Any = "cpu", chunk: int = 512) -> TaskS
 def cognitive_rows(
     families: Sequence[str],
     tasks: Sequence[str],
-    setup: multitask.Setup,
+    setup: multitask.RNNSetup,
     *,
     n_neurons: int,
     replicates: int,
@@ -710,7 +714,7 @@ class Plan:
     families: tuple[str, ...]
     configs: dict[str, FamilyConfig]  # feedforward task set -> its config
     rnn_tasks: tuple[str, ...]
-    rnn_setup: multitask.Setup
+    rnn_setup: multitask.RNNSetup
     rnn_neurons: int
     rnn_replicates: int
     lambdas: tuple[float, ...]
@@ -734,7 +738,10 @@ def plan(cfg: Any) -> Plan:
         steps=cfg.rnn_steps, eval_every=math.gcd(cfg.rnn_steps, 100), replicates=cfg.rnn_replicates,
         n_neurons=cfg.rnn_neurons, tasks=cfg.rnn_tasks,
     )  # fmt: skip
-    common = {k: cfg[k] for k in ("epochs", "batch", "lr", "trunk_lr", "readout", "sigma_m", "k", "rw_lr")}
+    common = {
+        k: cfg[k]
+        for k in ("epochs", "batch", "lr", "trunk_lr", "readout", "sigma_m", "inputs_per_unit", "rw_lr")
+    }
     common.update(dense_lr=cfg.dense_lr, rank=cfg.rank or None, seed=cfg.seed)
     configs = {
         "attributes": FamilyConfig(expansion=cfg.attribute_expansion, **common),
@@ -746,7 +753,7 @@ def plan(cfg: Any) -> Plan:
         families,
         configs,
         rnn_tasks,
-        multitask.notebook_setup(rnn_cfg),
+        multitask.rnn_setup(rnn_cfg),
         cfg.rnn_neurons,
         cfg.rnn_replicates,
         tuple(sorted({0.0, 0.2, lam, 0.5, 0.6, 0.8, 1.0})),
@@ -766,7 +773,7 @@ def run_sequence(
     """Every family (and reference) of ``families`` on one feedforward task sequence, rows named ``name``."""
     rows, results = [], {}
     for family in families:
-        row, results[family] = run(
+        row, results[family] = measure_family(
             family, sequence, config, lambdas=p.lambdas, sigmas=p.sigmas, ambiguity_at=p.ambiguity_at,
             task_set=name, device=device,
         )  # fmt: skip

@@ -281,7 +281,7 @@ def parse_list(value: str | Sequence[Any], name: str, kind: type = str) -> tuple
 
 
 @dataclass(frozen=True)
-class Setup:
+class RNNSetup:
     """Everything an RNN notebook needs, built and checked from its parameters before any training."""
 
     task_config: TaskConfig
@@ -294,8 +294,8 @@ class Setup:
         return rnn_config(self.task_config, n_neurons, n_contexts, **self.rnn_kw)
 
 
-def notebook_setup(cfg) -> Setup:
-    """The :class:`Setup` for a resolved notebook config (:func:`neuromod_lib.profiles.resolve`).
+def rnn_setup(cfg) -> RNNSetup:
+    """The :class:`RNNSetup` for a resolved notebook config (:func:`neuromod_lib.profiles.resolve`).
 
     Builds every configuration object once, so that a bad combination (``dt > tau``, steps not a
     multiple of ``eval_every``, an unknown pathway) fails here, before any training.
@@ -319,7 +319,7 @@ def notebook_setup(cfg) -> Setup:
         "rank": cfg.rank,
         "matched": cfg.matched,
     }
-    setup = Setup(task_config, train_config, check_pathways(parse_list(cfg.pathways, "pathways")), rnn_kw)
+    setup = RNNSetup(task_config, train_config, check_pathways(parse_list(cfg.pathways, "pathways")), rnn_kw)
     setup.network(1, 1)  # checks dt <= tau and the pathway options now
     return setup
 
@@ -784,7 +784,7 @@ __all__ = [
     "TASKS",
     "PackingAnswer",
     "PackingSweep",
-    "Setup",
+    "RNNSetup",
     "TrainConfig",
     "TrainResult",
     "evaluate_networks",
@@ -798,7 +798,7 @@ __all__ = [
     "mixtures",
     "network_trials",
     "noise_performance",
-    "notebook_setup",
+    "rnn_setup",
     "parse_list",
     "packing_sweep",
     "rnn_config",

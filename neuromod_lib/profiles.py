@@ -432,7 +432,9 @@ NOTEBOOK_PARAMS["06_random_weight_continual_learning"] = {
     "expansion": Param(
         float, 10.0, "hidden units per input of the random expansion (at least 1)", low=1.0, high=10_000.0
     ),
-    "k": Param(int, 7, "inputs summed by each hidden unit (at most the inputs per sample)", low=1),
+    "inputs_per_unit": Param(
+        int, 7, "inputs summed by each hidden unit (at most the inputs per sample)", low=1
+    ),
     "rw_lr": Param(float, 1e-2, "RMSprop learning rate of the contexts", above=0.0),
     "dense_lr": Param(float, 1e-3, "Adam learning rate of the dense baselines", above=0.0),
     "ewc_lambda": Param(float, 100.0, "EWC penalty strength", low=0.0),
@@ -564,10 +566,15 @@ def _inputs(benchmark: str) -> int:
     return _INPUTS[benchmark.rsplit("_", 1)[-1]]
 
 
-def _k_within_inputs(cfg: Config) -> None:
+def _inputs_per_unit_within_inputs(cfg: Config) -> None:
     d = _inputs(cfg.benchmark)
-    if cfg.k > d:
-        raise _refuse("k", cfg.k, f"more than the {d} inputs of {cfg.benchmark}", f"an integer from 1 to {d}")
+    if cfg.inputs_per_unit > d:
+        raise _refuse(
+            "inputs_per_unit",
+            cfg.inputs_per_unit,
+            f"more than the {d} inputs of {cfg.benchmark}",
+            f"an integer from 1 to {d}",
+        )
 
 
 def _device_available(cfg: Config) -> None:
@@ -585,8 +592,8 @@ _TOGETHER: dict[str, tuple[Any, ...]] = {
     "02_stochastic_comodulation": (_gain_sites_of_backbone,),
     "04_rnn_task_packing": _RNN_CHECKS,
     "05_rnn_ambiguity_and_dynamics": (*_RNN_CHECKS, _pair_in_tasks),
-    "06_random_weight_continual_learning": (_k_within_inputs,),
-    "07_modulation_families_compared": (_k_within_inputs,),
+    "06_random_weight_continual_learning": (_inputs_per_unit_within_inputs,),
+    "07_modulation_families_compared": (_inputs_per_unit_within_inputs,),
 }
 for _name in NOTEBOOK_PARAMS:
     _TOGETHER[_name] = (_device_available, *_TOGETHER.get(_name, ()))
@@ -746,7 +753,9 @@ NOTEBOOK_PARAMS["07_modulation_families_compared"] = {
         int, 0, "synaptic rank per task (0: matched to excitability's 2H values)", low=0, high=4096
     ),
     "sigma_m": Param(float, 0.1, "std of the stochastic modulator m", low=0.0),
-    "k": Param(int, 7, "inputs summed by each random-weight hidden unit (at most the inputs)", low=1),
+    "inputs_per_unit": Param(
+        int, 7, "inputs summed by each random-weight hidden unit (at most the inputs)", low=1
+    ),
     "rw_lr": Param(float, 1e-2, "RMSprop learning rate of the random-weight contexts", above=0.0),
     "dense_lr": Param(float, 1e-3, "Adam learning rate of the finetune reference", above=0.0),
     # cognitive tasks: notebook 05's networks (its profile's dynamics and budget)

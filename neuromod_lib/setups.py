@@ -56,7 +56,7 @@ HIERARCHY_DATASETS = ("generated", "cifar100")
 
 
 @dataclass
-class Setup:
+class AdaptationSetup:
     """A pretrained, frozen backbone and the held-out tasks to adapt it to."""
 
     backbone: nn.Module
@@ -178,7 +178,7 @@ def attribute_setup(
     cache_dir: str | os.PathLike | None = None,
     download: bool = False,
     verify: bool = True,
-) -> Setup:
+) -> AdaptationSetup:
     """Binary attribute tasks: even-numbered attributes pretrain the backbone, the first
     ``n_tasks`` odd-numbered ones are held out.
 
@@ -257,7 +257,7 @@ def hierarchy_setup(
     cache_dir: str | os.PathLike | None = None,
     download: bool = False,
     verify: bool = True,
-) -> Setup:
+) -> AdaptationSetup:
     """Superclass tasks: the first ``n_pretrain`` superclasses pretrain the backbone, the next
     ``n_tasks`` are held out; each task tells apart the 5 fine classes of its superclass.
 
@@ -358,12 +358,12 @@ def _finish(
     cache_dir: str | os.PathLike | None,
     key: dict,
     source: str,
-) -> Setup:
+) -> AdaptationSetup:
     config = config or PretrainConfig()
     path = _cache_path(cache_dir, **key, tasks=pre.names, pretrain=asdict(config))
     heads = TaskHeads(len(pre.names), net.feature_dim, pre.n_classes)
     error = pretrain(net, pre, config, seed=seed, device=device, checkpoint=path, heads=heads)
-    return Setup(net.to(device), tasks, pre, error, source, heads.requires_grad_(False).eval())
+    return AdaptationSetup(net.to(device), tasks, pre, error, source, heads.requires_grad_(False).eval())
 
 
 # --- what notebooks 01–03 show -----------------------------------------------------------------
@@ -477,7 +477,7 @@ def per_task_rows(runs: Mapping[str, AdaptResult]) -> list[dict[str, Any]]:
     ]
 
 
-def training_check(setup: Setup, run: AdaptResult, label: str) -> tuple[bool, str]:
+def training_check(setup: AdaptationSetup, run: AdaptResult, label: str) -> tuple[bool, str]:
     """Did training work at all? ``(passed, what was checked)`` for :func:`neuromod_lib.results.record`:
     the backbone's pretraining validation error below 25 % and the mean test error of ``run``
     (named ``label``) below 40 % on binary tasks (chance: 50 %). A verdict is judged only from
@@ -817,7 +817,7 @@ def architecture_study(
     budget: AdaptConfig,
     *,
     setup_args: Mapping[str, Any],
-    first: Setup | None = None,
+    first: AdaptationSetup | None = None,
     device: torch.device | str = "cpu",
 ) -> ArchitectureStudy:
     """Adapt every backbone of ``plan`` (backbone -> placement -> its sites) to the held-out

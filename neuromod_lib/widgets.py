@@ -156,7 +156,7 @@ def tuning_widget(
 
 def gain_widget(setup, image: torch.Tensor, site: str, channels: list[int]) -> widgets.interactive:
     """One gain slider (0..3) per channel of ``channels`` at ``site``: the feature maps and the
-    pretraining tasks' outputs of :meth:`neuromod_lib.setups.Setup.gain_response` redraw live."""
+    pretraining tasks' outputs of :meth:`neuromod_lib.setups.AdaptationSetup.gain_response` redraw live."""
     task_names = list(setup.pretrain_tasks.names)
 
     def draw(**values: float) -> Figure:
@@ -224,7 +224,7 @@ def continual_widget(
     """Choose a benchmark, the number of tasks and a method: its accuracy matrix, trained on demand.
 
     ``compute(benchmark, n_tasks, method)`` returns a ``ContinualResult`` (the notebook passes a
-    cached call of :func:`neuromod_lib.continual.run`, so each choice trains once).
+    cached call of :func:`neuromod_lib.continual.learn_sequence`, so each choice trains once).
     """
 
     def draw(benchmark: str, n_tasks: int, method: str) -> Figure:

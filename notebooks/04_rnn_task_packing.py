@@ -46,7 +46,7 @@ from neuromod_lib.models.rnn import ModulatedRNN
 
 cfg = nm.profiles.resolve(NOTEBOOK, profile, globals())
 # every check before any training: pathways, dt <= tau, the grid of sizes and task counts
-setup = multitask.notebook_setup(cfg)
+setup = multitask.rnn_setup(cfg)
 size_list, k_list = cfg.sizes, sorted(cfg.ks)
 multitask.check_grid(size_list, k_list, cfg.replicates, len(cognitive.TASKS))
 dev = nm.device.pick_device(cfg.device)

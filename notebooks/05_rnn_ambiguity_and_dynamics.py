@@ -43,7 +43,7 @@ from neuromod_lib.models.rnn import ModulatedRNN
 
 cfg = nm.profiles.resolve(NOTEBOOK, profile, globals())
 # every check before any training (resolve: task names, the ambiguous pair; here: pathways, dt <= tau)
-setup = multitask.notebook_setup(cfg)
+setup = multitask.rnn_setup(cfg)
 task_list, sigma_list = cfg.tasks, cfg.sigmas
 a, b = task_list.index(cfg.task_a), task_list.index(cfg.task_b)
 lambdas = torch.linspace(0, 1, cfg.n_lambdas).tolist()

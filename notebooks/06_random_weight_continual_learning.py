@@ -43,13 +43,13 @@ cfg = nm.profiles.resolve(NOTEBOOK, profile, globals())
 # every check before any training: methods, the sequence (data present, task count), the network shape
 method_list = cfg.methods
 budget = continual.ContinualConfig(
-    epochs=cfg.epochs, batch=cfg.batch, seed=cfg.seed, rw_lr=cfg.rw_lr, expansion=cfg.expansion, k=cfg.k,
+    epochs=cfg.epochs, batch=cfg.batch, seed=cfg.seed, rw_lr=cfg.rw_lr, expansion=cfg.expansion, inputs_per_unit=cfg.inputs_per_unit,
     dense_lr=cfg.dense_lr, ewc_lambda=cfg.ewc_lambda, si_c=cfg.si_c, mask_sparsity=cfg.mask_sparsity,
 )
 sequence = sequences.make_sequence(
     cfg.benchmark, cfg.n_tasks, seed=cfg.seed, root=cfg.data_root, max_train=cfg.max_train or None
 )
-net_config = RandomWeightConfig(sequence.n_inputs, sequence.n_classes, expansion=cfg.expansion, k=cfg.k,
+net_config = RandomWeightConfig(sequence.n_inputs, sequence.n_classes, expansion=cfg.expansion, inputs_per_unit=cfg.inputs_per_unit,
                                 seed=cfg.seed)
 dev = nm.device.pick_device(cfg.device)
 nm.device.seed_everything(cfg.seed)
@@ -124,7 +124,7 @@ nm.exercises.check("random_weights", answer)
 # %%
 from neuromod_lib import comparison
 
-results = {m: continual.run(m, sequence, budget, device=dev) for m in method_list}
+results = {m: continual.learn_sequence(m, sequence, budget, device=dev) for m in method_list}
 fig = plots.accuracy_matrices(results)
 plots.save_figure(fig, cfg, "accuracy_matrices")
 plt.show()

@@ -51,7 +51,7 @@ BAD_INPUTS = [
     (["run", "05", "-p", "task_b=go"], ["task_b='go'", "the same task as task_a"]),
     (["run", "04", "-p", "steps=45"], ["steps=45", "not a multiple of eval_every=100"]),
     (["run", "05", "-p", "tau=50"], ["tau=50.0", "shorter than the time step dt=100.0"]),
-    (["run", "06", "-p", "k=100"], ["k=100", "more than the 64 inputs"]),
+    (["run", "06", "-p", "inputs_per_unit=100"], ["inputs_per_unit=100", "more than the 64 inputs"]),
     (["run", "01", "-p", "gain_sites=block9"], ["gain_sites='block9'", "block1, block2, block3"]),
     (["run", "05", "-p", "device=cuda:7"], ["device='cuda:7' is not available", "available: "]),
     # sizes against a memory estimate and hard upper bounds

@@ -154,7 +154,9 @@ def test_the_panel_trains_each_choice_on_an_embedded_sequence(monkeypatch):
     monkeypatch.setattr(
         sequences, "make_sequence", lambda b, n, **kw: made.append((b, n, kw)) or f"seq-{b}-{n}"
     )
-    monkeypatch.setattr(continual, "run", lambda m, seq, config, device: ran.append((m, seq, config)) or m)
+    monkeypatch.setattr(
+        continual, "learn_sequence", lambda m, seq, config, device: ran.append((m, seq, config)) or m
+    )
     train = comparison.continual_trainer("budget", seed=4, max_train=50, device="cpu")
     assert train("split_digits", 3, "ewc") == "ewc"
     assert made == [("split_digits", 3, {"seed": 4, "max_train": 50})]

@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from neuromod_lib import continual
-from neuromod_lib.continual import METHODS, ContinualConfig, ContinualResult, run
+from neuromod_lib.continual import METHODS, ContinualConfig, ContinualResult, learn_sequence
 from neuromod_lib.data.sequences import Task, TaskSequence, make_sequence
 
 pytestmark = pytest.mark.usefixtures("one_thread")
@@ -43,7 +43,7 @@ def two_axes(seed: int = 0, n: int = 400, d: int = 8) -> TaskSequence:
     return TaskSequence("two_axes", tasks, d, 2, None)
 
 
-INTERFERE = ContinualConfig(epochs=10, batch=32, dense_lr=0.01, hidden=2, expansion=1.0, k=2)
+INTERFERE = ContinualConfig(epochs=10, batch=32, dense_lr=0.01, hidden=2, expansion=1.0, inputs_per_unit=2)
 
 
 def constant_after_learning(acc: torch.Tensor) -> bool:
@@ -57,7 +57,7 @@ def constant_after_learning(acc: torch.Tensor) -> bool:
 @pytest.mark.parametrize("name", ["split3", "permuted3"])
 def test_random_weights_forget_nothing(name, request):
     sequence = request.getfixturevalue(name)
-    result = run("random_weights", sequence, TINY, progress=False)
+    result = learn_sequence("random_weights", sequence, TINY, progress=False)
     assert result.forgetting == 0.0
     assert result.backward_transfer == 0.0
     assert constant_after_learning(result.accuracy)
@@ -65,8 +65,10 @@ def test_random_weights_forget_nothing(name, request):
 
 def test_random_weights_learn(split3, permuted3):
     config = ContinualConfig(epochs=3, expansion=2.0)
-    assert run("random_weights", split3, config, progress=False).average_accuracy > 0.85  # chance 0.5
-    assert run("random_weights", permuted3, config, progress=False).average_accuracy > 0.4  # chance 0.1
+    split = learn_sequence("random_weights", split3, config, progress=False)
+    permuted = learn_sequence("random_weights", permuted3, config, progress=False)
+    assert split.average_accuracy > 0.85  # chance 0.5
+    assert permuted.average_accuracy > 0.4  # chance 0.1
 
 
 # --- the dense baselines on a sequence made to interfere ----------------------------------------
@@ -81,7 +83,7 @@ def interfering() -> dict[str, ContinualResult]:
         "si": ContinualConfig(**{**INTERFERE.__dict__, "si_c": 10.0}),
         "joint": INTERFERE,
     }
-    return {m: run(m, sequence, c, progress=False) for m, c in configs.items()}
+    return {m: learn_sequence(m, sequence, c, progress=False) for m, c in configs.items()}
 
 
 def test_finetune_forgets_when_tasks_interfere(interfering):
@@ -119,7 +121,7 @@ def test_supermask_keeps_its_sparsity_and_old_masks(split3, monkeypatch):
     monkeypatch.setattr(continual, "make_learner", keep_learner)
     monkeypatch.setattr(continual._Supermask, "end_task", end_and_copy)
     config = ContinualConfig(epochs=1, expansion=2.0, mask_sparsity=0.3)
-    result = run("supermask", split3, config, progress=False)
+    result = learn_sequence("supermask", split3, config, progress=False)
 
     (learner,) = learners
     assert len(learner.masks) == len(snapshots) == 3
@@ -138,7 +140,7 @@ def test_supermask_keeps_its_sparsity_and_old_masks(split3, monkeypatch):
 
 
 def test_accuracy_matrix_shape_and_nans(split3):
-    result = run("finetune", split3, TINY, progress=False)
+    result = learn_sequence("finetune", split3, TINY, progress=False)
     t = len(split3.tasks)
     assert result.accuracy.shape == (t, t)
     upper = torch.ones(t, t, dtype=torch.bool).triu(1)
@@ -150,7 +152,7 @@ def test_accuracy_matrix_shape_and_nans(split3):
 
 
 def test_joint_fills_only_the_last_row(split3):
-    result = run("joint", split3, TINY, progress=False)
+    result = learn_sequence("joint", split3, TINY, progress=False)
     assert result.accuracy[:-1].isnan().all()
     assert not result.accuracy[-1].isnan().any()
     assert math.isnan(result.forgetting) and math.isnan(result.backward_transfer)
@@ -182,13 +184,13 @@ def test_sizes_per_task(split3):
     d, c, h = 64, 2, 128
     sizes = {}
     for method in ("random_weights", "finetune", "supermask"):
-        r = run(method, split3, TINY, progress=False)
+        r = learn_sequence(method, split3, TINY, progress=False)
         sizes[method] = (r.learned_params_per_task, r.bytes_per_task)
     assert sizes["random_weights"] == (h + 1, 4 * (h + 1))
     dense = d * h + h + h * c + c
     assert sizes["finetune"] == (dense, 4 * dense)
     assert sizes["supermask"] == (d * h + h * c, math.ceil((d * h + h * c) / 8))
-    wide = run("finetune", split3, ContinualConfig(epochs=1, hidden=10), progress=False)
+    wide = learn_sequence("finetune", split3, ContinualConfig(epochs=1, hidden=10), progress=False)
     assert wide.learned_params_per_task == d * 10 + 10 + 10 * c + c
 
 
@@ -220,7 +222,7 @@ def test_inference_scores_classes_not_labels():
 def test_one_task_is_always_inferred(split3):
     one = TaskSequence("one", split3.tasks[:1], 64, 2, None)
     for method in ("random_weights", "ewc"):
-        result = run(method, one, TINY, progress=False)
+        result = learn_sequence(method, one, TINY, progress=False)
         assert result.task_inference_accuracy == 1.0
         assert result.inferred_accuracy == result.accuracy[0, 0].item()
 
@@ -245,7 +247,7 @@ def no_training(monkeypatch):
         ("seed", -1),
         ("rw_lr", 0.0),
         ("expansion", 0.5),
-        ("k", 0),
+        ("inputs_per_unit", 0),
         ("hidden", 0),
         ("dense_lr", math.inf),
         ("ewc_lambda", -1.0),
@@ -263,32 +265,32 @@ def test_bad_config_values(field, value):
 
 def test_unknown_method_and_bad_sizes_fail_before_training(split3, no_training):
     with pytest.raises(ValueError, match="method='x' is unknown; choose from random_weights, finetune, "):
-        run("x", split3, TINY)
+        learn_sequence("x", split3, TINY)
     for method in METHODS:  # k ones per hidden unit cannot exceed the 64 inputs
-        with pytest.raises(ValueError, match="k=65"):
-            run(method, split3, ContinualConfig(k=65))
+        with pytest.raises(ValueError, match="inputs_per_unit=65"):
+            learn_sequence(method, split3, ContinualConfig(inputs_per_unit=65))
     with pytest.raises(TypeError, match="ContinualConfig"):
-        run("finetune", split3, {"epochs": 1})
+        learn_sequence("finetune", split3, {"epochs": 1})
 
 
 @pytest.mark.parametrize("method", METHODS)
 def test_same_seed_same_result(method):
     sequence = two_axes(n=100)
-    config = ContinualConfig(epochs=2, batch=16, hidden=8, expansion=2.0, k=2, seed=3)
-    a, b = (run(method, sequence, config, progress=False) for _ in range(2))
+    config = ContinualConfig(epochs=2, batch=16, hidden=8, expansion=2.0, inputs_per_unit=2, seed=3)
+    a, b = (learn_sequence(method, sequence, config, progress=False) for _ in range(2))
     torch.testing.assert_close(a.accuracy, b.accuracy, rtol=0, atol=0, equal_nan=True)
     assert (a.inferred_accuracy, a.task_inference_accuracy) == (
         b.inferred_accuracy,
         b.task_inference_accuracy,
     )
-    c = run(method, sequence, ContinualConfig(**{**config.__dict__, "seed": 4}), progress=False)
+    c = learn_sequence(method, sequence, ContinualConfig(**{**config.__dict__, "seed": 4}), progress=False)
     assert not torch.equal(a.accuracy.nan_to_num(), c.accuracy.nan_to_num())
 
 
 @pytest.mark.parametrize("method", METHODS)
 def test_every_learner_refuses_a_task_it_never_trained(method):
     sequence = two_axes(n=40)
-    config = ContinualConfig(epochs=1, batch=20, hidden=4, expansion=1.0, k=2)
+    config = ContinualConfig(epochs=1, batch=20, hidden=4, expansion=1.0, inputs_per_unit=2)
     learner = continual.make_learner(method, sequence, config, torch.Generator().manual_seed(0))
     x = sequence.tasks[0].x_test[:3]
     with pytest.raises(ValueError, match=r"^\w+ has no task yet; trained tasks: none$"):

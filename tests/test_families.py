@@ -22,7 +22,8 @@ def rotated3() -> TaskSequence:
 @pytest.fixture(scope="module")
 def runs(rotated3):
     config = FamilyConfig(epochs=2, expansion=2.0)
-    return {f: families.run(f, rotated3, config, progress=False) for f in families.FAMILIES + ("finetune",)}
+    names = families.FAMILIES + ("finetune",)
+    return {f: families.measure_family(f, rotated3, config, progress=False) for f in names}
 
 
 def _net(family: str, readout: str = "shared", n_tasks: int = 3) -> ContextMLP:
@@ -56,7 +57,7 @@ def test_every_family_starts_at_no_modulation(family):
 
 
 def test_mixed_contexts_interpolate_the_random_weight_modulation():
-    net = RandomWeightNet(RandomWeightConfig(n_inputs=6, n_classes=4, expansion=2.0, k=2))
+    net = RandomWeightNet(RandomWeightConfig(n_inputs=6, n_classes=4, expansion=2.0, inputs_per_unit=2))
     gen = torch.Generator().manual_seed(0)
     for _ in range(2):
         net.add_task(gen)
@@ -188,9 +189,9 @@ def test_bad_config_names_the_field(field, value):
 
 def test_unknown_family_is_refused_before_any_training(rotated3):
     with pytest.raises(ValueError, match="allowed: deterministic_gain"):
-        families.run("dopamine", rotated3, FamilyConfig())
+        families.measure_family("dopamine", rotated3, FamilyConfig())
     with pytest.raises(ValueError, match="lambdas"):
-        families.run("synaptic", rotated3, FamilyConfig(), lambdas=(0.2, 0.4))
+        families.measure_family("synaptic", rotated3, FamilyConfig(), lambdas=(0.2, 0.4))
 
 
 @pytest.mark.parametrize(
@@ -216,7 +217,7 @@ def test_plan_checks_every_list_first(override, message):
 def test_cognitive_rows_cover_only_families_with_an_rnn_form():
     cfg = profiles.resolve("07_modulation_families_compared", "smoke", rnn_steps=10, rnn_neurons=8)
     plan = families.plan(cfg)
-    assert isinstance(plan.rnn_setup, multitask.Setup)
+    assert isinstance(plan.rnn_setup, multitask.RNNSetup)
     torch.manual_seed(0)
     rows = families.run_cognitive(plan, ["deterministic_gain", "excitability", "synaptic", "random_weights"])
     assert [r.family for r in rows] == ["excitability", "synaptic"]

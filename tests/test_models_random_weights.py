@@ -53,8 +53,8 @@ def reference_logits(net: RandomWeightNet, x: torch.Tensor, task: int) -> torch.
 # --- configuration -----------------------------------------------------------------------------
 def test_config_sizes_and_defaults() -> None:
     cfg = RandomWeightConfig(n_inputs=784, n_classes=10)
-    assert (cfg.expansion, cfg.k, cfg.seed, cfg.n_hidden) == (10.0, 7, 0, 7840)
-    assert RandomWeightConfig(n_inputs=7, n_classes=2, expansion=1.5, k=7).n_hidden == 10
+    assert (cfg.expansion, cfg.inputs_per_unit, cfg.seed, cfg.n_hidden) == (10.0, 7, 0, 7840)
+    assert RandomWeightConfig(n_inputs=7, n_classes=2, expansion=1.5, inputs_per_unit=7).n_hidden == 10
 
 
 @pytest.mark.parametrize(
@@ -62,10 +62,10 @@ def test_config_sizes_and_defaults() -> None:
     [
         ({"expansion": 0.5}, "expansion=0.5"),
         ({"expansion": float("nan")}, "expansion"),
-        ({"k": 13}, r"k=13 .* n_inputs=12"),
-        ({"k": 0}, r"k=0 .* n_inputs=12"),
-        ({"k": 2.0}, "k=2.0"),
-        ({"n_inputs": 0, "k": 1}, "n_inputs"),
+        ({"inputs_per_unit": 13}, r"inputs_per_unit=13 .* n_inputs=12"),
+        ({"inputs_per_unit": 0}, r"inputs_per_unit=0 .* n_inputs=12"),
+        ({"inputs_per_unit": 2.0}, "inputs_per_unit=2.0"),
+        ({"n_inputs": 0, "inputs_per_unit": 1}, "n_inputs"),
         ({"n_classes": 0}, "n_classes"),
         ({"seed": -1}, "seed"),
     ],
@@ -77,7 +77,7 @@ def test_config_errors(kw: dict, match: str) -> None:
 
 # --- the fixed random weights ------------------------------------------------------------------
 def test_expansion_has_k_ones_per_row_at_random_positions() -> None:
-    net = RandomWeightNet(RandomWeightConfig(n_inputs=50, n_classes=C, expansion=10, k=7))
+    net = RandomWeightNet(RandomWeightConfig(n_inputs=50, n_classes=C, expansion=10, inputs_per_unit=7))
     m = net.expansion_matrix()
     assert m.shape == (500, 50) and net.expansion_indices.shape == (500, 7)
     assert set(m.unique().tolist()) == {0.0, 1.0}
@@ -117,7 +117,7 @@ def test_add_task_initialisation() -> None:
 
 # --- features and logits -----------------------------------------------------------------------
 def test_features_subtract_each_samples_mean_before_relu() -> None:
-    net = make(expansion=2, k=3)  # H = 24
+    net = make(expansion=2, inputs_per_unit=3)  # H = 24
     x = randn(5, D)
     idx = net.expansion_indices.tolist()
     for b in range(5):  # by hand: z_j = sum of unit j's k inputs, minus this sample's mean over units
@@ -132,7 +132,7 @@ def test_features_subtract_each_samples_mean_before_relu() -> None:
 
 
 def test_sparse_and_gather_expansions_agree() -> None:
-    net = make(expansion=10, k=7)
+    net = make(expansion=10, inputs_per_unit=7)
     x = randn(9, D)
     dense = x @ net.expansion_matrix().t()
     torch.testing.assert_close(expand_sparse(net.expansion_indices, x), dense)
@@ -199,7 +199,7 @@ def test_non_finite_contexts_are_refused_naming_context(bad) -> None:
         ({"expansion": True}, "a finite number >= 1 (n_hidden = expansion * n_inputs)"),
         ({"expansion": math.inf}, "a finite number >= 1 (n_hidden = expansion * n_inputs)"),
         ({"n_classes": True}, "an integer >= 1"),
-        ({"k": True}, "an integer in [1, n_inputs=12] (ones per hidden unit)"),
+        ({"inputs_per_unit": True}, "an integer in [1, n_inputs=12] (ones per hidden unit)"),
     ],
 )
 def test_config_refuses_booleans_and_infinity(kw: dict, allowed: str) -> None:
@@ -286,7 +286,7 @@ def test_sizes_per_task_and_dense_equivalent() -> None:
 
 # --- storage -----------------------------------------------------------------------------------
 def test_save_load_roundtrip(tmp_path) -> None:
-    net = make(3, seed=2, expansion=3.5, k=4)
+    net = make(3, seed=2, expansion=3.5, inputs_per_unit=4)
     net.freeze(0)
     net.freeze(2)
     path = tmp_path / "net.pt"
@@ -310,7 +310,7 @@ def test_save_load_roundtrip(tmp_path) -> None:
         ({"n_inputs": 13}, "n_inputs: file has 12, config has 13"),
         ({"n_classes": 4}, "n_classes"),
         ({"expansion": 5.0}, "expansion"),
-        ({"k": 6}, "k: file has 7, config has 6"),
+        ({"inputs_per_unit": 6}, "inputs_per_unit: file has 7, config has 6"),
     ],
 )
 def test_load_with_another_config_fails_and_keeps_the_file(tmp_path, kw: dict, match: str) -> None:

@@ -34,7 +34,7 @@ def tiny_sequence() -> TaskSequence:
 def models() -> dict[str, continual.Learner]:
     """Every model the factory builds, trained one epoch on the tiny sequence, in eval mode."""
     sequence = tiny_sequence()
-    config = ContinualConfig(epochs=1, batch=16, expansion=2.0, k=2, hidden=6)
+    config = ContinualConfig(epochs=1, batch=16, expansion=2.0, inputs_per_unit=2, hidden=6)
     built = {}
     for name in NAMES:
         model = continual.make_learner(name, sequence, config, torch.Generator().manual_seed(0))
@@ -120,7 +120,7 @@ def test_bad_contexts_are_errors_naming_context_or_task_ids(models, x, name):
 
 
 def test_the_random_weight_network_itself_satisfies_the_protocol(x):
-    net = RandomWeightNet(RandomWeightConfig(n_inputs=D, n_classes=C, expansion=2.0, k=2))
+    net = RandomWeightNet(RandomWeightConfig(n_inputs=D, n_classes=C, expansion=2.0, inputs_per_unit=2))
     gen = torch.Generator().manual_seed(0)
     for _ in range(T):
         net.add_task(gen)

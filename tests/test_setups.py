@@ -19,7 +19,7 @@ from test_data_vision import ATTR, CELEBA_NAMES, PARTITION, TEST_FINE, TRAIN_FIN
 from neuromod_lib import setups, training
 from neuromod_lib.adaptation import PretrainConfig, TaskSplit
 from neuromod_lib.data import ATTRIBUTES, load_celeba, load_cifar100_hierarchy, make_hierarchy
-from neuromod_lib.setups import Setup, attribute_setup, hierarchy_setup
+from neuromod_lib.setups import AdaptationSetup, attribute_setup, hierarchy_setup
 
 ONE_EPOCH = PretrainConfig(epochs=1)
 
@@ -48,7 +48,7 @@ def no_work(no_training, monkeypatch):
         monkeypatch.setattr(setups, name, refuse)
 
 
-def assert_frozen(setup: Setup) -> None:
+def assert_frozen(setup: AdaptationSetup) -> None:
     net = setup.backbone
     assert net.frozen and not any(p.requires_grad for p in net.parameters())
     assert not any(m.training for m in net.modules())
@@ -68,7 +68,7 @@ def assert_same_split(a: TaskSplit, b: TaskSplit) -> None:
 
 
 @pytest.fixture(scope="module")
-def attributes() -> Setup:
+def attributes() -> AdaptationSetup:
     return attribute_setup(n_images=600, n_tasks=3, pretrain_config=ONE_EPOCH)
 
 
@@ -399,13 +399,13 @@ def test_per_task_table_and_rows_hold_every_error():
 
 
 def test_training_check_needs_a_pretrained_backbone_and_a_learned_task():
-    setup = Setup(torch.nn.Linear(1, 1), None, None, {"p": 20.0, "q": 28.0}, "generated")
+    setup = AdaptationSetup(torch.nn.Linear(1, 1), None, None, {"p": 20.0, "q": 28.0}, "generated")
     ok, text = setups.training_check(setup, fake_run("h", [[30.0], [40.0]]), "head-only")
     assert ok and text == (
         "pretraining validation error 24.0% < 25% and head-only test error 35.0% < 40% (chance 50%)"
     )
     assert not setups.training_check(setup, fake_run("h", [[40.0], [40.0]]), "head-only")[0]
-    worse = Setup(torch.nn.Linear(1, 1), None, None, {"p": 26.0}, "generated")
+    worse = AdaptationSetup(torch.nn.Linear(1, 1), None, None, {"p": 26.0}, "generated")
     assert not setups.training_check(worse, fake_run("h", [[10.0]]), "head-only")[0]
 
 
@@ -575,7 +575,7 @@ def test_architecture_study_adapts_every_backbone_and_placement_with_one_budget(
 
     def fake_setup(*, backbone, **kw):
         made.append((backbone, kw))
-        return Setup(backbone, f"tasks of {backbone}", None, {"p": 10.0, "q": 20.0}, "generated")
+        return AdaptationSetup(backbone, f"tasks of {backbone}", None, {"p": 10.0, "q": 20.0}, "generated")
 
     def fake_adapt(net, tasks, condition, config, *, device):
         adapted.append((net, condition, config.sites, config.steps, device))
@@ -586,7 +586,7 @@ def test_architecture_study_adapts_every_backbone_and_placement_with_one_budget(
     monkeypatch.setattr(setups, "adapt", fake_adapt)
     plan = {"a": {"early": ("s1",), "all": ("s1", "s2")}, "b": {"early": ("t1",), "all": ("t1", "t2", "t3")}}
     budget = AdaptConfig(sites=(), steps=20, eval_every=10, seeds=(0, 1))
-    first = Setup("a", "tasks of a", None, {"p": 5.0}, "generated")
+    first = AdaptationSetup("a", "tasks of a", None, {"p": 5.0}, "generated")
     study = setups.architecture_study(plan, budget, setup_args={"n_images": 9}, first=first, device="cpu")
     assert made == [("b", {"n_images": 9})]  # the first backbone's setup is reused
     assert adapted == [

@@ -53,7 +53,7 @@ from ..checks import check_fields, is_int, is_number
 from ..modulation import check_task_ids, context_vectors, is_task_ids, random_weight_logits
 from ..storage import load_checkpoint, save_checkpoint
 
-FORMAT = "neuromod.RandomWeightNet/1"
+FORMAT = "neuromod.RandomWeightNet/2"  # 2: the config field k became inputs_per_unit
 
 
 @dataclass(frozen=True)
@@ -61,17 +61,18 @@ class RandomWeightConfig:
     """Sizes of a :class:`RandomWeightNet` and the seed of its random weights; checked when made.
 
     ``n_inputs`` D, ``n_classes`` C; ``expansion`` (>= 1) sets ``n_hidden = round(expansion * D)``;
-    ``k`` ones per hidden unit (``1 <= k <= D``); ``seed`` of the fixed weights ``M`` and ``W_R``.
+    ``inputs_per_unit`` k, the ones per hidden unit (``1 <= k <= D``); ``seed`` of the fixed weights
+    ``M`` and ``W_R``.
     """
 
     n_inputs: int
     n_classes: int
     expansion: float = 10.0
-    k: int = 7
+    inputs_per_unit: int = 7
     seed: int = 0
 
     def __post_init__(self) -> None:
-        d, k = self.n_inputs, self.k
+        d, k = self.n_inputs, self.inputs_per_unit
         check_fields(
             self,
             [
@@ -84,7 +85,7 @@ class RandomWeightConfig:
                     "a finite number >= 1 (n_hidden = expansion * n_inputs)",
                 ),
                 (
-                    "k",
+                    "inputs_per_unit",
                     is_int(k) and is_int(d) and 1 <= k <= d,
                     f"an integer in [1, n_inputs={d}] (ones per hidden unit)",
                 ),
@@ -100,7 +101,7 @@ class RandomWeightConfig:
 def _draw_expansion(config: RandomWeightConfig, generator: torch.Generator) -> torch.Tensor:
     """``(H, k)`` sorted input positions: each row a uniformly random k-subset of ``range(D)``."""
     scores = torch.rand(config.n_hidden, config.n_inputs, generator=generator)
-    return scores.topk(config.k, dim=1).indices.sort(dim=1).values
+    return scores.topk(config.inputs_per_unit, dim=1).indices.sort(dim=1).values
 
 
 def _draw_readout(config: RandomWeightConfig, generator: torch.Generator) -> torch.Tensor:
@@ -331,8 +332,8 @@ class RandomWeightNet(nn.Module):
     def extra_repr(self) -> str:
         c = self.config
         return (
-            f"D={c.n_inputs}, H={c.n_hidden}, C={c.n_classes}, k={c.k}, seed={c.seed}, "
-            f"tasks={self.n_tasks}, frozen={sorted(self._frozen)}"
+            f"D={c.n_inputs}, H={c.n_hidden}, C={c.n_classes}, inputs_per_unit={c.inputs_per_unit}, "
+            f"seed={c.seed}, tasks={self.n_tasks}, frozen={sorted(self._frozen)}"
         )
 
 
