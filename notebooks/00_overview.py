@@ -103,10 +103,12 @@ print(", ".join(f"{name} {version}" for name, version in nm.results.versions().i
 
 # %%
 fig = plots.tuning_figure(gain=cfg.gain, n_neurons=cfg.n_neurons, kappa=cfg.kappa)
+plots.save_figure(fig, cfg, "gain_tuning")
 plt.show()
 
 # %%
 fig = plots.tuning_figure(threshold=cfg.threshold, n_neurons=cfg.n_neurons, kappa=cfg.kappa)
+plots.save_figure(fig, cfg, "threshold_tuning")
 plt.show()
 
 # %% [markdown]

@@ -91,6 +91,7 @@ channels = setup.most_active_channels(image, site, k=4)
 demo_gains = [2.0, 0.5, 2.0, 0.0]
 fig = plots.gain_figure(*setup.gain_response(image, site, channels, demo_gains),
                         list(setup.pretrain_tasks.names), channels, demo_gains)
+plots.save_figure(fig, cfg, "gain_response")
 plt.show()
 
 # %% [markdown]
@@ -141,6 +142,7 @@ setups.per_task_table(runs)
 
 # %%
 fig = plots.learning_curves(list(runs.values()), target=target)
+plots.save_figure(fig, cfg, "learning_curves")
 plt.show()
 
 # %% [markdown]

@@ -53,6 +53,7 @@ plan.table()
 
 # %%
 fig = plots.gain_distribution([0.5, 2.0, 5.0], cfg.sigma_m)
+plots.save_figure(fig, cfg, "gain_distribution")
 plt.show()
 
 # %%
@@ -110,6 +111,7 @@ setups.adaptation_table(runs, target)
 
 # %%
 fig = plots.learning_curves(list(runs.values()), target=target)
+plots.save_figure(fig, cfg, "learning_curves")
 plt.show()
 
 # %% [markdown]
@@ -127,6 +129,7 @@ coupling = method.extra["coupling"][sites[-1]]  # (S, T, C): the last modulated 
 per_channel = readout.channel_weights(method.extra["readout_weights"], coupling.shape[-1])  # (S, T, C)
 correlation = readout.tagging_correlation(coupling, per_channel)  # mean over tasks and seeds
 fig = plots.tagging_scatter(coupling, per_channel, title=f"mean correlation {correlation:.2f}")
+plots.save_figure(fig, cfg, "tagging")
 plt.show()
 
 # %% [markdown]

@@ -77,6 +77,7 @@ study.params_table()
 # %%
 fig = plots.heatmap(study.error, study.backbones, study.columns,
                     title="held-out test error (%), mean over tasks and seeds")
+plots.save_figure(fig, cfg, "errors_by_placement")
 plt.show()
 
 # %% [markdown]

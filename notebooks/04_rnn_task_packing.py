@@ -142,6 +142,7 @@ multitask.training_time_table(stacks)
 
 # %%
 fig = plots.capacity_figure(sweep.capacity(), size_list, list(setup.pathways), max_k=max(k_list))
+plots.save_figure(fig, cfg, "capacity")
 plt.show()
 
 # %% [markdown]
@@ -178,6 +179,7 @@ model, result = stacks[size_list[-1]]
 s, tasks_k = multitask.largest_task_network(result, setup.pathways[-1])
 batch, outputs = multitask.network_trials(model, s, tasks_k[0], 0, setup.task_config)
 fig = plots.trial_output(outputs, batch, title=f"N={size_list[-1]}, {setup.pathways[-1]} pathway, task {tasks_k[0]}")
+plots.save_figure(fig, cfg, "trial_output")
 plt.show()
 
 # %%

@@ -662,6 +662,11 @@ def test_papermill_parses_every_parameter_line(name):
 #: Notebooks whose logic, tables and verdicts live in the library, and the main figures each saves
 #: beside its record (:func:`neuromod_lib.plots.save_figure`).
 LIBRARY_ONLY = {
+    "00_overview": ["gain_tuning", "threshold_tuning"],
+    "01_gain_modulation": ["gain_response", "learning_curves"],
+    "02_stochastic_comodulation": ["gain_distribution", "learning_curves", "tagging"],
+    "03_architecture_study": ["errors_by_placement"],
+    "04_rnn_task_packing": ["capacity", "trial_output"],
     "05_rnn_ambiguity_and_dynamics": [
         "ambiguity_curves",
         "noise_curves",
