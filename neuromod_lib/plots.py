@@ -439,7 +439,7 @@ def ambiguity_curves(
             ax.plot(lam, mean, ls=style, color=PATHWAY_COLOURS.get(kind), label=f"on {name}")
             ax.fill_between(lam, mean - sd, mean + sd, color=PATHWAY_COLOURS.get(kind), alpha=0.15)
         ax.axvline(0.5, **_BASELINE)
-        ax.set(title=kind, xlabel="λ (0: context A, 1: context B)", ylim=(-0.03, 1.03))
+        ax.set(title=label(kind), xlabel="λ (0: context A, 1: context B)", ylim=(-0.03, 1.03))
         ax.legend(fontsize=7)
     axes[0, 0].set_ylabel("performance")
     fig.tight_layout()
@@ -504,7 +504,7 @@ def state_space(panels: dict, lambdas, *, highlight: int | None = None) -> Figur
                     edgecolor="k",
                     zorder=3,
                 )
-        ax.set(title=title, xlabel="PC 1", ylabel="PC 2")
+        ax.set(title=label(title), xlabel="PC 1", ylabel="PC 2")
     fig.suptitle(
         "blue: λ = 0 (context A) … red: λ = 1 (context B); filled: stable fixed points, open: unstable",
         fontsize=8,
@@ -579,7 +579,7 @@ def accuracy_matrices(results: dict, *, columns: int = 3, vmin: float = 50.0) ->
         ax.set_xticks(range(t))
         ax.set_yticks(range(t))
         ax.tick_params(labelsize=7)
-        ax.set(title=method, xlabel="evaluated on task", ylabel="after learning task")
+        ax.set(title=label(method), xlabel="evaluated on task", ylabel="after learning task")
     for ax in list(axes.flat)[n:]:
         ax.axis("off")
     if image is not None:

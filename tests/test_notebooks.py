@@ -376,7 +376,8 @@ def test_every_catalogued_notebook_has_a_spec_and_every_spec_a_notebook():
 @pytest.mark.parametrize("name", READY)
 def test_parameters_cell_is_generated_from_the_spec(name):
     """Declared once: the parameters cell is :func:`profiles.parameters_cell` (types and help for
-    ``papermill --help-notebook``), every parameter ``None`` (the profile's value) but ``profile``."""
+    ``papermill --help-notebook``): ``profile`` and the parameters users change most
+    (:data:`profiles.SHOWN`, every one a declared parameter), each ``None`` (the profile's value)."""
     nb = nbformat.read(notebooks.NOTEBOOK_DIR / f"{name}.ipynb", as_version=4)
     source = _parameters_cell(nb).source
     assert source == profiles.parameters_cell(name)
@@ -384,14 +385,15 @@ def test_parameters_cell_is_generated_from_the_spec(name):
     for node in ast.parse(source).body:
         assert isinstance(node, ast.Assign), "the parameters cell holds only assignments"
         assigned[node.targets[0].id] = ast.literal_eval(node.value)
-    assert assigned == {"profile": profiles.DEFAULT_PROFILE, **dict.fromkeys(profiles.spec(name))}
+    assert assigned == {"profile": profiles.DEFAULT_PROFILE, **dict.fromkeys(profiles.SHOWN[name])}
+    assert set(profiles.SHOWN[name]) <= set(profiles.spec(name))
 
 
 def test_papermill_reads_the_parameters_types_and_help():
     import papermill as pm
 
     params = pm.inspect_notebook(str(notebooks.NOTEBOOK_DIR / "05_rnn_ambiguity_and_dynamics.ipynb"))
-    assert params["tasks"]["inferred_type_name"] == "list[str]"
+    assert params["pathways"]["inferred_type_name"] == "list[str]"
     assert (
         params["n_neurons"]["inferred_type_name"] == "int" and params["n_neurons"]["help"] == "network size N"
     )
@@ -656,7 +658,7 @@ def test_papermill_parses_every_parameter_line(name):
     import papermill as pm
 
     params = pm.inspect_notebook(str(notebooks.NOTEBOOK_DIR / f"{name}.ipynb"))
-    assert set(params) == {"profile", *profiles.spec(name)}
+    assert set(params) == {"profile", *profiles.SHOWN[name]}
 
 
 #: Notebooks whose logic, tables and verdicts live in the library, and the main figures each saves

@@ -101,3 +101,30 @@ def test_sequence_choices_are_the_library_benchmarks():
         ("07_modulation_families_compared", "benchmark"),
     ):
         assert profiles.spec(notebook)[name].choices == BENCHMARKS
+
+
+def test_resolve_reads_declared_parameters_from_a_notebook_namespace():
+    """A short parameters cell: any declared parameter set in the notebook (or injected by
+    papermill) counts, None still means the profile's value, other names are ignored."""
+    namespace = {"steps": 80, "eval_every": 40, "replicates": None, "size_list": [1], "profile": "x"}
+    cfg = profiles.resolve("04_rnn_task_packing", "smoke", namespace)
+    smoke = profiles.resolve("04_rnn_task_packing", "smoke")
+    assert (cfg.steps, cfg.eval_every, cfg.replicates) == (80, 40, smoke.replicates)
+    assert profiles.resolve("04_rnn_task_packing", "smoke", namespace, steps=120).steps == 120
+    with pytest.raises(profiles.ParameterError, match="parameter steps=50 is not allowed"):
+        profiles.resolve("04_rnn_task_packing", "smoke", {"steps": 50, "eval_every": 40})
+
+
+def test_lists_are_lists_and_take_their_command_line_form():
+    cfg = profiles.resolve("04_rnn_task_packing", "quick", sizes="8, 16", ks=(1, 2))
+    assert cfg.sizes == [8, 16] and cfg.ks == [1, 2]
+    parsed = profiles.parse_overrides("05_rnn_ambiguity_and_dynamics", ["sigmas=0,0.5"])
+    assert parsed == {"sigmas": [0.0, 0.5]}
+    for bad, fragment in [([], "is not allowed"), ([8, 8], "lists 8 twice"), ([8, "x"], "entry 'x'")]:
+        with pytest.raises(profiles.ParameterError, match=fragment):
+            profiles.resolve("04_rnn_task_packing", "quick", sizes=bad)
+
+
+def test_every_shown_parameter_is_declared():
+    for name in profiles.notebook_names():
+        assert set(profiles.SHOWN[name]) <= set(profiles.spec(name)), name

@@ -117,7 +117,7 @@ def test_ambiguity_noise_capacity_and_direction_figures_show_their_data():
     pathways = ["rule", "both", "rule", "both"]
     on_a = torch.tensor([[1.0, 0.5, 0.0], [1.0, 0.6, 0.0], [0.8, 0.5, 0.2], [1.0, 0.4, 0.0]])
     fig = plots.ambiguity_curves(lambdas, on_a, 1 - on_a, pathways, ("go", "anti"))
-    assert [ax.get_title() for ax in fig.axes] == ["rule", "both"]
+    assert [ax.get_title() for ax in fig.axes] == ["rule input", "excitability + synaptic"]  # in words
     np.testing.assert_allclose(fig.axes[0].lines[0].get_ydata(), on_a[[0, 2]].mean(0).numpy())
     fig = plots.noise_curves([0.0, 1.0, 2.0], on_a, pathways)
     assert len(fig.axes[0].containers) == 2
@@ -158,7 +158,7 @@ def test_continual_widget_trains_on_demand_once_per_choice():
     benchmark.value, tasks.value, method.value = "permuted_digits", 2, "ewc"
     w.update()
     assert calls[-1] == ("permuted_digits", 2, "ewc")
-    assert w.result.axes[0].get_title() == "ewc" and w.result.axes[0].images[0].get_array().shape == (2, 2)
+    assert w.result.axes[0].get_title() == "EWC" and w.result.axes[0].images[0].get_array().shape == (2, 2)
     assert plt.get_fignums() == []
 
 
