@@ -6,7 +6,9 @@
 - :func:`is_number` / :func:`is_int`: the predicates those checks use. NaN, infinities and
   booleans are not numbers here (``True`` would silently mean 1);
 - :func:`check_finite`: a tensor input (a context vector, say) holds no NaN or infinity;
-- :func:`check_trained`: task ids name tasks a model has already been given.
+- :func:`check_trained`: task ids name tasks a model has already been given;
+- :class:`Rule`: what one notebook parameter allows (type, bounds, choices, list entries), with
+  the one-line :class:`ParameterError` every notebook config (:mod:`neuromod_lib.configs`) raises.
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ from __future__ import annotations
 import math
 import numbers
 from collections.abc import Iterable
+from dataclasses import dataclass
 from typing import Any
 
 import torch
@@ -76,3 +79,109 @@ def check_trained(task_ids: torch.Tensor, n_tasks: int) -> torch.Tensor:
         bad = int(task_ids[outside].flatten()[0])
         raise ValueError(f"task {bad} was never trained; trained tasks: {trained_range(n_tasks)}")
     return task_ids
+
+
+# --- notebook parameters ---------------------------------------------------------------------------
+
+
+class ParameterError(ValueError):
+    """A notebook parameter, profile or notebook name that is not allowed."""
+
+
+_KINDS = {int: "an integer", float: "a number", str: "a string", bool: "true or false"}
+
+
+@dataclass(frozen=True)
+class Rule:
+    """What one parameter allows: its ``kind`` (int, float, str, bool, or list with an ``item``
+    rule for every entry), inclusive bounds ``low``/``high``, an exclusive lower bound ``above``, a
+    closed set ``choices``, a compiled regex ``pattern`` described by ``allowed``. A list holds at
+    least one entry and none twice; on the command line it is written with commas (``8,16,32``).
+    """
+
+    kind: type
+    low: float | None = None
+    high: float | None = None
+    above: float | None = None
+    choices: tuple[Any, ...] | None = None
+    pattern: Any = None
+    allowed: str | None = None
+    item: Rule | None = None
+
+    def describe(self) -> str:
+        """What is allowed, in words (used in every error message)."""
+        if self.allowed:
+            return self.allowed
+        if self.item is not None:
+            words = self.item.describe().removeprefix("one of ")
+            return "a list of " + words.replace("an integer", "integers").replace("a number", "numbers")
+        if self.choices is not None:
+            return "one of " + ", ".join(map(str, self.choices))
+        parts = [_KINDS[self.kind]]
+        if self.above is not None:
+            parts.append(f"> {self.above}")
+        if self.low is not None:
+            parts.append(f">= {self.low}")
+        if self.high is not None:
+            parts.append(f"<= {self.high}")
+        return " ".join(parts)
+
+    def check(self, name: str, value: Any) -> Any:
+        """``value`` converted to this kind (an int to a float; a list's comma text to a list), or
+        ``ParameterError`` naming ``name``, the value and what is allowed."""
+        if self.item is not None:
+            return self._check_list(name, value)
+        bad = ParameterError(f"parameter {name}={value!r} is not allowed; allowed: {self.describe()}")
+        if self.kind is bool:
+            ok = isinstance(value, bool)
+        elif self.kind is int:
+            ok = is_int(value)
+        elif self.kind is float:
+            ok = is_number(value)
+            value = float(value) if ok else value
+        else:
+            ok = isinstance(value, self.kind)
+        ok = ok and (self.choices is None or value in self.choices)
+        ok = ok and (self.pattern is None or bool(self.pattern.match(value)))
+        ok = ok and (self.low is None or value >= self.low) and (self.high is None or value <= self.high)
+        if not (ok and (self.above is None or value > self.above)):
+            raise bad
+        return value
+
+    def _check_list(self, name: str, value: Any) -> list[Any]:
+        text = isinstance(value, str)
+        entries = [e.strip() for e in value.split(",")] if text else value
+        if not isinstance(entries, (list, tuple)) or not entries:
+            raise ParameterError(f"parameter {name}={value!r} is not allowed; allowed: {self.describe()}")
+        checked: list[Any] = []
+        for entry in entries:
+            try:
+                item = self.item.parse(name, entry) if text else self.item.check(name, entry)
+            except ParameterError:
+                raise ParameterError(
+                    f"parameter {name}={value!r} is not allowed: entry {entry!r}; allowed: {self.describe()}"
+                ) from None
+            if item in checked:
+                raise ParameterError(
+                    f"parameter {name}={value!r} lists {entry!r} twice; allowed: {self.describe()}"
+                )
+            checked.append(item)
+        return checked
+
+    def parse(self, name: str, text: str) -> Any:
+        """Command-line text (``-p name=text``; a list: ``a,b,c``) converted and checked."""
+        if self.item is not None:
+            return self._check_list(name, text)
+        try:
+            if self.kind is bool:
+                lowered = text.strip().lower()
+                if lowered not in {"true", "false", "1", "0", "yes", "no"}:
+                    raise ValueError
+                value: Any = lowered in {"true", "1", "yes"}
+            else:
+                value = self.kind(text)
+        except ValueError:
+            raise ParameterError(
+                f"parameter {name}={text!r} is not {_KINDS[self.kind]}; allowed: {self.describe()}"
+            ) from None
+        return self.check(name, value)

@@ -105,7 +105,9 @@ def _list(names: Sequence[str]) -> int:
         return 0
     rows = []
     for nb in notebooks.CATALOGUE:
-        params = ", ".join(profiles.NOTEBOOK_PARAMS.get(nb.name, {})) or "-"
+        common = {"seed", "device", "results_dir"}
+        own = [name for name in profiles.spec(nb.name) if name not in common] if nb.ready else []
+        params = ", ".join(own) or "-"
         rows.append([nb.name, "ready" if nb.ready else "not yet written", nb.paper, params])
     print(_table(rows, ["notebook", "status", "paper", "parameters (besides seed, device, results_dir)"]))
     print(f"\nprofiles: {', '.join(profiles.PROFILES)} (default {profiles.DEFAULT_PROFILE})")

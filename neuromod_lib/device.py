@@ -78,3 +78,11 @@ def seed_everything(seed: int, deterministic: bool = True) -> torch.Generator:
         torch.backends.cudnn.deterministic = True
         torch.backends.cudnn.benchmark = False
     return torch.Generator().manual_seed(seed)
+
+
+def prepare(device: str | torch.device | None, seed: int) -> torch.device:
+    """What every notebook does once its parameters are resolved: pick the device
+    (:func:`pick_device`) and seed every random draw (:func:`seed_everything`); return the device."""
+    chosen = pick_device(device)
+    seed_everything(seed)
+    return chosen

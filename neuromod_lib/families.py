@@ -723,21 +723,18 @@ class Plan:
 
 
 def plan(cfg: Any) -> Plan:
-    """The :class:`Plan` of a resolved notebook-07 config (:func:`neuromod_lib.profiles.resolve`)."""
-    from .data.tasks import TASKS
+    """The :class:`Plan` of notebook 07's config (:class:`neuromod_lib.configs.FamiliesConfig`, which
+    has checked every value): the families' budgets, and notebook 05's networks under the same
+    profile for the cognitive tasks."""
     from .profiles import resolve
 
-    task_sets = check_families(multitask.parse_list(cfg.task_sets, "task_sets"), TASK_SETS, "task_sets")
-    families = check_families(multitask.parse_list(cfg.families, "families"))
-    rnn_tasks = multitask.parse_list(cfg.rnn_tasks, "rnn_tasks")
-    unknown = [t for t in rnn_tasks if t not in TASKS]
-    if unknown or len(set(rnn_tasks)) < 2:
-        raise ValueError(f"rnn_tasks={cfg.rnn_tasks!r}: name two or more of {', '.join(TASKS)}")
     rnn_cfg = resolve(
-        "05_rnn_ambiguity_and_dynamics", cfg.profile, seed=cfg.seed, pathways=",".join(RNN_PATHWAYS),
+        "05_rnn_ambiguity_and_dynamics", cfg.profile, seed=cfg.seed, pathways=list(RNN_PATHWAYS),
         steps=cfg.rnn_steps, eval_every=math.gcd(cfg.rnn_steps, 100), replicates=cfg.rnn_replicates,
-        n_neurons=cfg.rnn_neurons, tasks=cfg.rnn_tasks,
+        n_neurons=cfg.rnn_neurons, tasks=list(cfg.rnn_tasks), task_a=cfg.rnn_tasks[0],
+        task_b=cfg.rnn_tasks[1],
     )  # fmt: skip
+    task_sets, families, rnn_tasks = tuple(cfg.task_sets), tuple(cfg.families), tuple(cfg.rnn_tasks)
     common = {
         k: cfg[k]
         for k in ("epochs", "batch", "lr", "trunk_lr", "readout", "sigma_m", "inputs_per_unit", "rw_lr")

@@ -267,19 +267,6 @@ def rnn_config(task_config: TaskConfig, n_neurons: int, n_contexts: int, **kw) -
 
 
 # --- notebook set-up --------------------------------------------------------------------------
-def parse_list(value: str | Sequence[Any], name: str, kind: type = str) -> tuple:
-    """A list parameter (``[8, 16, 32]``, or its command-line form ``"8,16,32"``) as a tuple of
-    ``kind``; never empty. Raises ``ValueError`` naming ``name``."""
-    parts = [p.strip() for p in value.split(",")] if isinstance(value, str) else list(value)
-    try:
-        items = tuple(kind(part) for part in parts if part != "")
-    except (TypeError, ValueError):
-        raise ValueError(f"{name}={value!r} must be a list of {kind.__name__} values") from None
-    if not items:
-        raise ValueError(f"{name}={value!r} must name at least one value")
-    return items
-
-
 @dataclass(frozen=True)
 class RNNSetup:
     """Everything an RNN notebook needs, built and checked from its parameters before any training."""
@@ -295,11 +282,9 @@ class RNNSetup:
 
 
 def rnn_setup(cfg) -> RNNSetup:
-    """The :class:`RNNSetup` for a resolved notebook config (:func:`neuromod_lib.profiles.resolve`).
-
-    Builds every configuration object once, so that a bad combination (``dt > tau``, steps not a
-    multiple of ``eval_every``, an unknown pathway) fails here, before any training.
-    """
+    """The :class:`RNNSetup` of notebook 04's or 05's config (:mod:`neuromod_lib.configs`, which has
+    checked every value): the task, training and network configurations the library's models take,
+    built once, before any training."""
     task_config = TaskConfig(dt=cfg.dt, n_ring=cfg.n_ring)
     train_config = TrainConfig(
         steps=cfg.steps,
@@ -319,7 +304,7 @@ def rnn_setup(cfg) -> RNNSetup:
         "rank": cfg.rank,
         "matched": cfg.matched,
     }
-    setup = RNNSetup(task_config, train_config, check_pathways(parse_list(cfg.pathways, "pathways")), rnn_kw)
+    setup = RNNSetup(task_config, train_config, check_pathways(cfg.pathways), rnn_kw)
     setup.network(1, 1)  # checks dt <= tau and the pathway options now
     return setup
 
@@ -799,7 +784,6 @@ __all__ = [
     "network_trials",
     "noise_performance",
     "rnn_setup",
-    "parse_list",
     "packing_sweep",
     "rnn_config",
     "train_networks",

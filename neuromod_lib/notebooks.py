@@ -20,7 +20,15 @@ from typing import Any
 
 import nbformat
 
-from .profiles import COMMON, DEFAULT_PROFILE, ParameterError, check_profile, notebook_names, resolve, spec
+from .profiles import (
+    DEFAULT_PROFILE,
+    ParameterError,
+    check_profile,
+    default_results_dir,
+    notebook_names,
+    resolve,
+    spec,
+)
 from .storage import atomic_path
 
 NOTEBOOK_DIR = Path(__file__).resolve().parents[1] / "notebooks"
@@ -166,7 +174,7 @@ def injected_parameters(notebook: Notebook, profile: str, overrides: Mapping[str
     params: dict[str, Any] = dict(overrides)
     if profile != DEFAULT_PROFILE:
         params["profile"] = profile
-    default_results = (NOTEBOOK_DIR / COMMON["results_dir"].default(profile)).resolve()
+    default_results = (NOTEBOOK_DIR / default_results_dir()).resolve()
     if Path(results_dir).resolve() != default_results:
         params["results_dir"] = str(Path(results_dir).resolve())
     return params

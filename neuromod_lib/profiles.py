@@ -1,478 +1,156 @@
-"""Validated parameter sets for every notebook: the ``smoke``, ``quick`` and ``paper`` profiles.
+"""The ``smoke``, ``quick`` and ``paper`` profiles: small tables of values, and how a notebook resolves them.
 
-A notebook's parameters cell lists every tunable with the value ``None`` ("take the
-profile's value"); its next cell calls :func:`resolve`, which fills in the profile, applies
-the user's overrides and checks every value, so that a typo or an out-of-range number
-fails at once, before any training, with a message naming the parameter and what is allowed.
+Every parameter is declared once, as a field of its notebook's config dataclass
+(:mod:`neuromod_lib.configs`): type, ``quick`` value, help and what is allowed. A profile here is
+only the values that differ from those defaults, in the spirit of nanoGPT's config files:
 
 - ``smoke``: seconds; for the test suite's papermill runs.
-- ``quick``: minutes on a laptop CPU with the embedded data; the committed notebooks.
+- ``quick``: minutes on a laptop CPU with the embedded data; the committed notebooks (the defaults).
 - ``paper``: the full reproduction, on a GPU with the real data sets.
+
+:func:`resolve` makes a notebook's config from a profile and the user's values (checked by the
+config itself, before anything runs) and refuses sizes this machine's memory cannot hold; the
+command line, ``list NN`` and each notebook's parameters cell read the same declarations.
 """
 
 from __future__ import annotations
 
-import math
 import os
-import re
 from collections.abc import Mapping
-from dataclasses import dataclass
 from typing import Any
 
-from .adaptation import PLACEMENTS
-from .continual import METHODS
-from .data.sequences import BENCHMARKS
-from .data.tasks import TASKS
-from .device import _DEVICE_PATTERN
-from .families import FAMILIES, TASK_SETS
-from .models.cnn import BACKBONES
-from .models.rnn import PATHWAYS
+from .checks import ParameterError
+from .configs import (
+    CONFIGS,
+    DEFAULT_PROFILE,
+    MAX_STEPS,
+    PROFILES,
+    NotebookConfig,
+    Spec,
+    default_results_dir,
+    inputs_of,
+    specs,
+)
 
-PROFILES: tuple[str, ...] = ("smoke", "quick", "paper")
-DEFAULT_PROFILE = "quick"
-#: the most training steps any parameter accepts
-MAX_STEPS = 10**7
-_NAME_LIST = re.compile(r"^\s*[a-z_0-9]+\s*(,\s*[a-z_0-9]+\s*)*$")
-_KINDS = {int: "an integer", float: "a number", str: "a string", bool: "true or false"}
+__all__ = [
+    "DEFAULT_PROFILE",
+    "MAX_STEPS",
+    "PROFILES",
+    "PROFILE_VALUES",
+    "SHOWN",
+    "Config",
+    "ParameterError",
+    "default_results_dir",
+    "describe_parameters",
+    "notebook_names",
+    "parameters_cell",
+    "parse_overrides",
+    "resolve",
+    "spec",
+]
 
+#: a resolved notebook configuration (one of :data:`neuromod_lib.configs.CONFIGS`)
+Config = NotebookConfig
 
-class ParameterError(ValueError):
-    """A notebook parameter, profile or notebook name that is not allowed."""
-
-
-@dataclass(frozen=True)
-class Param:
-    """One tunable: its type, its value per profile, and what values are allowed.
-
-    ``value`` is one value for every profile or a dict ``{profile: value}`` (a missing
-    ``smoke`` falls back to ``quick``). ``low``/``high`` are inclusive bounds,
-    ``above`` an exclusive lower bound, ``choices`` a closed set, ``pattern`` a check on
-    strings (a compiled regex) described by ``allowed``. ``item`` (with ``kind=list``) makes the
-    parameter a list such as ``[8, 16, 32]`` whose every entry is checked by that Param; a list
-    holds at least one entry and none twice. On the command line (and in papermill's ``-p``) a list
-    is written with commas, ``8,16,32``.
-    """
-
-    kind: type
-    value: Any
-    help: str
-    low: float | None = None
-    high: float | None = None
-    above: float | None = None
-    choices: tuple[Any, ...] | None = None
-    pattern: Any = None
-    allowed: str | None = None
-    item: Param | None = None
-
-    def default(self, profile: str) -> Any:
-        """The value this parameter takes under ``profile`` (a callable value is called each time)."""
-        if callable(self.value):
-            return self.value()
-        if not isinstance(self.value, dict):
-            return self.value
-        return self.value.get(profile, self.value.get("quick"))
-
-    def describe(self) -> str:
-        """What is allowed, in words (used in every error message)."""
-        if self.allowed:
-            return self.allowed
-        if self.item is not None:
-            return "a list of " + self.item.describe().removeprefix("one of ").replace(
-                "an integer", "integers"
-            ).replace("a number", "numbers")
-        if self.choices is not None:
-            return "one of " + ", ".join(map(str, self.choices))
-        parts = [_KINDS[self.kind]]
-        if self.above is not None:
-            parts.append(f"> {self.above}")
-        if self.low is not None:
-            parts.append(f">= {self.low}")
-        if self.high is not None:
-            parts.append(f"<= {self.high}")
-        return " ".join(parts)
-
-    def check(self, name: str, value: Any) -> Any:
-        """Return ``value`` converted to this parameter's type, or raise ParameterError.
-
-        A list parameter also takes its command-line form, a comma string (``"8,16"``).
-        """
-        if self.item is not None:
-            return self._check_list(name, value)
-        bad = ParameterError(f"parameter {name}={value!r} is not allowed; allowed: {self.describe()}")
-        if self.kind is bool:
-            if not isinstance(value, bool):
-                raise bad
-        elif self.kind is int:
-            if isinstance(value, bool) or not isinstance(value, int):
-                raise bad
-        elif self.kind is float:
-            if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
-                raise bad
-            value = float(value)
-        elif not isinstance(value, self.kind):
-            raise bad
-        if self.choices is not None and value not in self.choices:
-            raise bad
-        if self.pattern is not None and not self.pattern.match(value):
-            raise bad
-        if self.low is not None and value < self.low:
-            raise bad
-        if self.high is not None and value > self.high:
-            raise bad
-        if self.above is not None and value <= self.above:
-            raise bad
-        return value
-
-    def _check_list(self, name: str, value: Any) -> list[Any]:
-        """``value`` (a list, a tuple or a comma string) as a list of checked entries, none twice."""
-        text = isinstance(value, str)
-        entries = [e.strip() for e in value.split(",")] if text else value
-        if not isinstance(entries, (list, tuple)) or not entries:
-            raise ParameterError(f"parameter {name}={value!r} is not allowed; allowed: {self.describe()}")
-        checked: list[Any] = []
-        for entry in entries:
-            try:
-                item = self.item.parse(name, entry) if text else self.item.check(name, entry)
-            except ParameterError:
-                raise ParameterError(
-                    f"parameter {name}={value!r} is not allowed: entry {entry!r}; allowed: {self.describe()}"
-                ) from None
-            if item in checked:
-                raise ParameterError(
-                    f"parameter {name}={value!r} lists {entry!r} twice; allowed: {self.describe()}"
-                )
-            checked.append(item)
-        return checked
-
-    def parse(self, name: str, text: str) -> Any:
-        """Convert command-line text (``-p name=text``; a list: ``a,b,c``) to this parameter's type,
-        then check it."""
-        if self.item is not None:
-            return self._check_list(name, text)
-        try:
-            if self.kind is bool:
-                lowered = text.strip().lower()
-                if lowered not in {"true", "false", "1", "0", "yes", "no"}:
-                    raise ValueError
-                value: Any = lowered in {"true", "1", "yes"}
-            else:
-                value = self.kind(text)
-        except ValueError:
-            raise ParameterError(
-                f"parameter {name}={text!r} is not {_KINDS[self.kind]}; allowed: {self.describe()}"
-            ) from None
-        return self.check(name, value)
-
-
-def default_results_dir() -> str:
-    """Where notebooks record their runs when ``results_dir`` is not given: ``$NEUROMOD_RESULTS_DIR``
-    if set (the test suite points it at a temporary folder, so that nbval never writes into your
-    ``results/``), else ``../results`` (relative to ``notebooks/``)."""
-    return os.environ.get("NEUROMOD_RESULTS_DIR") or "../results"
-
-
-#: Parameters every notebook takes.
-COMMON: dict[str, Param] = {
-    "seed": Param(int, 0, "seed of every random draw", low=0, high=2**32 - 1),
-    "device": Param(
-        str, "auto", "where to compute", pattern=_DEVICE_PATTERN, allowed="auto, cpu, cuda, cuda:N or mps"
-    ),
-    "results_dir": Param(
-        str,
-        lambda: default_results_dir(),
-        "folder for the records (relative to notebooks/): $NEUROMOD_RESULTS_DIR if set, else ../results",
-    ),
+_CNN_SMOKE = {
+    "n_images": 900,
+    "pretrain_epochs": 1,
+    "steps": 20,
+    "eval_every": 10,
+    "batch_per_task": 4,
+    "n_seeds": 2,
 }
+_CELEBA = {
+    "dataset": "celeba", "n_images": 0, "image_size": 64, "n_tasks": 20, "pretrain_epochs": 15,
+    "steps": 3000, "eval_every": 300, "batch_per_task": 32, "backbone": "resnet18",
+}  # fmt: skip
+_RNN_SMOKE = {"replicates": 2, "steps": 40, "eval_every": 20, "batch": 16, "eval_trials": 16}
+#: Yang et al.'s dynamics and a GPU budget
+_RNN_PAPER = {
+    "replicates": 5, "steps": 20000, "eval_every": 500, "batch": 64, "lr": 0.001, "eval_trials": 256,
+    "dt": 20.0, "tau": 100.0, "n_ring": 32, "activation": "softplus", "input_noise": 0.01,
+}  # fmt: skip
 
-#: Each notebook's own parameters (besides COMMON), by notebook name.
-NOTEBOOK_PARAMS: dict[str, dict[str, Param]] = {
-    "00_overview": {
-        "n_neurons": Param(
-            int, {"smoke": 8, "quick": 16, "paper": 64}, "neurons in the tuned population", low=1, high=4096
-        ),
-        "kappa": Param(float, 2.0, "concentration of the tuning curves (larger: narrower)", above=0.0),
-        "gain": Param(float, 2.0, "multiplicative gain of the modulated population", low=0.0),
-        "threshold": Param(
-            float, 0.3, "threshold (excitability) of the modulated population", low=0.0, high=0.95
-        ),
+#: Per notebook, the values of the ``smoke`` and ``paper`` profiles that differ from the config's
+#: defaults (which are the ``quick`` profile).
+PROFILE_VALUES: dict[str, dict[str, dict[str, Any]]] = {
+    "00_overview": {"smoke": {"n_neurons": 8}, "paper": {"n_neurons": 64}},
+    "01_gain_modulation": {"smoke": {**_CNN_SMOKE, "n_tasks": 3}, "paper": _CELEBA},
+    "02_stochastic_comodulation": {"smoke": {**_CNN_SMOKE, "n_tasks": 3}, "paper": _CELEBA},
+    "03_architecture_study": {
+        "smoke": {**_CNN_SMOKE, "n_tasks": 2, "n_pretrain": 4, "backbones": ["convnet", "resnet_small"]},
+        "paper": {
+            "dataset": "cifar100",
+            "n_images": 0,
+            "n_tasks": 10,
+            "pretrain_epochs": 15,
+            "steps": 3000,
+            "eval_every": 300,
+            "batch_per_task": 32,
+            "backbones": ["resnet18", "resnet50", "convnet_wide"],
+        },  # fmt: skip
+    },
+    "04_rnn_task_packing": {
+        "smoke": {**_RNN_SMOKE, "sizes": [8, 16], "ks": [1, 2]},
+        "paper": {**_RNN_PAPER, "sizes": [16, 32, 64, 128, 256], "ks": [1, 2, 4, 6, 8, 10, 13]},
+    },
+    "05_rnn_ambiguity_and_dynamics": {
+        "smoke": {**_RNN_SMOKE, "n_neurons": 16, "n_lambdas": 3, "sigmas": [0.0, 1.0], "fp_steps": 50},
+        "paper": {
+            **_RNN_PAPER,
+            "n_neurons": 256,
+            "n_lambdas": 21,
+            "sigmas": [0.0, 0.25, 0.5, 0.75, 1.0, 1.5, 2.0],
+            "fp_steps": 5000,
+        },  # fmt: skip
+    },
+    "06_random_weight_continual_learning": {
+        "smoke": {"n_tasks": 2, "max_train": 200, "epochs": 1},
+        "paper": {"benchmark": "permuted_mnist", "epochs": 3},
+    },
+    "07_modulation_families_compared": {
+        "smoke": {
+            "n_images": 900,
+            "pretrain_epochs": 1,
+            "n_attributes": 3,
+            "n_digit_tasks": 3,
+            "max_train": 200,
+            "epochs": 1,
+            "rnn_neurons": 16,
+            "rnn_replicates": 1,
+            "rnn_steps": 40,
+        },  # fmt: skip
+        "paper": {
+            "dataset": "celeba",
+            "n_images": 0,
+            "image_size": 64,
+            "backbone": "resnet18",
+            "pretrain_epochs": 15,
+            "n_attributes": 20,
+            "benchmark": "rotated_mnist",
+            "epochs": 5,
+            "rnn_neurons": 256,
+            "rnn_replicates": 5,
+            "rnn_steps": 20000,
+        },  # fmt: skip
     },
 }
 
 
-def _cnn_params(
-    datasets: tuple[str, ...], paper_dataset: str, n_tasks: dict[str, int], max_tasks: int
-) -> dict:
-    """Parameters shared by the CNN notebooks 01–03 (data, backbone, pretraining, adaptation budget)."""
-    return {
-        "dataset": Param(str, {"quick": "generated", "paper": paper_dataset}, "data set", choices=datasets),
-        "data_root": Param(str, "../data", "folder of the real data sets (paper profile)"),
-        "verify_data": Param(bool, True, "check the real data's published MD5 sums"),
-        "n_images": Param(
-            int, {"smoke": 900, "quick": 6000, "paper": 0}, "images to use (0: all)", low=0, high=10**7
-        ),
-        "image_size": Param(int, {"quick": 32, "paper": 64}, "image side in pixels", low=8, high=512),
-        "weights": Param(str, "", "local ImageNet state_dict file for resnet18/50 ('': none)"),
-        "n_tasks": Param(int, n_tasks, "held-out tasks to adapt to", low=1, high=max_tasks),
-        "pretrain_epochs": Param(
-            int, {"smoke": 1, "quick": 6, "paper": 15}, "backbone pretraining epochs", low=1, high=1000
-        ),
-        "steps": Param(
-            int,
-            {"smoke": 20, "quick": 300, "paper": 3000},
-            "adaptation steps (all conditions)",
-            low=1,
-            high=MAX_STEPS,
-        ),
-        "eval_every": Param(
-            int, {"smoke": 10, "quick": 60, "paper": 300}, "steps between evaluations", low=1
-        ),
-        "batch_per_task": Param(
-            int, {"smoke": 4, "quick": 8, "paper": 32}, "samples per task per step", low=1, high=4096
-        ),
-        "lr": Param(float, 0.01, "Adam learning rate of heads, gains, FiLM, SE", above=0.0),
-        "n_seeds": Param(int, {"smoke": 2, "quick": 3, "paper": 3}, "adaptation seeds", low=1, high=10),
-        "sigma_m": Param(float, 0.1, "std of the shared modulator m (stochastic comodulation)", low=0.0),
-        "gain_sites": Param(
-            str,
-            "late",
-            "where gains act: early, late, all, or a comma list of sites",
-            pattern=_NAME_LIST,
-            allowed="early, late, all, or a comma list of site names (see neuromod_lib.models.cnn)",
-        ),
-    }
-
-
-def _backbone_param(quick: str, paper: str) -> Param:
-    return Param(str, {"quick": quick, "paper": paper}, "backbone network", choices=BACKBONES)
-
-
-NOTEBOOK_PARAMS.update(
-    {
-        "01_gain_modulation": {
-            **_cnn_params(("generated", "celeba"), "celeba", {"smoke": 3, "quick": 8, "paper": 20}, 20),
-            "backbone": _backbone_param("convnet", "resnet18"),
-        },
-        "02_stochastic_comodulation": {
-            **_cnn_params(("generated", "celeba"), "celeba", {"smoke": 3, "quick": 8, "paper": 20}, 20),
-            "backbone": _backbone_param("convnet", "resnet18"),
-        },
-        "03_architecture_study": {
-            **{
-                k: v
-                for k, v in _cnn_params(
-                    ("generated", "cifar100"), "cifar100", {"smoke": 2, "quick": 10, "paper": 10}, 10
-                ).items()
-                if k not in ("gain_sites", "image_size")
-            },
-            "image_size": Param(int, 32, "image side in pixels (CIFAR-100 is 32)", low=8, high=512),
-            # a 3 x 4 grid of runs: fewer tasks and steps than 01-02 keep the quick profile near 3 minutes
-            "n_tasks": Param(
-                int, {"smoke": 2, "quick": 6, "paper": 10}, "held-out superclasses", low=1, high=10
-            ),
-            "steps": Param(
-                int, {"smoke": 20, "quick": 200, "paper": 3000}, "adaptation steps", low=1, high=MAX_STEPS
-            ),
-            "eval_every": Param(
-                int, {"smoke": 10, "quick": 50, "paper": 300}, "steps between evaluations", low=1
-            ),
-            "n_pretrain": Param(
-                int,
-                {"smoke": 4, "quick": 10, "paper": 10},
-                "superclasses that pretrain the backbone",
-                low=1,
-                high=19,
-            ),
-            "backbones": Param(
-                list,
-                {
-                    "smoke": ["convnet", "resnet_small"],
-                    "quick": ["convnet", "convnet_deep", "resnet_small"],
-                    "paper": ["resnet18", "resnet50", "convnet_wide"],
-                },
-                "list of backbones",
-                item=Param(str, None, "backbone", choices=BACKBONES),
-            ),
-            "placements": Param(
-                list,
-                ["early", "late", "all"],
-                "list of early, late, all",
-                item=Param(str, None, "placement", choices=PLACEMENTS),
-            ),
-        },
-    }
-)
-
-
-def _rnn_params() -> dict:
-    """Parameters shared by the RNN notebooks 04–05 (tasks, network dynamics, training budget).
-
-    quick: dt = 100 ms steps (T ~ 20-35), ReLU, no input noise, a 16-unit ring, batch 32 and a
-    larger learning rate, so that dozens of networks train together in about two minutes on a
-    laptop CPU; paper: Yang et al.'s dt = 20 ms, tau = 100 ms, softplus, 32-unit rings, batch 64.
-    """
-    return {
-        "pathways": Param(
-            list,
-            ["rule", "excitability", "synaptic", "both"],
-            "list of context pathways: rule, excitability, synaptic, both",
-            item=Param(str, None, "pathway", choices=PATHWAYS),
-        ),
-        "replicates": Param(
-            int, {"smoke": 2, "quick": 3, "paper": 5}, "networks (seeds) per condition", low=1, high=20
-        ),
-        "steps": Param(
-            int,
-            {"smoke": 40, "quick": 1500, "paper": 20000},
-            "training steps at most (a multiple of eval_every)",
-            low=1,
-            high=MAX_STEPS,
-        ),
-        "eval_every": Param(
-            int, {"smoke": 20, "quick": 100, "paper": 500}, "steps between evaluations", low=1
-        ),
-        "batch": Param(
-            int, {"smoke": 16, "quick": 32, "paper": 64}, "trials per network per step", low=1, high=65536
-        ),
-        "lr": Param(float, {"quick": 3e-3, "paper": 1e-3}, "Adam learning rate", above=0.0, high=1.0),
-        "criterion": Param(float, 0.9, "performance every task must reach", above=0.0, high=1.0),
-        "eval_trials": Param(
-            int, {"smoke": 16, "quick": 64, "paper": 256}, "evaluation trials per task", low=1, high=65536
-        ),
-        "dt": Param(float, {"quick": 100.0, "paper": 20.0}, "time step (ms)", above=0.0, high=500.0),
-        "tau": Param(
-            float, {"quick": 200.0, "paper": 100.0}, "neuronal time constant (ms), at least dt", above=0.0
-        ),
-        "n_ring": Param(
-            int, {"quick": 16, "paper": 32}, "units per stimulus / response ring", low=4, high=256
-        ),
-        "activation": Param(str, {"quick": "relu", "paper": "softplus"}, "f", choices=("relu", "softplus")),
-        "rec_noise": Param(float, 0.05, "recurrent noise sigma_rec (Yang et al.: 0.05)", low=0.0),
-        "input_noise": Param(float, {"quick": 0.0, "paper": 0.01}, "input noise sigma_x", low=0.0),
-        "synaptic": Param(str, "lowrank", "form of the synaptic pathway", choices=("lowrank", "elementwise")),
-        "rank": Param(int, 1, "rank of the low-rank synaptic change per task", low=1, high=64),
-        "matched": Param(bool, False, "give every modulated pathway the same 2NK context parameters"),
-    }
-
-
-NOTEBOOK_PARAMS.update(
-    {
-        "04_rnn_task_packing": {
-            **_rnn_params(),
-            "sizes": Param(
-                list,
-                {"smoke": [8, 16], "quick": [8, 16, 32], "paper": [16, 32, 64, 128, 256]},
-                "list of network sizes N",
-                item=Param(int, None, "N", low=1, high=4096),
-            ),
-            "ks": Param(
-                list,
-                {"smoke": [1, 2], "quick": [1, 2, 3, 4], "paper": [1, 2, 4, 6, 8, 10, 13]},
-                "list of task counts K (first K tasks of the packing order)",
-                item=Param(int, None, "K", low=1, high=len(TASKS)),
-            ),
-        },
-        "05_rnn_ambiguity_and_dynamics": {
-            **_rnn_params(),
-            "n_neurons": Param(
-                int, {"smoke": 16, "quick": 64, "paper": 256}, "network size N", low=1, high=4096
-            ),
-            "tasks": Param(
-                list,
-                ["go", "anti", "dm1", "dly_go"],
-                "list of the tasks every network learns",
-                item=Param(str, None, "task", choices=TASKS),
-            ),
-            "task_a": Param(str, "go", "first task of the ambiguous pair (one of tasks)", choices=TASKS),
-            "task_b": Param(str, "anti", "second task of the ambiguous pair (one of tasks)", choices=TASKS),
-            "n_lambdas": Param(
-                int, {"smoke": 3, "quick": 11, "paper": 21}, "mixture levels", low=2, high=1001
-            ),
-            "sigmas": Param(
-                list,
-                {
-                    "smoke": [0.0, 1.0],
-                    "quick": [0.0, 0.25, 0.5, 0.75, 1.0, 1.5],
-                    "paper": [0.0, 0.25, 0.5, 0.75, 1.0, 1.5, 2.0],
-                },
-                "list of context noise levels",
-                item=Param(float, None, "sigma", low=0.0, high=100.0),
-            ),
-            "fp_steps": Param(
-                int,
-                {"smoke": 50, "quick": 1500, "paper": 5000},
-                "fixed-point optimisation steps",
-                low=1,
-                high=MAX_STEPS,
-            ),
-        },
-    }
-)
-
-
-NOTEBOOK_PARAMS["06_random_weight_continual_learning"] = {
-    "benchmark": Param(
-        str,
-        {"quick": "rotated_digits", "paper": "permuted_mnist"},
-        "task sequence",
-        choices=BENCHMARKS,
-    ),
-    "data_root": Param(str, "../data", "folder of the real data sets (MNIST, paper profile)"),
-    "n_tasks": Param(int, {"smoke": 2, "quick": 10, "paper": 10}, "tasks in the sequence", low=1, high=100),
-    "max_train": Param(
-        int, {"smoke": 200, "quick": 0, "paper": 0}, "training samples per task (0: all)", low=0
-    ),
-    "epochs": Param(int, {"smoke": 1, "quick": 5, "paper": 3}, "epochs per task", low=1, high=1000),
-    "batch": Param(int, 128, "batch size", low=1, high=65536),
-    "methods": Param(
-        list,
-        ["random_weights", "finetune", "ewc", "si", "supermask", "joint"],
-        "list of methods",
-        item=Param(str, None, "method", choices=METHODS),
-    ),
-    "expansion": Param(
-        float, 10.0, "hidden units per input of the random expansion (at least 1)", low=1.0, high=10_000.0
-    ),
-    "inputs_per_unit": Param(
-        int, 7, "inputs summed by each hidden unit (at most the inputs per sample)", low=1
-    ),
-    "rw_lr": Param(float, 1e-2, "RMSprop learning rate of the contexts", above=0.0),
-    "dense_lr": Param(float, 1e-3, "Adam learning rate of the dense baselines", above=0.0),
-    "ewc_lambda": Param(float, 100.0, "EWC penalty strength", low=0.0),
-    "si_c": Param(float, 0.5, "SI penalty strength", low=0.0),
-    "mask_sparsity": Param(float, 0.5, "fraction of weights a supermask keeps", above=0.0, high=1.0),
-}
-
-
-class Config(dict):
-    """A resolved, validated parameter set; read values as ``cfg.name`` or ``cfg["name"]``."""
-
-    def __getattr__(self, name: str) -> Any:
-        try:
-            return self[name]
-        except KeyError:
-            raise AttributeError(f"no parameter {name!r}; parameters: {', '.join(self)}") from None
-
-    @property
-    def notebook(self) -> str:
-        """The notebook this configuration belongs to."""
-        return self["notebook"]
-
-    @property
-    def profile(self) -> str:
-        """The profile it was resolved from."""
-        return self["profile"]
-
-
 def notebook_names() -> list[str]:
-    """Notebooks that have a parameter specification."""
-    return list(NOTEBOOK_PARAMS)
+    """Notebooks that have a config."""
+    return list(CONFIGS)
 
 
-def spec(notebook: str) -> dict[str, Param]:
-    """Every parameter ``notebook`` takes (common ones first)."""
-    if notebook not in NOTEBOOK_PARAMS:
-        raise ParameterError(f"notebook={notebook!r} is unknown; allowed: {', '.join(NOTEBOOK_PARAMS)}")
-    return {**COMMON, **NOTEBOOK_PARAMS[notebook]}
+def _config_class(notebook: str) -> type[NotebookConfig]:
+    if notebook not in CONFIGS:
+        raise ParameterError(f"notebook={notebook!r} is unknown; allowed: {', '.join(CONFIGS)}")
+    return CONFIGS[notebook]
+
+
+def spec(notebook: str) -> dict[str, Spec]:
+    """Every parameter ``notebook`` takes (common ones first), as its config declares it."""
+    return specs(_config_class(notebook))
 
 
 def check_profile(profile: str) -> str:
@@ -482,7 +160,13 @@ def check_profile(profile: str) -> str:
     return profile
 
 
-def _check_known(notebook: str, names: Mapping[str, Any] | list[str]) -> dict[str, Param]:
+def profile_value(notebook: str, profile: str, name: str) -> Any:
+    """The value parameter ``name`` of ``notebook`` takes under ``profile`` (before any override)."""
+    values = PROFILE_VALUES.get(notebook, {}).get(profile, {})
+    return values[name] if name in values else spec(notebook)[name].default
+
+
+def _check_known(notebook: str, names: Mapping[str, Any] | list[str]) -> dict[str, Spec]:
     params = spec(notebook)
     for name in names:
         if name not in params:
@@ -497,106 +181,25 @@ def resolve(
     profile: str = DEFAULT_PROFILE,
     namespace: Mapping[str, Any] | None = None,
     **overrides: Any,
-) -> Config:
-    """Validated parameters of ``notebook`` under ``profile``; ``None`` values take the profile's.
+) -> NotebookConfig:
+    """The checked config of ``notebook`` under ``profile``; ``None`` values take the profile's.
 
     ``namespace``: a notebook's ``globals()``: every parameter of the notebook found there (set in
     its parameters cell, or injected by papermill) overrides the profile, so a parameters cell
     lists only the few parameters users change most and any other can still be set.
-    ``overrides``: values given by name (they win over ``namespace``).
-    Raises ParameterError (a ValueError) naming the parameter and the allowed values.
+    ``overrides``: values given by name (they win over ``namespace``). The config checks every
+    value (:mod:`neuromod_lib.configs`); then the memory the run needs is checked against this
+    machine's. Raises ParameterError (a ValueError) naming the parameter and the allowed values.
     """
     check_profile(profile)
     params = _check_known(notebook, overrides)
     given = {name: namespace[name] for name in params if namespace is not None and name in namespace}
     given.update(overrides)
-    values = {name: p.check(name, p.default(profile)) for name, p in params.items()}
-    values.update({name: params[name].check(name, v) for name, v in given.items() if v is not None})
-    cfg = Config(notebook=notebook, profile=profile, **values)
-    for check in _TOGETHER.get(notebook, ()):
-        check(cfg)
+    values = {**PROFILE_VALUES.get(notebook, {}).get(profile, {})}
+    values.update({name: v for name, v in given.items() if v is not None})
+    cfg = _config_class(notebook)(profile=profile, **values)
     check_memory(cfg)
     return cfg
-
-
-# --- checks of several parameters together --------------------------------------------------------
-
-
-def _refuse(name: str, value: Any, why: str, allowed: str) -> ParameterError:
-    return ParameterError(f"parameter {name}={value!r} is not allowed: {why}; allowed: {allowed}")
-
-
-def _steps_multiple(cfg: Config) -> None:
-    if cfg.steps % cfg.eval_every:
-        raise _refuse(
-            "steps", cfg.steps, f"not a multiple of eval_every={cfg.eval_every}", "a multiple of eval_every"
-        )
-
-
-def _tau_not_below_dt(cfg: Config) -> None:
-    if cfg.tau < cfg.dt:
-        raise _refuse("tau", cfg.tau, f"shorter than the time step dt={cfg.dt}", f"a number >= dt ({cfg.dt})")
-
-
-def _pair_in_tasks(cfg: Config) -> None:
-    tasks = cfg.tasks
-    for name in ("task_a", "task_b"):
-        if cfg[name] not in tasks:
-            raise _refuse(name, cfg[name], f"not one of tasks={cfg.tasks!r}", "one of " + ", ".join(tasks))
-    if cfg.task_a == cfg.task_b:
-        raise _refuse("task_b", cfg.task_b, "the same task as task_a", "another of " + ", ".join(tasks))
-
-
-def _gain_sites_of_backbone(cfg: Config) -> None:
-    """The library's own check (:func:`neuromod_lib.adaptation.placement_sites`), before any kernel."""
-    from .adaptation import placement_sites
-    from .models.cnn import build_backbone
-
-    try:
-        placement_sites(build_backbone(cfg.backbone), cfg.gain_sites)
-    except ValueError as error:
-        raise ParameterError(f"parameter {error}") from None
-
-
-#: input values per sample of each task sequence (for ``k`` and the memory estimate)
-_INPUTS = {"digits": 64, "mnist1d": 40, "mnist": 784}
-
-
-def _inputs(benchmark: str) -> int:
-    return _INPUTS[benchmark.rsplit("_", 1)[-1]]
-
-
-def _inputs_per_unit_within_inputs(cfg: Config) -> None:
-    d = _inputs(cfg.benchmark)
-    if cfg.inputs_per_unit > d:
-        raise _refuse(
-            "inputs_per_unit",
-            cfg.inputs_per_unit,
-            f"more than the {d} inputs of {cfg.benchmark}",
-            f"an integer from 1 to {d}",
-        )
-
-
-def _device_available(cfg: Config) -> None:
-    from .device import pick_device
-
-    try:
-        pick_device(cfg.device)
-    except ValueError as error:
-        raise ParameterError(f"parameter {error}") from None
-
-
-_RNN_CHECKS = (_steps_multiple, _tau_not_below_dt)
-_TOGETHER: dict[str, tuple[Any, ...]] = {
-    "01_gain_modulation": (_gain_sites_of_backbone,),
-    "02_stochastic_comodulation": (_gain_sites_of_backbone,),
-    "04_rnn_task_packing": _RNN_CHECKS,
-    "05_rnn_ambiguity_and_dynamics": (*_RNN_CHECKS, _pair_in_tasks),
-    "06_random_weight_continual_learning": (_inputs_per_unit_within_inputs,),
-    "07_modulation_families_compared": (_inputs_per_unit_within_inputs,),
-}
-for _name in NOTEBOOK_PARAMS:
-    _TOGETHER[_name] = (_device_available, *_TOGETHER.get(_name, ()))
 
 
 # --- memory ----------------------------------------------------------------------------------------
@@ -624,7 +227,7 @@ def _continual_bytes(d: int, expansion: float, n_tasks: int) -> float:
     return _FLOAT * (8 * h * d + 4 * n_tasks * h + 2 * 1024 * h)
 
 
-def memory_estimate(cfg: Config) -> tuple[float, str]:
+def memory_estimate(cfg: NotebookConfig) -> tuple[float, str]:
     """A rough upper estimate (bytes) of the largest allocation ``cfg`` asks for, and the parameter
     that drives it (to name it in the error). Only the terms that grow with the parameters count."""
     v = cfg
@@ -648,9 +251,9 @@ def memory_estimate(cfg: Config) -> tuple[float, str]:
             )
         )
     if "expansion" in v:
-        terms.append((_continual_bytes(_inputs(v.benchmark), v.expansion, v.n_tasks), "expansion"))
+        terms.append((_continual_bytes(inputs_of(v.benchmark), v.expansion, v.n_tasks), "expansion"))
     if "digit_expansion" in v:
-        d = _inputs(v.benchmark)
+        d = inputs_of(v.benchmark)
         terms.append((_continual_bytes(d, v.digit_expansion, v.n_digit_tasks), "digit_expansion"))
     return max(terms)
 
@@ -667,7 +270,7 @@ def _gib(n: float) -> str:
     return f"{n / 2**30:,.1f} GiB" if n < 2**40 else f"{n / 2**40:,.1f} TiB"
 
 
-def check_memory(cfg: Config) -> None:
+def check_memory(cfg: NotebookConfig) -> None:
     """Refuse parameters whose estimated memory exceeds this machine's (before anything runs)."""
     need, name = memory_estimate(cfg)
     limit = memory_limit()
@@ -688,113 +291,18 @@ def parse_overrides(notebook: str, pairs: list[str]) -> dict[str, Any]:
             raise ParameterError(f"-p {pair!r} is not of the form key=value")
         texts[key.strip()] = text.strip()
     params = _check_known(notebook, texts)
-    return {key: params[key].parse(key, text) for key, text in texts.items()}
-
-
-NOTEBOOK_PARAMS["07_modulation_families_compared"] = {
-    "task_sets": Param(
-        list,
-        ["attributes", "digits", "cognitive"],
-        "list of task sets: attributes, digits, cognitive",
-        item=Param(str, None, "task set", choices=TASK_SETS),
-    ),
-    "families": Param(
-        list,
-        ["deterministic_gain", "stochastic_gain", "excitability", "synaptic", "random_weights", "finetune"],
-        "list of modulation families (and the finetune reference)",
-        item=Param(str, None, "family", choices=(*FAMILIES, "finetune")),
-    ),
-    # images: notebook 01's attribute set-up (same cache key, so a run after 01 reuses its backbone)
-    "dataset": Param(
-        str, {"quick": "generated", "paper": "celeba"}, "image data set", choices=("generated", "celeba")
-    ),
-    "data_root": Param(str, "../data", "folder of the real data sets (paper profile)"),
-    "verify_data": Param(bool, True, "check the real data's published MD5 sums"),
-    "n_images": Param(
-        int, {"smoke": 900, "quick": 6000, "paper": 0}, "images to use (0: all)", low=0, high=10**7
-    ),
-    "image_size": Param(int, {"quick": 32, "paper": 64}, "image side in pixels", low=8, high=512),
-    "backbone": _backbone_param("convnet", "resnet18"),
-    "weights": Param(str, "", "local ImageNet state_dict file for resnet18/50 ('': none)"),
-    "pretrain_epochs": Param(
-        int, {"smoke": 1, "quick": 6, "paper": 15}, "backbone pretraining epochs", low=1, high=1000
-    ),
-    "n_attributes": Param(
-        int, {"smoke": 3, "quick": 8, "paper": 20}, "held-out attribute tasks", low=2, high=20
-    ),
-    "attribute_expansion": Param(
-        float, 2.0, "shared width per image feature (H is expansion x D)", low=1.0, high=10_000.0
-    ),
-    # digits: a continual sequence of notebook 06
-    "benchmark": Param(
-        str,
-        {"quick": "rotated_digits", "paper": "rotated_mnist"},
-        "digit task sequence",
-        choices=BENCHMARKS,
-    ),
-    "n_digit_tasks": Param(
-        int, {"smoke": 3, "quick": 10, "paper": 10}, "tasks in the digit sequence", low=2, high=100
-    ),
-    "max_train": Param(
-        int, {"smoke": 200, "quick": 0, "paper": 0}, "training samples per task (0: all)", low=0
-    ),
-    "digit_expansion": Param(
-        float, 10.0, "shared width per pixel (H is expansion x D)", low=1.0, high=10_000.0
-    ),
-    # how every feedforward family learns (one budget for all)
-    "epochs": Param(int, {"smoke": 1, "quick": 3, "paper": 5}, "epochs per task", low=1, high=1000),
-    "batch": Param(int, 128, "batch size", low=1, high=65536),
-    "lr": Param(float, 1e-2, "Adam learning rate of modulations (and per-task heads)", above=0.0),
-    "trunk_lr": Param(float, 1e-3, "Adam learning rate of the shared layer (first task only)", above=0.0),
-    "readout": Param(
-        str, "shared", "one readout for all tasks, or a head per task", choices=("shared", "per_task")
-    ),
-    "rank": Param(
-        int, 0, "synaptic rank per task (0: matched to excitability's 2H values)", low=0, high=4096
-    ),
-    "sigma_m": Param(float, 0.1, "std of the stochastic modulator m", low=0.0),
-    "inputs_per_unit": Param(
-        int, 7, "inputs summed by each random-weight hidden unit (at most the inputs)", low=1
-    ),
-    "rw_lr": Param(float, 1e-2, "RMSprop learning rate of the random-weight contexts", above=0.0),
-    "dense_lr": Param(float, 1e-3, "Adam learning rate of the finetune reference", above=0.0),
-    # cognitive tasks: notebook 05's networks (its profile's dynamics and budget)
-    "rnn_tasks": Param(
-        list,
-        ["go", "anti", "dm1", "dly_go"],
-        "list of cognitive tasks",
-        item=Param(str, None, "task", choices=TASKS),
-    ),
-    "rnn_neurons": Param(int, {"smoke": 16, "quick": 32, "paper": 256}, "RNN size N", low=1, high=4096),
-    "rnn_replicates": Param(int, {"smoke": 1, "quick": 2, "paper": 5}, "RNNs per family", low=1, high=20),
-    "rnn_steps": Param(
-        int, {"smoke": 40, "quick": 1500, "paper": 20000}, "RNN training steps at most", low=1, high=MAX_STEPS
-    ),
-    # robustness
-    "ambiguity_lambda": Param(
-        float, 0.4, "weight of the wrong task in the ambiguous context (1-l) e_a + l e_b", low=0.0, high=0.5
-    ),
-    "context_noise": Param(float, 0.5, "sigma of the noisy context e_a + sigma xi", above=0.0),
-}
+    return {key: params[key].rule.parse(key, text) for key, text in texts.items()}
 
 
 DESCRIBE_HEADER = ["parameter", "type", *PROFILES, "allowed", "description"]
-_TYPE_NAMES = {int: "int", float: "float", str: "str", bool: "bool"}
-
-
-def type_name(param: Param) -> str:
-    """``int``, ``float``, ``str``, ``bool``, or ``list[int]`` (a list) for ``param``."""
-    if param.item is not None:
-        return f"list[{_TYPE_NAMES[param.item.kind]}]"
-    return _TYPE_NAMES[param.kind]
 
 
 def describe_parameters(notebook: str) -> list[list[str]]:
     """One row per parameter of ``notebook`` (see DESCRIBE_HEADER): what ``list NB`` prints."""
     rows = []
-    for name, param in spec(notebook).items():
-        values = [repr(param.default(profile)) for profile in PROFILES]
-        rows.append([name, type_name(param), *values, param.describe(), param.help])
+    for name, p in spec(notebook).items():
+        values = [repr(profile_value(notebook, profile, name)) for profile in PROFILES]
+        rows.append([name, p.type_name, *values, p.rule.describe(), p.help])
     return rows
 
 
@@ -830,7 +338,7 @@ def parameters_cell(notebook: str) -> str:
         f"# values and what is allowed: python -m neuromod_lib list {notebook[:2]}",
     ]
     lines += [
-        f"{name} = None  # type: {type_name(params[name])}  {params[name].help}" for name in SHOWN[notebook]
+        f"{name} = None  # type: {params[name].type_name}  {params[name].help}" for name in SHOWN[notebook]
     ]
     return "\n".join(lines)
 

@@ -80,8 +80,7 @@ cfg
 
 # %%
 # NBVAL_IGNORE_OUTPUT
-dev = nm.device.pick_device(cfg.device)
-nm.device.seed_everything(cfg.seed)
+dev = nm.device.prepare(cfg.device, cfg.seed)
 print("computing on:", nm.device.describe_device(dev))
 print("this machine has:", ", ".join(nm.device.available_devices()))
 print(", ".join(f"{name} {version}" for name, version in nm.results.versions().items()))

@@ -40,8 +40,7 @@ from neuromod_lib import adaptation, plots, setups, widgets
 cfg = nm.profiles.resolve(NOTEBOOK, profile, globals())
 plan = setups.plan_adaptation(cfg)  # every check before any training: sites on this backbone, the budget
 sites, budget = plan.budget.sites, plan.budget
-dev = nm.device.pick_device(cfg.device)
-nm.device.seed_everything(cfg.seed)
+dev = nm.device.prepare(cfg.device, cfg.seed)
 plan.table()
 
 # %% [markdown]

@@ -21,8 +21,8 @@ profile = "quick"  # type: str  smoke (seconds, tests), quick (laptop CPU, embed
 # values and what is allowed: python -m neuromod_lib list 03
 seed = None  # type: int  seed of every random draw
 device = None  # type: str  where to compute
-backbones = None  # type: list[str]  comma list of backbones
-placements = None  # type: list[str]  comma list of early, late, all
+backbones = None  # type: list[str]  list of backbones
+placements = None  # type: list[str]  list of early, late, all
 steps = None  # type: int  adaptation steps
 n_seeds = None  # type: int  adaptation seeds
 
@@ -37,8 +37,7 @@ from neuromod_lib import adaptation, plots, setups
 cfg = nm.profiles.resolve(NOTEBOOK, profile, globals())
 # every check before any training: each backbone exists, takes the images, has each placement
 plan = setups.plan_adaptation(cfg)
-dev = nm.device.pick_device(cfg.device)
-nm.device.seed_everything(cfg.seed)
+dev = nm.device.prepare(cfg.device, cfg.seed)
 plan.table()
 
 # %% [markdown]

@@ -28,9 +28,9 @@ profile = "quick"  # type: str  smoke (seconds, tests), quick (laptop CPU, embed
 # values and what is allowed: python -m neuromod_lib list 04
 seed = None  # type: int  seed of every random draw
 device = None  # type: str  where to compute
-pathways = None  # type: list[str]  comma list of context pathways: rule, excitability, synaptic, both
-sizes = None  # type: list[int]  comma list of network sizes N
-ks = None  # type: list[int]  comma list of task counts K (first K tasks of the packing order)
+pathways = None  # type: list[str]  list of context pathways: rule, excitability, synaptic, both
+sizes = None  # type: list[int]  list of network sizes N
+ks = None  # type: list[int]  list of task counts K (first K tasks of the packing order)
 replicates = None  # type: int  networks (seeds) per condition
 
 # %%
@@ -49,8 +49,7 @@ cfg = nm.profiles.resolve(NOTEBOOK, profile, globals())
 setup = multitask.rnn_setup(cfg)
 size_list, k_list = cfg.sizes, sorted(cfg.ks)
 multitask.check_grid(size_list, k_list, cfg.replicates, len(cognitive.TASKS))
-dev = nm.device.pick_device(cfg.device)
-nm.device.seed_everything(cfg.seed)
+dev = nm.device.prepare(cfg.device, cfg.seed)
 print(f"sizes N = {size_list}; task counts K = {k_list}; pathways {', '.join(setup.pathways)}; "
       f"{cfg.replicates} replicates; up to {cfg.steps} steps of {cfg.batch} trials; dt = {cfg.dt:g} ms, "
       f"tau = {cfg.tau:g} ms")

@@ -48,8 +48,7 @@ task_list, sigma_list = cfg.tasks, cfg.sigmas
 a, b = task_list.index(cfg.task_a), task_list.index(cfg.task_b)
 lambdas = torch.linspace(0, 1, cfg.n_lambdas).tolist()
 network_pathways = [p for _ in range(cfg.replicates) for p in setup.pathways]
-dev = nm.device.pick_device(cfg.device)
-nm.device.seed_everything(cfg.seed)
+dev = nm.device.prepare(cfg.device, cfg.seed)
 print(f"N = {cfg.n_neurons}; tasks {', '.join(task_list)}; ambiguous pair {cfg.task_a} / {cfg.task_b}; "
       f"{len(network_pathways)} networks ({cfg.replicates} per pathway)")
 

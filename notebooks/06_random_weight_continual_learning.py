@@ -36,23 +36,13 @@ import torch
 
 import neuromod_lib as nm
 from neuromod_lib import continual, plots, widgets
-from neuromod_lib.data import sequences
-from neuromod_lib.models.random_weights import RandomWeightConfig, RandomWeightNet
+from neuromod_lib.models.random_weights import RandomWeightNet
 
 cfg = nm.profiles.resolve(NOTEBOOK, profile, globals())
-# every check before any training: methods, the sequence (data present, task count), the network shape
-method_list = cfg.methods
-budget = continual.ContinualConfig(
-    epochs=cfg.epochs, batch=cfg.batch, seed=cfg.seed, rw_lr=cfg.rw_lr, expansion=cfg.expansion, inputs_per_unit=cfg.inputs_per_unit,
-    dense_lr=cfg.dense_lr, ewc_lambda=cfg.ewc_lambda, si_c=cfg.si_c, mask_sparsity=cfg.mask_sparsity,
-)
-sequence = sequences.make_sequence(
-    cfg.benchmark, cfg.n_tasks, seed=cfg.seed, root=cfg.data_root, max_train=cfg.max_train or None
-)
-net_config = RandomWeightConfig(sequence.n_inputs, sequence.n_classes, expansion=cfg.expansion, inputs_per_unit=cfg.inputs_per_unit,
-                                seed=cfg.seed)
-dev = nm.device.pick_device(cfg.device)
-nm.device.seed_everything(cfg.seed)
+# every check before any training: the sequence (data present, task count), the network shape
+method_list, budget, sequence = cfg.methods, cfg.budget(), cfg.sequence()
+net_config = cfg.network(sequence)
+dev = nm.device.prepare(cfg.device, cfg.seed)
 print(f"{cfg.benchmark}: {len(sequence)} tasks of {len(sequence[0].y_train)} training / "
       f"{len(sequence[0].y_test)} test samples, {sequence.n_inputs} inputs, {sequence.n_classes} classes; "
       f"methods {', '.join(method_list)}")

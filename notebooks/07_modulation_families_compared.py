@@ -51,8 +51,7 @@ from neuromod_lib.data import sequences
 
 cfg = nm.profiles.resolve(NOTEBOOK, profile, globals())
 plan = fam.plan(cfg)  # every check (names, lists, budgets) before any training
-dev = nm.device.pick_device(cfg.device)
-nm.device.seed_everything(cfg.seed)
+dev = nm.device.prepare(cfg.device, cfg.seed)
 print(f"task sets: {', '.join(plan.task_sets)}; families: {', '.join(plan.families)}; "
       f"{cfg.epochs} epochs per task, {cfg.readout} readout")
 

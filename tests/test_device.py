@@ -56,3 +56,14 @@ def test_seed_must_be_a_non_negative_int(bad):
 
 def test_describe_cpu():
     assert dev.describe_device("cpu").startswith("cpu (")
+
+
+def test_prepare_picks_the_device_and_seeds_every_draw():
+    from neuromod_lib.device import prepare
+
+    assert prepare("cpu", 3) == torch.device("cpu")
+    first = torch.rand(3)
+    prepare("auto", 3)
+    assert torch.equal(torch.rand(3), first)
+    with pytest.raises(ValueError, match="seed=-1"):
+        prepare("cpu", -1)

@@ -197,21 +197,21 @@ def test_unknown_family_is_refused_before_any_training(rotated3):
 @pytest.mark.parametrize(
     ("override", "message"),
     [
-        ({"task_sets": "attributes,sounds"}, "task_sets=.*allowed: attributes, digits, cognitive"),
-        ({"families": "gain"}, "allowed: deterministic_gain"),
-        ({"rnn_tasks": "go,fly"}, "rnn_tasks="),
-        ({"rnn_tasks": "go"}, "two or more"),
+        ({"task_sets": "attributes,sounds"}, "task_sets=.*allowed: a list of attributes, digits, cognitive"),
+        ({"families": "gain"}, "allowed: a list of deterministic_gain"),
+        ({"rnn_tasks": "go,fly"}, "rnn_tasks='go,fly' is not allowed: entry 'fly'"),
+        ({"rnn_tasks": "go"}, "rnn_tasks=\\['go'\\] is not allowed: .*two or more"),
     ],
 )
-def test_plan_checks_every_list_first(override, message):
-    """The library checks its lists itself (for callers that build a config by hand); from a
-    notebook or the command line the same values are refused earlier, by ``profiles.resolve``."""
-    cfg = profiles.Config({**profiles.resolve("07_modulation_families_compared", "smoke"), **override})
-    with pytest.raises(ValueError, match=message):
-        families.plan(cfg)
-    if override != {"rnn_tasks": "go"}:
-        with pytest.raises(profiles.ParameterError, match=f"{next(iter(override))}="):
-            profiles.resolve("07_modulation_families_compared", "smoke", **override)
+def test_the_config_refuses_bad_lists_before_any_plan(override, message):
+    """Values are checked in one place, the notebook's config: a config with a bad list cannot be
+    made, neither by ``profiles.resolve`` nor by hand, so :func:`families.plan` never sees one."""
+    from neuromod_lib.configs import FamiliesConfig
+
+    with pytest.raises(profiles.ParameterError, match=message):
+        profiles.resolve("07_modulation_families_compared", "smoke", **override)
+    with pytest.raises(profiles.ParameterError, match=message):
+        FamiliesConfig(profile="smoke", **override)
 
 
 def test_cognitive_rows_cover_only_families_with_an_rnn_form():

@@ -3,6 +3,7 @@
 import pytest
 
 from neuromod_lib import profiles
+from neuromod_lib.checks import Rule
 from neuromod_lib.profiles import ParameterError
 
 
@@ -81,7 +82,7 @@ def test_parse_overrides_rejects_bad_text(pair, named):
 
 
 def test_bool_parameters_parse_words():
-    p = profiles.Param(bool, False, "a flag")
+    p = Rule(bool)
     assert p.parse("flag", "yes") is True and p.parse("flag", "0") is False
     with pytest.raises(ParameterError, match="flag='maybe'.*true or false"):
         p.parse("flag", "maybe")
@@ -100,7 +101,7 @@ def test_sequence_choices_are_the_library_benchmarks():
         ("06_random_weight_continual_learning", "benchmark"),
         ("07_modulation_families_compared", "benchmark"),
     ):
-        assert profiles.spec(notebook)[name].choices == BENCHMARKS
+        assert profiles.spec(notebook)[name].rule.choices == BENCHMARKS
 
 
 def test_resolve_reads_declared_parameters_from_a_notebook_namespace():
