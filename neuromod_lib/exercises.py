@@ -3,12 +3,12 @@
 Each exercise (Neuromatch style) is three cells of a notebook:
 
 1. ``ex = nm.exercises.start("stochastic_gain")``: small random inputs (a fixed seed), described;
-2. ``answer = ...`` — the student replaces ``...`` with an expression of ``ex``'s tensors — then
-   ``nm.exercises.check("stochastic_gain", answer)``, which compares it with the library's own
+2. ``yours = ...`` — the student replaces ``...`` with an expression of ``ex``'s tensors — then
+   ``nm.exercises.check("stochastic_gain", yours)``, which compares it with the library's own
    function (:mod:`neuromod_lib.modulation`) on the same inputs and says what is wrong;
 3. a Markdown cell whose collapsed *Solution* block (one click) holds :attr:`Exercise.solution`.
 
-The committed notebooks keep ``answer = ...``: :func:`check` then answers "not done yet" instead of
+The committed notebooks keep ``yours = ...``: :func:`check` then answers "not done yet" instead of
 failing, so the notebooks still run headless (papermill, nbval); the test suite runs every solution
 through :func:`check`.
 """
@@ -77,7 +77,7 @@ EXERCISES: dict[str, Exercise] = {
         title="gain per channel of a feature map",
         inputs=_feature_map,
         reference=lambda x, c: modulation.exp_gain(x, c),
-        solution="answer = ex.x * ex.c.exp()[:, :, None, None]",
+        solution="yours = ex.x * ex.c.exp()[:, :, None, None]",
         shapes="x (B, C, H, W) feature maps, c (B, C) each sample's log gains",
     ),
     "stochastic_gain": Exercise(
@@ -86,14 +86,14 @@ EXERCISES: dict[str, Exercise] = {
         reference=lambda x, c, m, sigma_m: modulation.exp_gain(
             x, modulation.stochastic_log_gain(c, m, sigma_m)
         ),
-        solution="answer = ex.x * (ex.c * ex.m[:, None] - ex.sigma_m**2 * ex.c**2 / 2).exp()",
+        solution="yours = ex.x * (ex.c * ex.m[:, None] - ex.sigma_m**2 * ex.c**2 / 2).exp()",
         shapes="x (B, D) activity, c (B, D) couplings, m (B,) the shared modulator, sigma_m its std",
     ),
     "excitability": Exercise(
         title="the excitability pathway",
         inputs=_excitability,
         reference=lambda drive, context, G, B: modulation.excitability(drive, context, G, B),  # noqa: N803
-        solution="answer = (1 + ex.context @ ex.G) * ex.drive + ex.context @ ex.B",
+        solution="yours = (1 + ex.context @ ex.G) * ex.drive + ex.context @ ex.B",
         shapes="drive (B, N) input drive, context (B, K) context vectors, G and B (K, N) per-task tables",
     ),
     "random_weights": Exercise(
@@ -104,7 +104,7 @@ EXERCISES: dict[str, Exercise] = {
         ),
         solution=(
             "t = ex.task_ids\n"
-            "answer = ex.strengths[t, None] * ((ex.h * ex.contexts[t]) @ ex.W_R.T)"
+            "yours = ex.strengths[t, None] * ((ex.h * ex.contexts[t]) @ ex.W_R.T)"
         ),
         shapes=(
             "h (B, H) hidden activity, contexts (T, H) and strengths (T,) per task, W_R (C, H) the fixed "

@@ -110,14 +110,14 @@ widgets.gain_widget(setup, image, site, channels)
 
 # %%
 ex = nm.exercises.start("deterministic_gain")  # x (B, C, H, W) feature maps, c (B, C) each sample's log gains
-answer = ...  # your code: an expression of ex's tensors
-nm.exercises.check("deterministic_gain", answer)
+yours = ...  # your code: an expression of ex's tensors
+nm.exercises.check("deterministic_gain", yours)
 
 # %% [markdown]
 # <details><summary><b>Solution</b> (click to open)</summary>
 #
 # ```python
-# answer = ex.x * ex.c.exp()[:, :, None, None]
+# yours = ex.x * ex.c.exp()[:, :, None, None]
 # ```
 #
 # </details>

@@ -71,14 +71,14 @@ widgets.sigma_widget((0.5, 2.0, 5.0))
 
 # %%
 ex = nm.exercises.start("stochastic_gain")  # x (B, D) activity, c (B, D) couplings, m (B,) the shared modulator, sigma_m its std
-answer = ...  # your code: an expression of ex's tensors
-nm.exercises.check("stochastic_gain", answer)
+yours = ...  # your code: an expression of ex's tensors
+nm.exercises.check("stochastic_gain", yours)
 
 # %% [markdown]
 # <details><summary><b>Solution</b> (click to open)</summary>
 #
 # ```python
-# answer = ex.x * (ex.c * ex.m[:, None] - ex.sigma_m**2 * ex.c**2 / 2).exp()
+# yours = ex.x * (ex.c * ex.m[:, None] - ex.sigma_m**2 * ex.c**2 / 2).exp()
 # ```
 #
 # </details>

@@ -103,14 +103,14 @@ multitask.context_parameter_table(probe)
 
 # %%
 ex = nm.exercises.start("excitability")  # drive (B, N) input drive, context (B, K) context vectors, G and B (K, N) per-task tables
-answer = ...  # your code: an expression of ex's tensors
-nm.exercises.check("excitability", answer)
+yours = ...  # your code: an expression of ex's tensors
+nm.exercises.check("excitability", yours)
 
 # %% [markdown]
 # <details><summary><b>Solution</b> (click to open)</summary>
 #
 # ```python
-# answer = (1 + ex.context @ ex.G) * ex.drive + ex.context @ ex.B
+# yours = (1 + ex.context @ ex.G) * ex.drive + ex.context @ ex.B
 # ```
 #
 # </details>

@@ -87,15 +87,15 @@ print(f"learned values per task: {demo.learned_parameters_per_task():,} ({demo.b
 
 # %%
 ex = nm.exercises.start("random_weights")  # h (B, H) hidden activity, contexts (T, H) and strengths (T,) per task, W_R (C, H) the fixed readout, task_ids (B,)
-answer = ...  # your code: an expression of ex's tensors
-nm.exercises.check("random_weights", answer)
+yours = ...  # your code: an expression of ex's tensors
+nm.exercises.check("random_weights", yours)
 
 # %% [markdown]
 # <details><summary><b>Solution</b> (click to open)</summary>
 #
 # ```python
 # t = ex.task_ids
-# answer = ex.strengths[t, None] * ((ex.h * ex.contexts[t]) @ ex.W_R.T)
+# yours = ex.strengths[t, None] * ((ex.h * ex.contexts[t]) @ ex.W_R.T)
 # ```
 #
 # </details>

@@ -13,7 +13,7 @@ from neuromod_lib import exercises
 def _solve(name: str) -> torch.Tensor:
     namespace = {"ex": exercises.start(name), "torch": torch}
     exec(exercises.EXERCISES[name].solution, namespace)  # noqa: S102 - the library's own solution text
-    return namespace["answer"]
+    return namespace["yours"]
 
 
 @pytest.mark.parametrize("name", exercises.EXERCISES)
@@ -83,8 +83,8 @@ def test_each_notebook_exercise_is_unfinished_checked_and_solved_one_click_away(
     sources = [c.source for c in nb.cells]
     (i,) = [i for i, s in enumerate(sources) if f'nm.exercises.start("{name}")' in s]
     cell = nb.cells[i]
-    assert "answer = ...  # your code" in cell.source
-    assert cell.source.rstrip().endswith(f'nm.exercises.check("{name}", answer)')
+    assert "yours = ...  # your code" in cell.source
+    assert cell.source.rstrip().endswith(f'nm.exercises.check("{name}", yours)')
     assert nb.cells[i + 1].cell_type == "markdown" and nb.cells[i + 1].source == exercises.solution(name)
     shown = [o.get("data", {}).get("text/markdown", "") for o in cell.get("outputs", [])]
     assert shown == [exercises.verdict(name, ...)[1]], "the committed notebook shows the unfinished exercise"
