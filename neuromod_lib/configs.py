@@ -166,6 +166,25 @@ def _refuse(name: str, value: Any, why: str, allowed: str) -> ParameterError:
     return ParameterError(f"parameter {name}={value!r} is not allowed: {why}; allowed: {allowed}")
 
 
+def _steps_multiple(cfg: NotebookConfig) -> None:
+    if cfg.steps % cfg.eval_every:
+        raise _refuse(
+            "steps", cfg.steps, f"not a multiple of eval_every={cfg.eval_every}", "a multiple of eval_every"
+        )
+
+
+#: attribute tasks held out for adaptation: half of the generated images' 24 / CelebA's 40
+HELD_OUT_ATTRIBUTES = {"generated": 12, "celeba": 20}
+
+
+def _held_out_attributes(cfg: NotebookConfig, name: str) -> None:
+    most = HELD_OUT_ATTRIBUTES[cfg.dataset]
+    if cfg[name] > most:
+        raise _refuse(
+            name, cfg[name], f"more than the {most} held-out attributes of {cfg.dataset}", f"1 to {most}"
+        )
+
+
 # --- notebooks 01-03: a frozen backbone adapted to new tasks ---------------------------------------
 
 
@@ -188,6 +207,11 @@ class _Adaptation(NotebookConfig):
     n_seeds: int = param(3, "adaptation seeds", low=1, high=10)
     sigma_m: float = param(0.1, "std of the shared modulator m (stochastic comodulation)", low=0.0)
 
+    def check_together(self) -> None:
+        """``steps`` a multiple of ``eval_every``."""
+        super().check_together()
+        _steps_multiple(self)
+
 
 @dataclass(frozen=True)
 class GainModulationConfig(_Adaptation):
@@ -204,8 +228,10 @@ class GainModulationConfig(_Adaptation):
     backbone: str = param("convnet", "backbone network", choices=BACKBONES)
 
     def check_together(self) -> None:
-        """The gain sites exist on this backbone (the library's own check, before any kernel)."""
+        """At most the held-out attributes; the gain sites exist on this backbone (the library's own
+        check, before any kernel)."""
         super().check_together()
+        _held_out_attributes(self, "n_tasks")
         from .adaptation import placement_sites
         from .models.cnn import build_backbone
 
@@ -241,6 +267,15 @@ class ArchitectureConfig(_Adaptation):
     placements: list[str] = param(
         ["early", "late", "all"], "list of early, late, all", item={"choices": PLACEMENTS}
     )
+
+    def check_together(self) -> None:
+        """Pretraining and held-out superclasses together at most the 20 there are."""
+        super().check_together()
+        if self.n_pretrain + self.n_tasks > 20:
+            raise _refuse(
+                "n_tasks", self.n_tasks, f"with n_pretrain={self.n_pretrain}, more than the 20 superclasses",
+                f"at most {20 - self.n_pretrain}",
+            )  # fmt: skip
 
 
 # --- notebooks 04-05: recurrent networks and their context pathways --------------------------------
@@ -280,13 +315,7 @@ class _Recurrent(NotebookConfig):
     def check_together(self) -> None:
         """``steps`` a multiple of ``eval_every``; ``tau`` at least ``dt``."""
         super().check_together()
-        if self.steps % self.eval_every:
-            raise _refuse(
-                "steps",
-                self.steps,
-                f"not a multiple of eval_every={self.eval_every}",
-                "a multiple of eval_every",
-            )
+        _steps_multiple(self)
         if self.tau < self.dt:
             raise _refuse(
                 "tau", self.tau, f"shorter than the time step dt={self.dt}", f"a number >= dt ({self.dt})"
@@ -482,9 +511,11 @@ class FamiliesConfig(NotebookConfig):
     context_noise: float = param(0.5, "sigma of the noisy context e_a + sigma xi", above=0.0)
 
     def check_together(self) -> None:
-        """``inputs_per_unit`` at most the digits' inputs; two or more cognitive tasks."""
+        """``inputs_per_unit`` at most the digits' inputs; at most the held-out attributes; two or more
+        cognitive tasks."""
         super().check_together()
         _inputs_per_unit_within_inputs(self)
+        _held_out_attributes(self, "n_attributes")
         if len(self.rnn_tasks) < 2:
             raise _refuse(
                 "rnn_tasks", self.rnn_tasks, "one task cannot be mixed with another", "two or more tasks"

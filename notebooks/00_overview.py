@@ -17,7 +17,7 @@
 # | **gain** | the slope of a unit's response | $y_i = g_i(c)\,x_i$ | 01–03 (CNNs) |
 # | **stochastic comodulation** | gains driven by a shared random modulator $m$ | $y_i = x_i\, e^{c_i m - \mathrm{Var}(m) c_i^2/2}$ | 02–03 |
 # | **excitability** | a unit's threshold or bias (and gain) | $r_i = f(g_i(c)\,u_i + b_i(c))$ | 04–05 (RNNs) |
-# | **synaptic** | the weights between units | $W(c) = W \odot (1 + \sum_k c_k M_k)$ | 04–05 |
+# | **synaptic** | the weights between units | $W(c) = W + \sum_k c_k U_k V_k^\top$ (or $W \odot (1 + \sum_k c_k M_k)$) | 04–05 |
 # | **random weights + context** | only a learned per-task context on fixed random weights | $y = s_t\, W_R (c_t \odot h)$ | 06 |
 #
 # Notebook 07 puts every family on the same tasks.
@@ -41,7 +41,7 @@
 #
 # Every notebook runs in minutes on a laptop CPU with the `quick` profile and embedded data,
 # and reproduces its paper at full scale with `profile = "paper"` on a GPU with the real data
-# sets (see the README). The command line lists which notebooks are written so far:
+# sets (see the README). The command line lists the notebooks and their parameters:
 # `python -m neuromod_lib list`.
 #
 # ## Parameters
@@ -72,7 +72,8 @@ cfg
 # %% [markdown]
 # ## Which device am I on?
 #
-# The library picks `cuda` > `mps` > `cpu` unless told otherwise (`device = "cpu"` above, or
+# The library picks `cuda` > `mps` > `cpu` unless told otherwise (add `device = "cpu"` to the
+# parameters cell, or
 # the environment variable `NEUROMOD_DEVICE`). Asking for a device the machine lacks is an
 # error, never a silent fallback. Seeding also switches torch to deterministic algorithms, so
 # the same seed prints the same numbers on the CPU. (This cell's output depends on the
@@ -159,9 +160,10 @@ widgets.tuning_widget(n_neurons=cfg.n_neurons, kappa=cfg.kappa, **start)
 # %% [markdown]
 # ## Record the results
 #
-# Every notebook ends by recording its headline numbers (rounded) in
-# `results/<notebook>.json`; `python -m neuromod_lib run` gathers them into
-# `results/summary.md`.
+# Every notebook ends by recording its headline numbers (rounded), with the per-seed samples, the
+# parameters, the device and the versions, in `results/runs/<notebook>/<profile>/seed-<seed>-<key>.json`
+# (`<key>`: a hash of the parameters); `python -m neuromod_lib summary` aggregates the records over
+# seeds and `python -m neuromod_lib report` writes `results/report.md`.
 
 # %%
 # NBVAL_CHECK_OUTPUT

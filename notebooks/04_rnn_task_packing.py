@@ -47,7 +47,7 @@ from neuromod_lib.models.rnn import ModulatedRNN
 cfg = nm.profiles.resolve(NOTEBOOK, profile, globals())
 # every check before any training: pathways, dt <= tau, the grid of sizes and task counts
 setup = multitask.rnn_setup(cfg)
-size_list, k_list = cfg.sizes, sorted(cfg.ks)
+size_list, k_list = sorted(cfg.sizes), sorted(cfg.ks)
 multitask.check_grid(size_list, k_list, cfg.replicates, len(cognitive.TASKS))
 dev = nm.device.prepare(cfg.device, cfg.seed)
 print(f"sizes N = {size_list}; task counts K = {k_list}; pathways {', '.join(setup.pathways)}; "

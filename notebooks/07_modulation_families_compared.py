@@ -12,7 +12,7 @@
 # |---|---|---|
 # | deterministic gain | $h = \mathrm{relu}(Wx+b)\odot e^{cG}$ | Boeshertz et al. (notebook 01) |
 # | stochastic gain | $h = \mathrm{relu}(Wx+b)\odot e^{g m - \sigma_m^2 g^2/2}$, $g = cG$, read out by the modulator-guided readout | Boeshertz et al. (notebook 02) |
-# | excitability | $h = \mathrm{relu}(e^{cG}\odot(Wx+b) + cB)$: gain and bias of every unit's input | Vedovati & Ching (notebooks 04–05) |
+# | excitability | $h = \mathrm{relu}((1 + cG)\odot(Wx+b) + cB)$: gain and bias of every unit's input | Vedovati & Ching (notebooks 04–05) |
 # | synaptic | $h = \mathrm{relu}((W + \sum_k c_k U_k V_k^\top)x + b)$: a rank-$r$ change of the weights | Vedovati & Ching (notebooks 04–05) |
 # | random weights | fixed sparse random $M$ and readout; $\text{logits} = W_R\,(\sum_k c_k s_k c^{(k)}) \odot h$ | Hong & Pavlic (notebook 06) |
 # | *finetune* (reference) | nothing: the dense network is retrained on each task | notebook 06 |

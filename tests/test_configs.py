@@ -67,3 +67,27 @@ def test_values_are_converted_and_checked_when_made():
 def test_lists_are_copied_per_config():
     a, b = configs.PackingConfig(), configs.PackingConfig()
     assert a.sizes == b.sizes and a.sizes is not b.sizes
+
+
+@pytest.mark.parametrize(
+    ("notebook", "values", "fragment"),
+    [
+        ("01_gain_modulation", {"steps": 250}, "steps=250 is not allowed: not a multiple of eval_every=60"),
+        ("02_stochastic_comodulation", {"n_tasks": 13}, "n_tasks=13 .* more than the 12 held-out attributes"),
+        (
+            "03_architecture_study",
+            {"steps": 210},
+            "steps=210 is not allowed: not a multiple of eval_every=50",
+        ),
+        ("03_architecture_study", {"n_pretrain": 15}, "n_tasks=6 .* with n_pretrain=15, .* at most 5"),
+        ("07_modulation_families_compared", {"n_attributes": 13}, "n_attributes=13 .* 12 held-out"),
+    ],
+)
+def test_the_image_notebooks_refuse_what_their_set_up_would_refuse_later(notebook, values, fragment):
+    """Every rule the library would raise inside a kernel is checked when the config is made."""
+    with pytest.raises(ParameterError, match=fragment):
+        profiles.resolve(notebook, "quick", **values)
+
+
+def test_celeba_holds_out_twenty_attributes():
+    assert profiles.resolve("01_gain_modulation", "paper", n_tasks=20).n_tasks == 20
