@@ -49,6 +49,13 @@ def default_results_dir() -> str:
     return os.environ.get("NEUROMOD_RESULTS_DIR") or "../results"
 
 
+def check_profile(profile: str) -> str:
+    """Return ``profile`` if it is one of :data:`PROFILES`, else ``ParameterError`` naming them."""
+    if profile not in PROFILES:
+        raise ParameterError(f"profile={profile!r} is unknown; allowed: {', '.join(PROFILES)}")
+    return profile
+
+
 def param(default: Any, help: str, **rule: Any) -> Any:  # noqa: A002 - the word papermill uses
     """A parameter field: ``default`` (its ``quick`` value; a list is copied for every config, a
     function is called), ``help`` (one line, no ``=``: papermill reads it), and the keyword
@@ -102,8 +109,7 @@ class NotebookConfig(Mapping):
     )
 
     def __post_init__(self) -> None:
-        if self.profile not in PROFILES:
-            raise ParameterError(f"profile={self.profile!r} is unknown; allowed: {', '.join(PROFILES)}")
+        check_profile(self.profile)
         for spec in specs(type(self)).values():
             object.__setattr__(self, spec.name, spec.rule.check(spec.name, getattr(self, spec.name)))
         self.check_together()

@@ -27,6 +27,7 @@ from .configs import (
     PROFILES,
     NotebookConfig,
     Spec,
+    check_profile,
     default_results_dir,
     inputs_of,
     specs,
@@ -151,13 +152,6 @@ def _config_class(notebook: str) -> type[NotebookConfig]:
 def spec(notebook: str) -> dict[str, Spec]:
     """Every parameter ``notebook`` takes (common ones first), as its config declares it."""
     return specs(_config_class(notebook))
-
-
-def check_profile(profile: str) -> str:
-    """Return ``profile`` if it is one of PROFILES, else raise ParameterError."""
-    if profile not in PROFILES:
-        raise ParameterError(f"profile={profile!r} is unknown; allowed: {', '.join(PROFILES)}")
-    return profile
 
 
 def profile_value(notebook: str, profile: str, name: str) -> Any:

@@ -864,11 +864,6 @@ def architecture_study(
 # --- what a notebook runs, checked before it trains ---------------------------------------------
 
 
-def _names(value: str | Sequence[str]) -> list[str]:
-    """A list parameter's names (a comma string from the command line, or a list)."""
-    return [v.strip() for v in value.split(",") if v.strip()] if isinstance(value, str) else list(value)
-
-
 @dataclass(frozen=True)
 class AdaptationPlan:
     """What notebooks 01–03 adapt: the gain sites of each backbone and placement, and one budget.
@@ -900,13 +895,13 @@ class AdaptationPlan:
 def plan_adaptation(cfg: Mapping[str, Any]) -> AdaptationPlan:
     """Check a notebook's backbones, image size and gain placements, and build its budget.
 
-    ``cfg``: resolved parameters (:func:`neuromod_lib.profiles.resolve`) with ``steps``,
+    ``cfg``: a notebook config (:mod:`neuromod_lib.configs`, lists as lists) with ``steps``,
     ``eval_every``, ``batch_per_task``, ``lr``, ``sigma_m``, ``seed``, ``n_seeds``, ``image_size``,
     and either ``backbone`` and ``gain_sites`` (notebooks 01–02) or ``backbones`` and ``placements``
     (notebook 03). Raises ``ValueError`` naming the parameter before anything is loaded or trained.
     """
-    backbones = _names(cfg["backbones"]) if "backbones" in cfg else [cfg["backbone"]]
-    placements = _names(cfg["placements"]) if "placements" in cfg else [cfg["gain_sites"]]
+    backbones = list(cfg["backbones"]) if "backbones" in cfg else [cfg["backbone"]]
+    placements = list(cfg["placements"]) if "placements" in cfg else [cfg["gain_sites"]]
     sites: dict[str, dict[str, tuple[str, ...]]] = {}
     for name in backbones:
         net = build_backbone(name)

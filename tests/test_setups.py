@@ -608,3 +608,18 @@ def test_architecture_study_adapts_every_backbone_and_placement_with_one_budget(
     assert study.per_seed[("b", "gains all")].tolist() == [23.0, 25.0] and study.seeds == (0, 1)
     with pytest.raises(ValueError, match="same placements"):
         setups.architecture_study({"a": {"early": ()}, "b": {"late": ()}}, budget, setup_args={})
+
+
+def test_plan_adaptation_checks_every_backbone_and_placement_and_builds_one_budget():
+    from neuromod_lib import profiles
+    from neuromod_lib.setups import plan_adaptation
+
+    one = plan_adaptation(profiles.resolve("01_gain_modulation", "smoke", seed=4))
+    assert one.sites == {"convnet": {"late": ("block2", "block3")}}
+    assert one.budget.sites == ("block2", "block3") and one.budget.seeds == (4, 5)
+    assert (one.budget.steps, one.budget.eval_every, one.budget.batch_per_task) == (20, 10, 4)
+    grid = plan_adaptation(profiles.resolve("03_architecture_study", "smoke"))
+    assert list(grid.sites) == ["convnet", "resnet_small"]
+    assert list(grid.sites["convnet"]) == ["early", "late", "all"] and grid.budget.sites == ()
+    assert grid.table().column("gains at") == ["early", "late", "all"] * 2
+    assert "20 steps x 4 samples per task" in grid.table().caption
