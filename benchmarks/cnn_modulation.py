@@ -4,15 +4,16 @@ Prints three Markdown tables (see ``benchmarks/README.md`` for what every column
 
 1. the time of one adaptation training step (forward, backward, Adam step) for each condition
    on the same frozen backbone and the same batch, through the library's own code path: the
-   ``_Adapter`` and the ``_Inputs`` cache exactly as :func:`neuromod_lib.adaptation.adapt`
-   builds them, and the ratio stochastic comodulation / deterministic gains (target: <= 1.10);
+   ``_Group`` (its ``_Adapter``, ``_Inputs`` cache and ``_loss``, with the guided readout's
+   routing pass of modulator draws) exactly as :func:`neuromod_lib.adaptation.adapt_many` builds
+   them, and the ratio stochastic comodulation / deterministic gains (target: <= 1.10);
 2. images per second of the backbones themselves: training (full network, as in pretraining)
    and inference (pooled features);
 3. the peak memory of the process.
 
 Usage::
 
-    python benchmarks/cnn_modulation.py          # convnet 32x32 and resnet18 64x64 (1-2 min, 2 CPU cores)
+    python benchmarks/cnn_modulation.py          # convnet 16x16 and resnet18 64x64 (1-2 min, 2 CPU cores)
     python benchmarks/cnn_modulation.py --quick  # convnet only, fewer repeats (a smoke run)
     python benchmarks/cnn_modulation.py --full   # + resnet50 64x64, and the paper profile's 20 tasks x 32
     python benchmarks/cnn_modulation.py --device cuda --threads 1
@@ -24,7 +25,6 @@ depend on their content). Nothing here is asserted by the tests: timings depend 
 from __future__ import annotations
 
 import argparse
-import copy
 import platform
 import resource
 import statistics
@@ -40,7 +40,18 @@ import torch.nn.functional as F
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a checkout without installing
 
-from neuromod_lib.adaptation import CONDITIONS, AdaptConfig, _Adapter, _Inputs, placement_sites  # noqa: E402
+from neuromod_lib.adaptation import (  # noqa: E402
+    CONDITIONS,
+    AdaptConfig,
+    TaskSplit,
+    _Adapter,
+    _batches,
+    _Group,
+    _loss,
+    _optimizer,
+    _params_per_task,
+    placement_sites,
+)
 from neuromod_lib.device import describe_device, pick_device  # noqa: E402
 from neuromod_lib.models.cnn import build_backbone, count_parameters  # noqa: E402
 
@@ -123,42 +134,37 @@ def adaptation_step(
     sites: tuple[str, ...],
     device: torch.device,
 ) -> Stepper:
-    """One training step of ``condition`` as ``adapt`` runs it (see ``adaptation._run_group``).
-
-    Fine-tuning gets its own backbone copy, as in ``adapt``. Returned detached.
+    """One training step of ``condition`` exactly as ``adapt_many`` runs it: its ``_Group``, its
+    ``_loss`` (with the guided readout's routing pass of ``draws`` modulator draws per image) and its
+    per-context Adam. Fine-tuning trains its backbone copies, as in ``adapt_many``. Returned detached.
     """
     n_ctx, per = bench.seeds * bench.tasks, bench.batch_per_task
-    finetune = CONDITIONS[condition][2]
-    net = copy.deepcopy(backbone) if finetune else backbone
+    cond = CONDITIONS[condition]
     seeds = tuple(range(bench.seeds))
-    config = AdaptConfig(sites=sites, batch_per_task=per, seeds=seeds, steps=1, eval_every=1)
-    torch.manual_seed(0)
-    modulator_generator = torch.Generator(device=device).manual_seed(1)
-    adapter = _Adapter(net, condition, n_ctx, 2, config, modulator_generator).to(device)
-    adapter.modulation.detach()  # attached again around each step: conditions take turns on the backbone
-    if adapter.finetune:
-        net.requires_grad_(True)
-    inputs = _Inputs(net, images, adapter.start, device, max_bytes=0 if adapter.finetune else 2e9)
+    config = AdaptConfig(sites=sites, batch_per_task=per, seeds=seeds, steps=1, eval_every=1, lrs=(0.01,))
     g = torch.Generator().manual_seed(0)
-    idx = torch.randint(len(images), (n_ctx * per,), generator=g)
-    labels = torch.randint(2, (n_ctx * per,), generator=g).to(device)
-    contexts = torch.arange(n_ctx, device=device).repeat_interleave(per)
-    own = [p for n, p in adapter.named_parameters() if p.requires_grad and not n.startswith("backbone.")]
-    groups = [{"params": own, "lr": config.lr}]
-    if adapter.finetune:
-        groups.append({"params": list(net.parameters()), "lr": config.lr_backbone})
-    optimizer = torch.optim.Adam(groups)
+    labels = torch.randint(2, (len(images), bench.tasks), generator=g)
+    names = tuple(f"task{t}" for t in range(bench.tasks))
+    data = TaskSplit.random(images, labels, names, n_val=8, n_test=8)
+    torch.manual_seed(0)
+    variants = [cond.variant] * n_ctx if cond.variant else None
+    modulator_generator = torch.Generator(device=device).manual_seed(1)
+    adapter = _Adapter(
+        backbone, cond.family, cond.finetune, n_ctx, 2, config, modulator_generator, variants, bench.tasks
+    ).to(device)
+    group = _Group.build(adapter, data, config, bench.seeds, n_ctx, device)
+    group.generators = [torch.Generator().manual_seed(s) for s in seeds]
+    adapter.modulation.detach()  # attached again around each step: conditions take turns on the backbone
+    optimizer = _optimizer(group, torch.full((n_ctx,), 0.01))
+    batch = next(_batches(group, g))
     adapter.train()
 
     def step() -> None:
         optimizer.zero_grad(set_to_none=True)
-        loss = F.cross_entropy(adapter(inputs(idx), contexts), labels)
-        loss.backward()
+        _loss(group, adapter, batch).backward()
         optimizer.step()
 
-    own_count = sum(p.numel() for p in own)
-    per_task = own_count // n_ctx + (count_parameters(net) // bench.tasks if adapter.finetune else 0)
-    return Stepper(condition, adapter, net, step, per_task)
+    return Stepper(condition, adapter, backbone, step, _params_per_task(group))
 
 
 def step_times(steppers: list[Stepper], device: torch.device, warmup: int, repeats: int) -> list[list[float]]:
@@ -297,7 +303,8 @@ def main(argv: list[str] | None = None) -> None:
         parser.error("--quick and --full exclude each other")
 
     gpu = device.type != "cpu"
-    benches = [Bench("convnet", 32, 3, 8, 8, 10 if args.quick else 30, 128, 5 if args.quick else 10)]
+    # the quick profile of notebooks 01-02: convnet at 16x16, 5 seeds x 4 tasks x 8 images
+    benches = [Bench("convnet", 16, 5, 4, 8, 10 if args.quick else 30, 128, 5 if args.quick else 10)]
     if not args.quick:
         tasks, per = (20, 32) if args.full else (8, 8)
         benches.append(Bench("resnet18", 64, 3, tasks, per, 20 if gpu else 5, 64, 20 if gpu else 3))

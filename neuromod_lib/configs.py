@@ -202,16 +202,26 @@ class _Adaptation(NotebookConfig):
     data_root: str = param("../data", "folder of the real data sets (paper profile)")
     verify_data: bool = param(True, "check the real data's published MD5 sums")
     n_images: int = param(6000, "images to use (0: all)", low=0, high=10**7)
-    image_size: int = param(32, "image side in pixels", low=8, high=512)
+    # 16 px: a quarter of the compute of 32 px, so every condition can train to saturation on a CPU
+    image_size: int = param(16, "image side in pixels", low=8, high=512)
     weights: str = param("", "local ImageNet state_dict file for resnet18/50 ('': none)")
-    n_tasks: int = param(8, "held-out tasks to adapt to", low=1, high=20)
+    n_tasks: int = param(4, "held-out tasks to adapt to", low=1, high=40)
+    n_adapt: int = param(500, "training images the held-out tasks learn from (0: all)", low=0, high=10**7)
     pretrain_epochs: int = param(6, "backbone pretraining epochs", low=1, high=1000)
-    steps: int = param(300, "adaptation steps (all conditions)", low=1, high=MAX_STEPS)
-    eval_every: int = param(60, "steps between evaluations", low=1)
+    steps: int = param(2000, "adaptation steps (all conditions)", low=1, high=MAX_STEPS)
+    eval_every: int = param(200, "steps between evaluations", low=1)
     batch_per_task: int = param(8, "samples per task per step", low=1, high=4096)
-    lr: float = param(0.01, "Adam learning rate of heads, gains, FiLM, SE", above=0.0)
-    n_seeds: int = param(3, "adaptation seeds", low=1, high=10)
+    lrs: list[float] = param(
+        [0.001, 0.003, 0.01],
+        "learning rates searched on validation for every condition (fine-tuning: its backbone at lr/10)",
+        item={"above": 0.0, "high": 1.0},
+    )
+    n_seeds: int = param(5, "adaptation seeds", low=1, high=20)
     sigma_m: float = param(0.1, "std of the shared modulator m (stochastic comodulation)", low=0.0)
+    draws: int = param(2, "modulator draws per image in the guided readout's routing pass", low=2, high=64)
+    saturation_tol: float = param(
+        0.5, "budget saturated if validation error falls less than this (points) in its last third", low=0.0
+    )
 
     def check_together(self) -> None:
         """``steps`` a multiple of ``eval_every``."""
@@ -261,18 +271,17 @@ class ArchitectureConfig(_Adaptation):
     NOTEBOOK: ClassVar[str] = "03_architecture_study"
 
     dataset: str = param("generated", "data set", choices=("generated", "cifar100"))
-    # a 3 x 4 grid of runs: fewer tasks and steps than 01-02 keep the quick profile near 3 minutes
-    n_tasks: int = param(6, "held-out superclasses", low=1, high=10)
-    steps: int = param(200, "adaptation steps", low=1, high=MAX_STEPS)
-    eval_every: int = param(50, "steps between evaluations", low=1)
-    image_size: int = param(32, "image side in pixels (CIFAR-100 is 32)", low=8, high=512)
+    # a backbone x placement grid of deterministic and stochastic gains, each with the learning-rate
+    # search and a saturating budget: two small backbones, 3 tasks and 3 seeds keep it near 3 minutes;
+    # 600 images per superclass give each 5-way task 60 validation images
+    n_images: int = param(12000, "images to use (0: all)", low=0, high=10**7)
+    n_tasks: int = param(3, "held-out superclasses", low=1, high=10)
+    n_adapt: int = param(0, "training images the held-out tasks learn from (0: all)", low=0, high=10**7)
+    n_seeds: int = param(3, "adaptation seeds", low=1, high=20)
+    image_size: int = param(16, "image side in pixels (CIFAR-100 is 32)", low=8, high=512)
     n_pretrain: int = param(10, "superclasses that pretrain the backbone", low=1, high=19)
-    backbones: list[str] = param(
-        ["convnet", "convnet_deep", "resnet_small"], "list of backbones", item={"choices": BACKBONES}
-    )
-    placements: list[str] = param(
-        ["early", "late", "all"], "list of early, late, all", item={"choices": PLACEMENTS}
-    )
+    backbones: list[str] = param(["convnet", "resnet_tiny"], "list of backbones", item={"choices": BACKBONES})
+    placements: list[str] = param(["early", "late"], "list of early, late, all", item={"choices": PLACEMENTS})
 
     def check_together(self) -> None:
         """Pretraining and held-out superclasses together at most the 20 there are."""

@@ -47,7 +47,7 @@ def _stochastic(g: torch.Generator) -> dict[str, Any]:
     return {
         "x": torch.rand(6, 5, generator=g),
         "c": torch.randn(6, 5, generator=g),
-        "m": 0.5 * torch.randn(6, generator=g),
+        "m": 1 + 0.5 * torch.randn(6, generator=g),  # m = 1 + xi, as in the predecessor code
         "sigma_m": 0.5,
     }
 
@@ -81,7 +81,7 @@ EXERCISES: dict[str, Exercise] = {
         shapes="x (B, C, H, W) feature maps, c (B, C) each sample's log gains",
     ),
     "stochastic_gain": Exercise(
-        title="the stochastic gain of comodulation",
+        title="stochastic gain of comodulation",
         inputs=_stochastic,
         reference=lambda x, c, m, sigma_m: modulation.exp_gain(
             x, modulation.stochastic_log_gain(c, m, sigma_m)

@@ -20,7 +20,7 @@ act per channel, see :func:`per_channel`):
 
 - :func:`exp_gain`: deterministic multiplicative gain ``x * exp(log_gain)`` (Boeshertz et al.);
 - :func:`stochastic_log_gain`: the log gain of stochastic comodulation ``c m - sigma_m^2 c^2 / 2``,
-  with :func:`draw_modulator` the shared modulator ``m ~ N(0, sigma_m^2)`` per sample;
+  with :func:`draw_modulator` the shared modulator ``m = mean + sigma_m xi`` per sample;
 - :func:`add_bias`: additive bias ``x + b``; :func:`film`: ``gamma * x + beta`` (Perez et al. 2018);
 - :func:`excitability`: gain and bias on a unit's input drive, ``(1 + c G) * drive + c B``
   (Vedovati & Ching 2024's ``g(c)`` and ``b(c)``; :func:`excitability_terms` gives the two terms);
@@ -48,24 +48,24 @@ without touching its code. Every modulator has the same small API:
 
 Modulators (all per task, per channel of a conv map ``(B, C, H, W)`` or per unit of ``(B, D)``):
 
-- :class:`GainModulation`: ``y = x * exp(c * m - Var(m) * c**2 / 2)`` with a learned coupling
-  ``c`` (initialised to 0, i.e. gain 1). ``mode="deterministic"``: m = 1, Var(m) = 0, so
-  ``y = x * exp(c)``. ``mode="stochastic"`` (*stochastic comodulation*): m ~ N(0, sigma_m²), one
-  scalar per sample shared by every modulated unit at every site, drawn afresh by each
-  ``set_context``; the ``-Var(m) c²/2`` term keeps the mean gain at exactly 1, so the task
-  information lies in *which* units fluctuate with m, read out by
-  :class:`neuromod_lib.readout.ModulatorGuidedReadout` from ``last_m``. ``mode="off"``: identity.
+- :class:`GainModulation`: ``y = x * exp(c * m - Var(m) * c**2 / 2)`` with a learned coupling ``c``
+  per task and a shared modulator ``m``, one scalar per sample for every modulated unit at every
+  site. Each task (context) has a :class:`GainVariant`, as in Boeshertz, Haimerl & Savin's
+  predecessor code: couplings ``signed`` (c = w, w starts at 0: gain 1) or ``nonneg`` (c = w², w
+  starts at 1); ``m = mean + sigma_m xi`` with mean 1 (the predecessor's ``m = 1 + xi``: mean gain
+  ``exp(c)``) or 0 (the zero-mean ablation: mean gain 1); noise in training passes or not; and a
+  guided readout, whose covariances come from no-gradient *routing passes* that draw m
+  (``set_context(task_ids, draw="route")``). ``mode="deterministic"``: signed couplings, m = 1,
+  no noise, i.e. ``y = x * exp(c)``; ``mode="stochastic"``: the paper's reading (c = w², m = 1 + xi
+  in training, guided); ``mode="off"``: identity.
 - :class:`FiLM`: ``y = gamma * x + beta`` (gamma 1, beta 0 at start).
 - :class:`SEGain`: task-specific squeeze-and-excitation (Maninis et al. 2019): a per-task
   bottleneck MLP on the globally pooled features gives gains ``2 * sigmoid(.)``, exactly 1 at start.
 
-Design choice, stochastic gains in eval mode: by default (``eval_noise=False``) evaluation uses
-the modulator's expected value m = 0 with the variance term kept, i.e. gains
-``exp(-sigma_m² c² / 2)``: the gain at the typical (mean, and median) modulator value, so that
-evaluation is deterministic. Note it is not the *mean* gain (exactly 1); the two differ by the
-factor ``exp(-sigma_m² c² / 2)``, about 1 - sigma_m² c² / 2 (0.5 % for sigma_m = 0.1, c = 1).
-``eval_noise=True`` draws m in eval mode as in training. Whether m is drawn is decided when the
-context is set, from the mode the module is in at that moment.
+Evaluation uses the mean gain: in eval mode m is its mean and the variance term is dropped, so the
+gain is ``exp(c * mean)`` — what the predecessor code evaluates (``test`` at ``mumean``), and the
+expected gain in training. Whether m is drawn is decided when the context is set (``draw``, or the
+mode the module is in at that moment).
 
 Randomness: m is drawn from ``generator`` if one is given (its state is then part of the
 module's ``state_dict``, so checkpoints resume exactly), else from torch's global RNG (seeded by
@@ -76,8 +76,9 @@ checkpoints).
 from __future__ import annotations
 
 import math
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
+from dataclasses import dataclass
 from typing import Any, Protocol, runtime_checkable
 
 import torch
@@ -209,34 +210,45 @@ def exp_gain(x: Tensor, log_gain: Tensor) -> Tensor:
     return apply_gain(x, log_gain.exp())
 
 
-def stochastic_log_gain(coupling: Tensor, m: Tensor, sigma_m: float) -> Tensor:
-    """Log gain of stochastic comodulation: ``c m - sigma_m^2 c^2 / 2`` per sample and unit ``(B, C)``.
+def stochastic_log_gain(coupling: Tensor, m: Tensor, sigma_m: float | Tensor) -> Tensor:
+    """Log gain of stochastic comodulation: ``c m - Var(m) c^2 / 2`` per sample and unit ``(B, C)``.
 
     ``coupling`` c ``(B, C)``; ``m`` ``(B,)`` the shared modulator of each sample (see
-    :func:`draw_modulator`); with ``m ~ N(0, sigma_m^2)`` the mean gain ``E exp(.)`` is exactly 1,
-    so the task lies in *which* units fluctuate with m. Use with :func:`exp_gain`.
+    :func:`draw_modulator`); ``sigma_m`` its std, a number or one per sample ``(B,)``. For Gaussian
+    ``m`` with mean ``mu`` the mean gain ``E exp(.)`` is exactly ``exp(c mu)``: the noise makes the
+    gains fluctuate without changing their mean. ``m = 1``, ``sigma_m = 0`` is the deterministic gain
+    ``exp(c)``. Use with :func:`exp_gain`.
     """
-    return coupling * m[:, None] - (sigma_m**2 / 2) * coupling.square()
+    var = sigma_m.square()[:, None] if isinstance(sigma_m, Tensor) else sigma_m**2
+    return coupling * m[:, None] - (var / 2) * coupling.square()
 
 
 def draw_modulator(
     batch: int,
-    sigma_m: float,
+    sigma_m: float | Tensor,
     *,
     draw: bool,
+    mean: float | Tensor = 0.0,
     generator: torch.Generator | None = None,
     device: torch.device | str | None = None,
 ) -> Tensor:
-    """The stochastic modulator ``m`` ``(B,)``: ``N(0, sigma_m^2)`` per sample if ``draw``, else 0.
+    """The shared modulator ``m = mean + sigma_m xi``, ``xi ~ N(0, 1)`` per sample ``(B,)`` if ``draw``,
+    else its expected value ``mean``.
 
-    0 is the expected modulator (evaluation without noise). Drawn from ``generator`` on its own
-    device (then moved to ``device``) if given, else from torch's global RNG on ``device``.
+    ``mean`` and ``sigma_m``: numbers, or one value per sample ``(B,)``. Boeshertz, Haimerl & Savin's
+    predecessor code uses ``mean = 1`` (``m = 1 + xi``: mean gain ``exp(c)``); ``mean = 0`` makes the
+    mean gain 1 (no deterministic modulation left). Drawn from ``generator`` on its own device (then
+    moved to ``device``) if given, else from torch's global RNG on ``device``.
     """
+    mean = mean.to(device) if isinstance(mean, Tensor) else torch.full((batch,), float(mean), device=device)
     if not draw:
-        return torch.zeros(batch, device=device)
+        return mean.clone()
     if generator is None:
-        return sigma_m * torch.randn(batch, device=device)
-    return (sigma_m * torch.randn(batch, generator=generator, device=generator.device)).to(device)
+        xi = torch.randn(batch, device=device)
+    else:
+        xi = torch.randn(batch, generator=generator, device=generator.device).to(device)
+    sigma = sigma_m.to(device) if isinstance(sigma_m, Tensor) else sigma_m
+    return mean + sigma * xi
 
 
 def add_bias(x: Tensor, bias: Tensor) -> Tensor:
@@ -382,6 +394,7 @@ class Modulation(nn.Module):
             raise ValueError(f"n_tasks={n_tasks!r} must be an integer >= 1")
         self.n_tasks = n_tasks
         self.task_ids: torch.Tensor | None = None
+        self.suspended = False
         self._handles: list[torch.utils.hooks.RemovableHandle] = []
 
     # --- attaching --------------------------------------------------------------------------
@@ -424,9 +437,19 @@ class Modulation(nn.Module):
                     f"site {site!r} gave an output of shape {list(output.shape)}; "
                     f"expected (B, {self.sites[site]}, ...)"
                 )
-            return self.modulate(site, output)
+            return output if self.suspended else self.modulate(site, output)
 
         return hook
+
+    @contextmanager
+    def suspend(self) -> Iterator[Modulation]:
+        """``with modulator.suspend(): ...``: the hooks leave activity unchanged (e.g. to compute
+        and cache what a site gives before it is modulated)."""
+        before, self.suspended = self.suspended, True
+        try:
+            yield self
+        finally:
+            self.suspended = before
 
     # --- context ----------------------------------------------------------------------------
     def _device(self, default: torch.device | None = None) -> torch.device:
@@ -467,12 +490,59 @@ class Modulation(nn.Module):
         raise NotImplementedError
 
 
+#: how a coupling is parametrised: ``signed`` c = w (w starts at 0: gain 1); ``nonneg`` c = w**2
+#: (w starts at 1: every unit coupled from the start, as in the predecessor code's ``MG_target``)
+COUPLINGS = ("signed", "nonneg")
+
+
+@dataclass(frozen=True)
+class GainVariant:
+    """How one context's gains are parametrised and driven (Boeshertz, Haimerl & Savin 2023).
+
+    - ``coupling``: ``signed`` (c = w, w0 = 0) or ``nonneg`` (c = w², w0 = 1, the predecessor's);
+    - ``mean``: the modulator's mean, 1 (the predecessor's ``m = 1 + xi``: mean gain ``exp(c)``) or
+      0 (the zero-mean ablation: mean gain 1, no deterministic modulation left);
+    - ``noisy``: whether training passes draw the modulator (``m = mean + sigma_m xi``) or keep it at
+      its mean (deterministic training);
+    - ``guided``: whether no-gradient *routing passes* draw the modulator to set a modulator-guided
+      readout (:class:`neuromod_lib.readout.ModulatorGuidedReadout`).
+
+    Evaluation always uses the mean modulator and no variance: the mean gain ``exp(c * mean)``.
+    """
+
+    coupling: str = "signed"
+    mean: float = 1.0
+    noisy: bool = False
+    guided: bool = False
+
+    def __post_init__(self) -> None:
+        if self.coupling not in COUPLINGS:
+            raise ValueError(f"coupling={self.coupling!r} is unknown; allowed: {', '.join(COUPLINGS)}")
+        if not is_number(self.mean):
+            raise ValueError(f"mean={self.mean!r} is not allowed; allowed: a finite number")
+        for name in ("noisy", "guided"):
+            if not isinstance(getattr(self, name), bool):
+                raise ValueError(f"{name}={getattr(self, name)!r} is not allowed; allowed: True or False")
+
+
+#: the variants of the ``mode`` argument of :class:`GainModulation`
+MODE_VARIANTS = {
+    "deterministic": GainVariant(),
+    "stochastic": GainVariant(coupling="nonneg", noisy=True, guided=True),
+}
+#: what a forward pass draws: ``train`` (noisy contexts draw m), ``mean`` (m at its mean, no variance:
+#: evaluation), ``route`` (guided contexts draw m: the routing pass of the guided readout)
+DRAWS = ("train", "mean", "route")
+
+
 class GainModulation(Modulation):
     """Per-task multiplicative gains ``x * exp(c * m - Var(m) c² / 2)``; see the module docstring.
 
-    Parameters: ``coupling[site]`` of shape ``(n_tasks, C)``, initialised to 0 (gain 1); in
-    ``mode="off"`` they exist (so state_dicts match across modes) but are not trainable.
-    ``last_m``: the modulator of the last context, ``(B,)``, in stochastic mode (None otherwise).
+    Each context (task) has its :class:`GainVariant`: ``variants`` is one variant for every context,
+    or a sequence of one per context (variants of a method trained side by side); ``mode`` names a
+    variant for all (``deterministic``, ``stochastic``) or ``off`` (identity, nothing trainable).
+    Parameters: ``coupling[site]`` ``(n_tasks, C)``, the raw weights w (c = w or w², see
+    :data:`COUPLINGS`); :meth:`couplings` gives c. ``last_m``: the modulator of the last context ``(B,)``.
     """
 
     def __init__(
@@ -482,49 +552,80 @@ class GainModulation(Modulation):
         mode: str = "deterministic",
         sigma_m: float = 0.1,
         generator: torch.Generator | None = None,
-        eval_noise: bool = False,
+        variants: GainVariant | Sequence[GainVariant] | None = None,
     ) -> None:
         super().__init__(sites, n_tasks)
-        if mode not in GAIN_MODES:
+        if mode not in GAIN_MODES:  # a named variant for every context, or off
             raise ValueError(f"mode={mode!r} is unknown; allowed: {', '.join(GAIN_MODES)}")
         if not (is_number(sigma_m) and sigma_m >= 0):
             raise ValueError(f"sigma_m={sigma_m!r} is not allowed; allowed: a finite number >= 0")
-        if not isinstance(eval_noise, bool):
-            raise ValueError(f"eval_noise={eval_noise!r} is not allowed; allowed: True or False")
-        self.mode, self.sigma_m, self.generator, self.eval_noise = mode, float(sigma_m), generator, eval_noise
+        variants = MODE_VARIANTS.get(mode, GainVariant()) if variants is None else variants
+        variants = [variants] * n_tasks if isinstance(variants, GainVariant) else list(variants)
+        if len(variants) != n_tasks or not all(isinstance(v, GainVariant) for v in variants):
+            raise ValueError(f"variants must be a GainVariant or {n_tasks} of them (one per task)")
+        self.mode, self.sigma_m, self.generator, self.variants = mode, float(sigma_m), generator, variants
+        nonneg = torch.tensor([v.coupling == "nonneg" for v in variants])
+        self.register_buffer("nonneg", nonneg, persistent=False)
+        self.register_buffer("mean", torch.tensor([float(v.mean) for v in variants]), persistent=False)
+        noisy, guided = (torch.tensor([getattr(v, k) for v in variants]) for k in ("noisy", "guided"))
+        self.register_buffer("train_sigma", self.sigma_m * noisy.float(), persistent=False)
+        self.register_buffer("route_sigma", self.sigma_m * guided.float(), persistent=False)
         self.coupling = nn.ParameterDict(
             {
-                name: nn.Parameter(torch.zeros(n_tasks, c), requires_grad=mode != "off")
+                name: nn.Parameter(
+                    nonneg[:, None].float().expand(n_tasks, c).clone(), requires_grad=mode != "off"
+                )
                 for name, c in self.sites.items()
             }
         )
         self.last_m: torch.Tensor | None = None
+        self.last_sigma: torch.Tensor | None = None
 
-    def set_context(self, task_ids: torch.Tensor) -> None:
-        """Store task ids; in stochastic mode also draw ``last_m`` (B,) ~ N(0, sigma_m²).
+    def set_context(self, task_ids: torch.Tensor, draw: str | None = None) -> None:
+        """Store task ids and draw the modulator ``last_m`` (B,) for them (see :data:`DRAWS`).
 
-        m is drawn in training mode or with ``eval_noise``; otherwise m = 0 (expected modulator).
+        ``draw=None``: ``train`` in training mode, ``mean`` in eval mode.
         """
         super().set_context(task_ids)
-        if self.mode != "stochastic":
-            self.last_m = None
+        draw = draw or ("train" if self.training else "mean")
+        if draw not in DRAWS:
+            raise ValueError(f"draw={draw!r} is unknown; allowed: {', '.join(DRAWS)}")
+        if self.mode == "off":
+            self.last_m = self.last_sigma = None
             return
+        ids = self.task_ids.to(self.mean.device)
+        sigma = {"train": self.train_sigma, "route": self.route_sigma}.get(draw)
+        self.last_sigma = torch.zeros(len(ids), device=ids.device) if sigma is None else sigma[ids]
         self.last_m = draw_modulator(
-            self.task_ids.shape[0],
-            self.sigma_m,
-            draw=self.training or self.eval_noise,
+            len(ids),
+            self.last_sigma,
+            draw=sigma is not None,
+            mean=self.mean[ids],
             generator=self.generator,
-            device=self.task_ids.device,
+            device=ids.device,
         )
+
+    @contextmanager
+    def context(self, task_ids: torch.Tensor, draw: str | None = None) -> Iterator[Modulation]:
+        """``with modulator.context(task_ids, draw): features = backbone(x)``; clears the task ids after."""
+        self.set_context(task_ids, draw)
+        try:
+            yield self
+        finally:
+            self.clear_context()
+
+    def couplings(self, site: str, task_ids: torch.Tensor | None = None) -> torch.Tensor:
+        """The couplings c at ``site``: every task's ``(n_tasks, C)``, or each sample's ``(B, C)``."""
+        w = self.coupling[site] if task_ids is None else mix(task_ids, self.coupling[site])
+        nonneg = self.nonneg if task_ids is None else self.nonneg[task_ids.to(self.nonneg.device)]
+        return torch.where(nonneg.to(w.device)[:, None], w.square(), w)
 
     def log_gain(self, site: str, task_ids: torch.Tensor) -> torch.Tensor:
         """Per-sample log gains ``(B, C)`` at ``site`` for the current modulator (0 in off mode)."""
-        c = mix(task_ids, self.coupling[site])
+        c = self.couplings(site, task_ids)
         if self.mode == "off":
             return torch.zeros_like(c)
-        if self.mode == "deterministic":
-            return c
-        return stochastic_log_gain(c, self.last_m.to(c.device), self.sigma_m)
+        return stochastic_log_gain(c, self.last_m.to(c.device), self.last_sigma.to(c.device))
 
     def modulate(self, site: str, x: torch.Tensor) -> torch.Tensor:
         if self.mode == "off":
@@ -541,7 +642,11 @@ class GainModulation(Modulation):
             self.generator.set_state(state)
 
     def extra_repr(self) -> str:
-        return f"mode={self.mode!r}, sigma_m={self.sigma_m}, n_tasks={self.n_tasks}, sites={self.sites}"
+        kinds = sorted({(v.coupling, v.mean, v.noisy, v.guided) for v in self.variants})
+        return (
+            f"mode={self.mode!r}, sigma_m={self.sigma_m}, n_tasks={self.n_tasks}, sites={self.sites}, "
+            f"variants={kinds}"
+        )
 
 
 class FiLM(Modulation):

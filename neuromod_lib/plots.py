@@ -35,8 +35,12 @@ LABELS: dict[str, str] = {
     # adaptation conditions (notebooks 01-03)
     "head_only": "head only",
     "deterministic_gain": "deterministic gains",
-    "stochastic_gain": "stochastic gains",
+    "deterministic_gain_nonneg": "deterministic gains, c = w²",
+    "stochastic_gain": "stochastic gains (m = 1 + ξ, c = w², guided)",
+    "stochastic_gain_routing": "stochastic, routing pass only",
+    "stochastic_gain_signed": "stochastic, signed couplings",
     "stochastic_gain_plain_readout": "stochastic gains, plain readout",
+    "stochastic_gain_zero_mean": "stochastic, zero-mean m",
     "film": "FiLM",
     "se_gain": "squeeze-and-excitation gains",
     "full_finetune": "full fine-tuning",
@@ -284,54 +288,92 @@ def learning_curves(results: list, *, target: float | None = None) -> Figure:
     return fig
 
 
-def tagging_scatter(coupling: torch.Tensor, weight: torch.Tensor, *, title: str = "") -> Figure:
-    """Learned coupling of each channel vs the readout weight the modulator gives it (one dot per
-    channel and task): the modulator 'tags' the channels it drives."""
+def relevance_scatter(relevance: torch.Tensor, weight: torch.Tensor, *, title: str = "") -> Figure:
+    """Each last-layer unit's task relevance measured without the modulator (the accuracy drop when it
+    is ablated) against the weight the modulator-guided readout gives it (one dot per unit, task and
+    seed): if the modulator tags what the task needs, the dots rise to the right."""
     fig, ax = plt.subplots(figsize=(4.6, 3.8))
-    ax.scatter(coupling.flatten().numpy(), weight.flatten().numpy(), s=6, alpha=0.5)
+    ax.scatter(relevance.flatten().numpy(), weight.flatten().numpy(), s=4, alpha=0.3)
     ax.axvline(0, color="k", lw=0.5)
-    ax.set_xlabel("learned coupling c (last modulated site)")
+    ax.set_xlabel("unit relevance: accuracy drop when ablated (points)")
     ax.set_ylabel("modulator-guided readout weight")
     ax.set_title(title, fontsize=9)
     fig.tight_layout()
     return fig
 
 
-def gain_distribution(couplings: list[float], sigma_m: float, *, n: int = 4000, seed: int = 0) -> Figure:
-    """Distribution of the stochastic gain exp(c m - sigma^2 c^2 / 2), m ~ N(0, sigma^2), per coupling c:
-    the mean stays 1 while the spread — the 'tag' a unit carries — grows with c."""
+def paired_differences(
+    per_seed: dict[str, torch.Tensor], intervals: dict[str, tuple[float, float]]
+) -> Figure:
+    """A forest plot: per method, its per-seed differences to its baseline (dots) and the 95 %
+    interval of their mean (bar); left of 0 the method wins."""
+    names = list(per_seed)
+    fig, ax = plt.subplots(figsize=(6.0, 0.5 + 0.45 * len(names)))
+    for i, name in enumerate(names):
+        low, high = intervals[name]
+        values = per_seed[name].numpy()
+        ax.plot([low, high], [i, i], color="C0", lw=2.5)
+        ax.plot([values.mean()], [i], "o", color="C0", ms=6)
+        ax.plot(values, [i] * len(values), "x", color="C1", ms=5, alpha=0.8)
+    ax.axvline(0, color="k", lw=0.7)
+    ax.set_yticks(range(len(names)), [label(n) for n in names], fontsize=8)
+    ax.invert_yaxis()
+    ax.set_xlabel("test error difference to its deterministic baseline (points); x: seeds")
+    fig.tight_layout()
+    return fig
+
+
+def gain_distribution(
+    couplings: list[float], sigma_m: float, *, mean: float = 1.0, n: int = 4000, seed: int = 0
+) -> Figure:
+    """Distribution of the stochastic gain exp(c m - sigma^2 c^2 / 2), m = mean + sigma xi, per
+    coupling c: the mean gain stays exp(c * mean) while the spread — the 'tag' a unit carries —
+    grows with c."""
     g = torch.Generator().manual_seed(seed)
-    m = torch.randn(n, generator=g) * sigma_m
+    m = mean + torch.randn(n, generator=g) * sigma_m
     fig, ax = plt.subplots(figsize=(5.5, 3.4))
     for c in couplings:
         gain = exp_gain(torch.ones(n, 1), stochastic_log_gain(torch.full((n, 1), float(c)), m, sigma_m))[:, 0]
         ax.hist(
-            gain.numpy(),
+            (gain / math.exp(c * mean)).numpy(),
             bins=60,
             range=(0, 3),
             histtype="step",
             lw=1.3,
-            label=f"c={c:g}: mean {gain.mean():.2f}, sd {gain.std():.2f}",
+            label=f"c={c:g}: mean gain {gain.mean():.2f} (exp(c·{mean:g}) = {math.exp(c * mean):.2f}), "
+            f"sd/mean {gain.std() / gain.mean():.2f}",
         )
-    ax.set_xlabel("gain")
+    ax.set_xlabel("gain / its mean exp(c·E[m])")
     ax.set_ylabel("samples")
-    ax.set_title(f"sigma_m = {sigma_m:g}", fontsize=9)
+    ax.set_title(f"m = {mean:g} + sigma_m xi, sigma_m = {sigma_m:g}", fontsize=9)
     ax.legend(fontsize=7)
     fig.tight_layout()
     return fig
 
 
 def heatmap(
-    values: torch.Tensor, rows: list[str], columns: list[str], *, title: str, fmt: str = ".1f"
+    values: torch.Tensor,
+    rows: list[str],
+    columns: list[str],
+    *,
+    title: str,
+    fmt: str = ".1f",
+    labels: list[list[str]] | None = None,
+    diverging: bool = False,
 ) -> Figure:
-    """A labelled heatmap (e.g. error by backbone x gain placement)."""
+    """A labelled heatmap (e.g. error by backbone x gain placement). ``labels``: the text of each cell
+    (default: the value in ``fmt``); ``diverging``: a red-blue scale centred on 0 (for differences)."""
     fig, ax = plt.subplots(figsize=(1.3 * len(columns) + 2.5, 0.6 * len(rows) + 1.5))
-    im = ax.imshow(values.numpy(), cmap="viridis_r", aspect="auto")
+    bound = float(values.abs().max()) or 1.0
+    scale = {"cmap": "RdBu_r", "vmin": -bound, "vmax": bound} if diverging else {"cmap": "viridis_r"}
+    im = ax.imshow(values.numpy(), aspect="auto", **scale)
     ax.set_xticks(range(len(columns)), columns)
     ax.set_yticks(range(len(rows)), rows)
     for i in range(len(rows)):
         for j in range(len(columns)):
-            ax.text(j, i, format(values[i, j].item(), fmt), ha="center", va="center", color="w", fontsize=9)
+            text = labels[i][j] if labels is not None else format(values[i, j].item(), fmt)
+            colour = "k" if diverging else "w"
+            ax.text(j, i, text, ha="center", va="center", color=colour, fontsize=8 if labels else 9)
     fig.colorbar(im, ax=ax, shrink=0.8)
     ax.set_title(title, fontsize=10)
     fig.tight_layout()

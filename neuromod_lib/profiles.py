@@ -63,7 +63,8 @@ _CNN_SMOKE = {
 }
 _CELEBA = {
     "dataset": "celeba", "n_images": 0, "image_size": 64, "n_tasks": 20, "pretrain_epochs": 15,
-    "steps": 3000, "eval_every": 300, "batch_per_task": 32, "backbone": "resnet18",
+    "steps": 3000, "eval_every": 300, "batch_per_task": 32, "backbone": "resnet18", "n_adapt": 0,
+    "n_seeds": 5,
 }  # fmt: skip
 _RNN_SMOKE = {"replicates": 2, "steps": 40, "eval_every": 20, "batch": 16, "eval_trials": 16}
 #: Yang et al.'s dynamics and a GPU budget
@@ -83,12 +84,15 @@ PROFILE_VALUES: dict[str, dict[str, dict[str, Any]]] = {
         "paper": {
             "dataset": "cifar100",
             "n_images": 0,
+            "image_size": 32,
+            "n_seeds": 5,
             "n_tasks": 10,
             "pretrain_epochs": 15,
             "steps": 3000,
             "eval_every": 300,
             "batch_per_task": 32,
             "backbones": ["resnet18", "resnet50", "convnet_wide"],
+            "placements": ["early", "late", "all"],
         },  # fmt: skip
     },
     "04_rnn_task_packing": {

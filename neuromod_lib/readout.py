@@ -7,11 +7,15 @@ applies each sample's own head with one gather and one einsum (no loop over task
 Savin 2023). When the gains of task-relevant units fluctuate with a shared random modulator m,
 those units covary with m: the modulator *tags* them. The readout weights each last-layer unit k
 by ``a_k = max(0, cov(h_k, m))``, normalised to mean 1 over units, and decodes ``W (h * a)``.
-The covariance is estimated per task from that task's samples of each training batch and
+The covariance should measure *modulator-driven* variance: :meth:`ModulatorStatistics.update_draws`
+takes it across several modulator draws of the same image (a routing pass), per image, then
+averages over the task's images of the batch; :meth:`ModulatorStatistics.update` takes it across
+the samples of a batch (different images: image variance mixes in). Either way the estimate is
 smoothed across batches by a running average with rate ``max(1 / (n + 1), 1 / window)`` (n:
 batches already seen for that task): an exact average for the first ``window`` batches, then an
-exponential one with time constant ``window`` (100 by default). The weights are statistics, not
-parameters: no gradient flows through them, and the readout adds no learnable parameters.
+exponential one with time constant ``window`` (100 by default, as in the predecessor code). The
+weights are statistics, not parameters: no gradient flows through them, and the readout adds no
+learnable parameters.
 
 Does the modulator really tag the units it drives? :func:`channel_weights` averages the learned
 readout weights over each channel's pooled units, and :func:`tagging_correlation` correlates them
@@ -90,27 +94,55 @@ class ModulatorStatistics(nn.Module):
         self.window = _check_positive_int("window", window)
         self.register_buffer("covariance", torch.zeros(self.n_tasks, self.in_features))
         self.register_buffer("n_batches", torch.zeros(self.n_tasks, dtype=torch.long))
+        #: which tasks use the guided weights (the others decode with a = 1: a plain readout)
+        self.register_buffer("guided", torch.ones(self.n_tasks, dtype=torch.bool), persistent=False)
 
     @property
     def weights(self) -> torch.Tensor:
-        """Per-task unit weights ``(T, D)``: ``relu(covariance)`` normalised to mean 1 (all ones if all 0)."""
+        """Per-task unit weights ``(T, D)``: ``relu(covariance)`` normalised to mean 1 (all ones if all
+        0, and for the tasks that ``guided`` marks as plain)."""
         positive = self.covariance.detach().clamp(min=0)
         mean = positive.mean(dim=1, keepdim=True)
-        return torch.where(
+        weights = torch.where(
             mean > 0, positive / mean.clamp(min=torch.finfo(mean.dtype).tiny), torch.ones_like(positive)
         )
+        return torch.where(self.guided[:, None], weights, torch.ones_like(weights))
 
     @torch.no_grad()
     def update(self, h: torch.Tensor, task_ids: torch.Tensor, m: torch.Tensor) -> None:
-        """Fold this batch's per-task covariances ``cov(h_k, m)`` (unbiased) into the running averages."""
+        """Fold this batch's per-task covariances ``cov(h_k, m)`` *across samples* (unbiased) into the
+        running averages. Across different images this mixes image variance into the estimate; see
+        :meth:`update_draws` for the modulator-driven covariance."""
         h, m = h.detach().to(self.covariance.dtype), m.detach().to(h.device, self.covariance.dtype)
         n = torch.bincount(task_ids, minlength=self.n_tasks).to(h.dtype)
         sum_h = torch.zeros_like(self.covariance).index_add_(0, task_ids, h)
         sum_m = torch.zeros_like(n).index_add_(0, task_ids, m)
         sum_hm = torch.zeros_like(self.covariance).index_add_(0, task_ids, h * m[:, None])
-        seen = n >= 2
         batch_cov = (sum_hm - sum_h * (sum_m / n.clamp(min=1))[:, None]) / (n - 1).clamp(min=1)[:, None]
-        rate = (1 / (self.n_batches + 1).to(h.dtype)).clamp(min=1 / self.window)
+        self._fold(batch_cov, n >= 2)
+
+    @torch.no_grad()
+    def update_draws(self, h: torch.Tensor, task_ids: torch.Tensor, m: torch.Tensor) -> None:
+        """Fold the *modulator-driven* covariances into the running averages: ``h`` ``(R, B, D)`` the
+        units of B images under R modulator draws ``m`` ``(R, B)`` each (R >= 2).
+
+        Per image, ``cov(h_k, m)`` over its R draws (unbiased): the image is the same, so only the
+        modulator varies; per task, the mean over that task's images of the batch.
+        """
+        if h.dim() != 3 or m.shape != h.shape[:2] or h.shape[0] < 2:
+            raise ValueError(
+                f"h {list(h.shape)} and m {list(m.shape)} must be (R, B, D) and (R, B) with R >= 2 draws"
+            )
+        h, m = h.detach().to(self.covariance.dtype), m.detach().to(h.device, self.covariance.dtype)
+        hc, mc = h - h.mean(0), m - m.mean(0)
+        per_image = (hc * mc[..., None]).sum(0) / (h.shape[0] - 1)  # (B, D)
+        n = torch.bincount(task_ids, minlength=self.n_tasks).to(h.dtype)
+        total = torch.zeros_like(self.covariance).index_add_(0, task_ids, per_image)
+        self._fold(total / n.clamp(min=1)[:, None], n >= 1)
+
+    def _fold(self, batch_cov: torch.Tensor, seen: torch.Tensor) -> None:
+        """Running average: rate ``max(1 / (n + 1), 1 / window)`` for the tasks ``seen`` in this batch."""
+        rate = (1 / (self.n_batches + 1).to(batch_cov.dtype)).clamp(min=1 / self.window)
         rate = torch.where(seen, rate, torch.zeros_like(rate))
         self.covariance += rate[:, None] * (batch_cov - self.covariance)
         self.n_batches += seen.long()

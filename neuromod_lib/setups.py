@@ -13,7 +13,7 @@ share a setup share the backbone, and an interrupted pretraining resumes.
 And what notebooks 01–03 show and conclude, computed here so that a notebook cell only calls
 and displays: example images with their labels (:func:`attribute_examples`,
 :func:`superclass_examples`), the comparison of adaptation conditions as tables
-(:func:`adaptation_table`, :func:`per_task_table`), each notebook's answer with its recorded
+(:func:`conditions_table`, :func:`per_task_table`), each notebook's answer with its recorded
 metrics (:func:`gain_adaptation` for 01, :func:`comodulation` for 02,
 :func:`architecture_study` for 03), and the training-success check of a record
 (:func:`training_check`).
@@ -29,18 +29,22 @@ import os
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import torch
 from IPython.display import Markdown
 from torch import nn
 
+from . import readout, results
 from .adaptation import (
+    CONDITIONS,
+    STOCHASTIC_VARIANTS,
     AdaptConfig,
     AdaptResult,
     PretrainConfig,
     TaskSplit,
     adapt,
+    adapt_many,
     placement_sites,
     pretrain,
     to_input,
@@ -49,7 +53,7 @@ from .data import load_celeba, load_cifar100_hierarchy, make_attributes, make_hi
 from .models.cnn import build_backbone
 from .modulation import GainModulation
 from .readout import TaskHeads
-from .tables import Table, format_value, table
+from .tables import Table, table
 
 ATTRIBUTE_DATASETS = ("generated", "celeba")
 HIERARCHY_DATASETS = ("generated", "cifar100")
@@ -172,6 +176,7 @@ def attribute_setup(
     backbone: str = "convnet",
     weights: str = "",
     n_tasks: int = 8,
+    n_adapt: int = 0,
     pretrain_config: PretrainConfig | None = None,
     seed: int = 0,
     device: torch.device | str = "cpu",
@@ -184,7 +189,8 @@ def attribute_setup(
 
     ``generated``: ``n_images`` images split 80/10/10 at random. ``celeba``: the official
     partition, at most ``n_images`` training images (0: all) and an eighth of that for
-    validation and test each; images resized to ``image_size``.
+    validation and test each; images resized to ``image_size``. ``n_adapt``: the held-out tasks
+    learn from the first ``n_adapt`` training images only (0: all); pretraining uses them all.
     """
     _check_choice("dataset", dataset, ATTRIBUTE_DATASETS)
     net = _backbone(backbone, weights, image_size)
@@ -221,7 +227,7 @@ def attribute_setup(
     pre_names, held = split.names[0::2], split.names[1::2]
     return _finish(
         net,
-        split.tasks(list(held[:n_tasks])),
+        split.tasks(list(held[:n_tasks])).limit_train(n_adapt),
         split.tasks(list(pre_names)),
         pretrain_config,
         seed,
@@ -251,6 +257,7 @@ def hierarchy_setup(
     weights: str = "",
     n_pretrain: int = 10,
     n_tasks: int = 10,
+    n_adapt: int = 0,
     pretrain_config: PretrainConfig | None = None,
     seed: int = 0,
     device: torch.device | str = "cpu",
@@ -264,7 +271,8 @@ def hierarchy_setup(
     ``cifar100``: CIFAR-100's train split (last tenth for validation, at most ``n_images``
     images; 0: all) and its test split (at most a fifth of that). ``verify``: check the files'
     MD5 sums before unpickling them; False unpickles them unchecked (only for files you trust;
-    see :func:`~neuromod_lib.data.vision.load_cifar100_hierarchy`).
+    see :func:`~neuromod_lib.data.vision.load_cifar100_hierarchy`). ``n_adapt``: the held-out
+    tasks learn from the first ``n_adapt`` training images only (0: all).
     """
     _check_choice("dataset", dataset, HIERARCHY_DATASETS)
     net = _backbone(backbone, weights, image_size)
@@ -320,7 +328,7 @@ def hierarchy_setup(
     names = split.names
     return _finish(
         net,
-        split.tasks(list(names[n_pretrain : n_pretrain + n_tasks])),
+        split.tasks(list(names[n_pretrain : n_pretrain + n_tasks])).limit_train(n_adapt),
         split.tasks(list(names[:n_pretrain])),
         pretrain_config,
         seed,
@@ -408,45 +416,6 @@ def superclass_examples(split: TaskSplit, tasks: Sequence[str]) -> tuple[torch.T
     return split.images[picks], titles
 
 
-def reached_steps(run: AdaptResult, target: float) -> list[int]:
-    """The steps at which the seeds of ``run`` that reached the mean validation error ``target``
-    (%) first reached it (:meth:`AdaptResult.steps_to`, seeds that never did left out)."""
-    return [s for s in run.steps_to(target) if s is not None]
-
-
-def steps_to_text(run: AdaptResult, target: float) -> str:
-    """How fast ``run`` reached ``target`` (%): ``"240 (3/3)"`` (mean step over the seeds that
-    reached it, and how many of the seeds did), or ``"not reached"``."""
-    reached = reached_steps(run, target)
-    if not reached:
-        return "not reached"
-    return f"{sum(reached) / len(reached):.0f} ({len(reached)}/{len(run.seeds)})"
-
-
-def adaptation_table(runs: Mapping[str, AdaptResult], target: float) -> Table:
-    """One row per condition of ``runs`` (named by its key): mean test error over the held-out
-    tasks (mean ± sd over seeds, :meth:`AdaptResult.row`), the learnable parameters one task costs,
-    and how many steps the condition needs to reach ``target`` (%; :func:`steps_to_text`)."""
-    rows = []
-    for name, run in runs.items():
-        row = run.row()
-        rows.append(
-            {
-                "condition": name,
-                "error": f"{row['error_mean']:.2f} ± {row['error_sd']:.2f}",
-                "params": row["params_per_task"],
-                "steps": steps_to_text(run, target),
-            }
-        )
-    columns = {
-        "condition": "condition",
-        "error": "test error (%)",
-        "params": "params / task",
-        "steps": f"steps to {target:.1f}%",
-    }
-    return table(rows, columns)
-
-
 def per_task_table(runs: Mapping[str, AdaptResult]) -> Table:
     """Test error (%) per held-out task (rows) and condition (columns), mean over seeds: which tasks
     every condition finds hard, and which ones a condition helps."""
@@ -503,24 +472,36 @@ class GainAdaptation:
     """Notebook 01's answer: do per-task gains on a frozen backbone beat a new head alone, and how
     much of the gap to full fine-tuning do they close, at what cost in parameters?
 
-    ``errors``: condition -> mean test error over tasks per seed (S,), in %.
+    ``errors``: condition -> mean test error over tasks per seed (S,), in %; ``saturated``:
+    condition -> whether its budget saturated.
     """
 
     errors: dict[str, torch.Tensor]
-    gains_beat_head_only: bool
     gap_closed: float
     gain_params: int
     full_params: int
+    saturated: dict[str, bool]
 
     @property
     def best(self) -> str:
         """The condition with the lowest mean error."""
         return min(self.errors, key=lambda c: self.errors[c].mean().item())
 
+    @property
+    def difference(self) -> dict[str, float]:
+        """:func:`paired` statistics of gains minus head-only error, paired by seed."""
+        return paired(self.errors["deterministic_gain"] - self.errors["head_only"])
+
+    @property
+    def gains_beat_head_only(self) -> bool:
+        """The 95 % interval of the paired difference lies below 0."""
+        return self.difference["ci_high"] < 0
+
     def conclusions(self) -> Markdown:
         """The answer in three sentences, every number computed."""
-        err = self.errors
-        beat = "beat" if self.gains_beat_head_only else "do not beat"
+        err, d = self.errors, self.difference
+        says = {"beats": "beat", "loses": "lose to", "matches": "neither beat nor lose to"}
+        word = says[verdict(d["ci_low"], d["ci_high"])]
         full = f"full fine-tuning ({err['full_finetune'].mean():.2f}%)"
         cost = (
             f"{self.gain_params:,} gain parameters per task instead of {self.full_params:,} fine-tuned "
@@ -533,21 +514,33 @@ class GainAdaptation:
                 f"They close {100 * self.gap_closed:.0f}% of the gap between head-only and {full}, "
                 f"with {cost}."
             )
+        saturated = (
+            "Every condition's validation error had saturated."
+            if all(self.saturated.values())
+            else "Not saturated: " + ", ".join(c for c, ok in self.saturated.items() if not ok) + "."
+        )
         return Markdown(
-            f"Deterministic gains {beat} the head-only baseline on every seed "
-            f"({err['deterministic_gain'].mean():.2f}% vs {err['head_only'].mean():.2f}%).\n\n"
-            f"{gap}\n\nLowest error: {self.best}."
+            f"Deterministic gains **{word}** the head-only baseline "
+            f"({err['deterministic_gain'].mean():.2f}% vs {err['head_only'].mean():.2f}%; paired difference "
+            f"{d['mean']:+.2f} points, 95 % CI [{d['ci_low']:+.2f}, {d['ci_high']:+.2f}] over "
+            f"{d['n']} seeds).\n\n{gap}\n\nLowest error: {self.best}. {saturated}"
         )
 
     def metrics(self) -> dict[str, Any]:
         """The headline numbers recorded: each condition's error, then the answer."""
+        d = self.difference
         metrics: dict[str, Any] = {f"{c}_error": round(e.mean().item(), 2) for c, e in self.errors.items()}
         metrics.update(
             {
+                "gain_minus_head_only": round(d["mean"], 2),
+                "gain_minus_head_only_ci_low": round(d["ci_low"], 2),
+                "gain_minus_head_only_ci_high": round(d["ci_high"], 2),
                 "gains_beat_head_only": self.gains_beat_head_only,
                 "gap_closed_by_gains": round(self.gap_closed, 3),
                 "gain_params_per_task": self.gain_params,
                 "full_params_per_task": self.full_params,
+                "n_seeds": d["n"],
+                "budget_saturated": all(self.saturated.values()),
             }
         )
         return metrics
@@ -565,9 +558,10 @@ def gain_adaptation(runs: Mapping[str, AdaptResult]) -> GainAdaptation:
     """:class:`GainAdaptation` from notebook 01's ``runs`` (condition -> result; needs
     ``head_only``, ``deterministic_gain`` and ``full_finetune``).
 
-    Gains *beat* the head alone when their error is lower on every seed; the *gap closed* is
-    (head-only − gains) / (head-only − full fine-tuning), the mean errors over seeds (NaN when
-    fine-tuning is no better than the head). Parameters per task are counted beyond the head's.
+    Gains *beat* the head alone when the 95 % t interval of their paired difference lies below 0;
+    the *gap closed* is (head-only − gains) / (head-only − full fine-tuning), the mean errors over
+    seeds (NaN when fine-tuning is no better than the head). Parameters per task are counted beyond
+    the head's.
     """
     _require(runs, ("head_only", "deterministic_gain", "full_finetune"))
     err = {c: r.mean_error() for c, r in runs.items()}
@@ -576,112 +570,247 @@ def gain_adaptation(runs: Mapping[str, AdaptResult]) -> GainAdaptation:
     head_params = runs["head_only"].trainable_per_task
     return GainAdaptation(
         errors=err,
-        gains_beat_head_only=bool((err["deterministic_gain"] < err["head_only"]).all()),
         gap_closed=closed,
         gain_params=runs["deterministic_gain"].trainable_per_task - head_params,
         full_params=runs["full_finetune"].trainable_per_task - head_params,
+        saturated={c: r.saturated for c, r in runs.items()},
     )
 
 
 # --- notebook 02: what stochastic comodulation achieves ----------------------------------------
-def converges_faster(run: AdaptResult, reference: AdaptResult, target: float) -> bool:
-    """Does ``run`` reach ``target`` (%) faster than ``reference``? Yes when at least one seed of
-    ``run`` reaches it, at least as many of its seeds as of ``reference``'s do, and its mean step
-    to get there (over the seeds that did) is smaller. A ``reference`` that never gets there
-    counts as 0 steps: no claim of speed without something to compare with."""
-    steps, ref = reached_steps(run, target), reached_steps(reference, target)
-    return bool(steps) and len(steps) >= len(ref) and sum(steps) / len(steps) < sum(ref) / max(len(ref), 1)
+def paired(values: torch.Tensor) -> dict[str, float]:
+    """Mean and 95 % t confidence interval of per-seed values ``(S,)`` (e.g. paired differences):
+    ``{"mean", "ci_low", "ci_high", "n"}``; one seed has no interval (-inf, inf), so no verdict.
+    The interval is over seeds only: the test images are the same in every seed."""
+    s = results.stat(values.tolist())
+    low, high = s.ci if s.ci is not None else (-math.inf, math.inf)  # one seed: no interval
+    return {"mean": s.mean, "ci_low": low, "ci_high": high, "n": s.n}
+
+
+def verdict(ci_low: float, ci_high: float) -> str:
+    """``beats`` when a 95 % interval of (method − baseline) error lies below 0, ``loses`` above 0,
+    else ``matches`` (no difference this run can detect)."""
+    return "beats" if ci_high < 0 else "loses" if ci_low > 0 else "matches"
+
+
+def steps_to_fraction(run: AdaptResult, reference: AdaptResult, fraction: float = 0.9) -> list[int | None]:
+    """Per seed, the first step at which ``run``'s mean validation error over tasks reaches the target
+    that ``reference`` sets for that seed: its error at step 0 minus ``fraction`` of its improvement
+    (to its best evaluation). ``reference`` reaches its own target by construction; None where
+    ``run`` never does."""
+    curve = reference.val_curve.mean(2)  # (P, S)
+    target = curve[0] - fraction * (curve[0] - curve.min(0).values)
+    return run.steps_to(target)
+
+
+def _censored(steps: list[int | None], budget: int) -> torch.Tensor:
+    """Steps as a tensor, a seed that never reached the target counted at the budget (a lower bound)."""
+    return torch.tensor([budget if s is None else s for s in steps], dtype=torch.float64)
+
+
+def tagging(method: AdaptResult, reference: AdaptResult) -> torch.Tensor:
+    """Per seed ``(S,)``: the correlation over last-layer units between the guided readout's weights
+    in ``method`` and each unit's task relevance measured *without* the modulator in ``reference``
+    (the accuracy drop when the unit is ablated; :func:`~neuromod_lib.adaptation.unit_relevance`),
+    averaged over tasks. Positive: the modulator makes the readout listen to units the task needs.
+    """
+    weights, relevance = method.extra.get("readout_weights"), reference.extra.get("unit_relevance")
+    if weights is None or relevance is None:
+        raise ValueError("tagging needs the method's readout_weights and the reference's unit_relevance")
+    return readout.coupling_weight_correlation(relevance, weights).mean(1)
 
 
 @dataclass(frozen=True)
 class Comodulation:
-    """Notebook 02's answer: stochastic comodulation with its guided readout against deterministic
-    gains, the plain-readout ablation, and whether the modulator tags the units it drives.
+    """Notebook 02's answer: each stochastic-comodulation variant against the deterministic gains of
+    the same coupling parametrisation (:data:`~neuromod_lib.adaptation.STOCHASTIC_VARIANTS`), per
+    seed, with a 95 % t interval of the paired difference; the headline is ``stochastic_gain`` (the
+    paper's reading) against ``deterministic_gain_nonneg`` (the predecessor's deterministic model).
 
-    Errors: mean test error over tasks per seed (S,), in %. ``correlation``: the mean
-    coupling-readout weight correlation (:func:`neuromod_lib.readout.tagging_correlation`).
+    ``runs``: condition -> result; ``steps``: per seed the steps the headline method and its
+    baseline need to reach 90 % of the baseline's validation improvement (None: never);
+    ``tags``: per seed the tagging correlation (:func:`tagging`).
     """
 
-    deterministic: torch.Tensor
-    stochastic: torch.Tensor
-    plain_readout: torch.Tensor
-    target: float
-    faster: bool
-    correlation: float
+    runs: dict[str, AdaptResult]
+    steps_method: list[int | None]
+    steps_baseline: list[int | None]
+    tags: torch.Tensor
     extra_params: int
+    budget: int
+
+    METHOD: ClassVar[str] = "stochastic_gain"
+
+    def difference(self, variant: str) -> torch.Tensor:
+        """Per seed, ``variant``'s mean test error minus its deterministic baseline's (S,)."""
+        baseline = STOCHASTIC_VARIANTS[variant]
+        return self.runs[variant].mean_error() - self.runs[baseline].mean_error()
+
+    def differences(self) -> dict[str, dict[str, float]]:
+        """Variant -> :func:`paired` statistics of its difference, for every variant that was run."""
+        return {v: paired(self.difference(v)) for v in STOCHASTIC_VARIANTS if v in self.runs}
+
+    def forest(self) -> tuple[dict[str, torch.Tensor], dict[str, tuple[float, float]]]:
+        """What :func:`~neuromod_lib.plots.paired_differences` draws: per variant its per-seed
+        differences and the 95 % interval of their mean."""
+        stats = self.differences()
+        return (
+            {v: self.difference(v) for v in stats},
+            {v: (d["ci_low"], d["ci_high"]) for v, d in stats.items()},
+        )
 
     @property
-    def difference(self) -> torch.Tensor:
-        """Stochastic minus deterministic error per seed (S,): negative where the method wins."""
-        return self.stochastic - self.deterministic
+    def budget_saturated(self) -> bool:
+        """Whether every condition's validation error had saturated (:func:`.adaptation.saturation`)."""
+        return all(r.saturated for r in self.runs.values())
 
-    @property
-    def stochastic_beats_deterministic(self) -> bool:
-        """Lower error on every seed."""
-        return bool((self.stochastic < self.deterministic).all())
+    def convergence(self) -> dict[str, float]:
+        """Paired difference (method − baseline) in steps to the baseline's 90 % target."""
+        diff = _censored(self.steps_method, self.budget) - _censored(self.steps_baseline, self.budget)
+        return paired(diff)
 
-    @property
-    def modulator_tags_units(self) -> bool:
-        """Units with a larger coupling get a larger readout weight (positive correlation)."""
-        return self.correlation > 0
+    def variant_table(self) -> Table:
+        """Every variant: its error, its baseline's, the paired difference with its 95 % CI and verdict."""
+        rows = []
+        for v, d in self.differences().items():
+            base = STOCHASTIC_VARIANTS[v]
+            rows.append(
+                {
+                    "variant": v,
+                    "error": self.runs[v].mean_error().mean().item(),
+                    "baseline": base,
+                    "baseline_error": self.runs[base].mean_error().mean().item(),
+                    "diff": f"{d['mean']:+.2f} [{d['ci_low']:+.2f}, {d['ci_high']:+.2f}]",
+                    "verdict": verdict(d["ci_low"], d["ci_high"]),
+                }
+            )
+        columns = {
+            "variant": "stochastic variant",
+            "error": "test error (%)",
+            "baseline": "paired with",
+            "baseline_error": "its error (%)",
+            "diff": "difference [95 % CI]",
+            "verdict": "verdict",
+        }
+        caption = (
+            f"mean over tasks, paired by seed ({len(self.tags)} seeds); t interval of the mean difference "
+            "over seeds (the test images are the same in every seed)"
+        )
+        return table(rows, columns, formats={"error": ".2f", "baseline_error": ".2f"}, caption=caption)
 
     def conclusions(self) -> Markdown:
-        """The answer in four sentences, every number computed."""
-        det, sto, plain, diff = self.deterministic, self.stochastic, self.plain_readout, self.difference
-        costs = "readout" if plain.mean() < sto.mean() else "noise"
+        """The answer, every number computed, in the words the interval allows."""
+        head = self.differences()[self.METHOD]
+        word = verdict(head["ci_low"], head["ci_high"])
+        says = {"beats": "beats", "loses": "loses to", "matches": "neither beats nor loses to"}[word]
+        conv = self.convergence()
+        faster = verdict(conv["ci_low"], conv["ci_high"])
+        speed = {"beats": "faster", "loses": "slower", "matches": "no faster and no slower"}[faster]
+        tag = paired(self.tags)
+        tags = "yes" if tag["ci_low"] > 0 else "no" if tag["ci_high"] < 0 else "not detectably"
+        saturated = (
+            "Every condition's validation error had saturated."
+            if self.budget_saturated
+            else "**Not every condition had saturated** (see the table of conditions): read the verdict "
+            "as one at this budget."
+        )
         return Markdown(
-            f"Stochastic comodulation + guided readout: {sto.mean():.2f}% ± {sto.std():.2f} vs deterministic "
-            f"gains {det.mean():.2f}% ± {det.std():.2f} (difference {diff.mean():+.2f} ± {diff.std():.2f} "
-            f"points over {len(diff)} seeds).\n\n"
-            "Stochastic beats deterministic on every seed: "
-            f"**{format_value(self.stochastic_beats_deterministic)}**. "
-            f"Converges faster to {self.target:.1f}%: **{format_value(self.faster)}**.\n\n"
-            f"With a plain readout the stochastic gains reach {plain.mean():.2f}%: the {costs} is what "
-            f"costs most here.\n\n"
-            f"The modulator tags the units it drives (coupling-weight correlation "
-            f"{self.correlation:.2f} > 0): **{format_value(self.modulator_tags_units)}**."
+            f"Stochastic comodulation (the paper's reading) **{says}** deterministic gains at this scale: "
+            f"{self.runs[self.METHOD].mean_error().mean():.2f}% vs "
+            f"{self.runs[STOCHASTIC_VARIANTS[self.METHOD]].mean_error().mean():.2f}%, paired difference "
+            f"{head['mean']:+.2f} points, 95 % CI [{head['ci_low']:+.2f}, {head['ci_high']:+.2f}] over "
+            f"{head['n']} seeds.\n\n"
+            f"Convergence: to 90 % of the deterministic run's validation improvement it is {speed} "
+            f"({conv['mean']:+.0f} steps, 95 % CI [{conv['ci_low']:+.0f}, {conv['ci_high']:+.0f}]).\n\n"
+            f"Tagging: do the guided readout's weights follow each unit's task relevance measured without "
+            f"the modulator? **{tags}** (correlation {tag['mean']:.2f}, 95 % CI [{tag['ci_low']:.2f}, "
+            f"{tag['ci_high']:.2f}]).\n\n{saturated}"
         )
 
     def metrics(self) -> dict[str, Any]:
         """The headline numbers recorded."""
-        diff = self.difference
-        return {
-            "deterministic_error": round(self.deterministic.mean().item(), 2),
-            "stochastic_error": round(self.stochastic.mean().item(), 2),
-            "stochastic_plain_readout_error": round(self.plain_readout.mean().item(), 2),
-            "stochastic_minus_deterministic": round(diff.mean().item(), 2),
-            "stochastic_minus_deterministic_sd": round(diff.std().item(), 2) if len(diff) > 1 else 0.0,
-            "stochastic_beats_deterministic": self.stochastic_beats_deterministic,
-            "stochastic_converges_faster": self.faster,
-            "tagging_correlation": round(self.correlation, 3),
-            "modulator_tags_units": self.modulator_tags_units,
-            "extra_params_stochastic": self.extra_params,
+        head = self.differences()[self.METHOD]
+        metrics: dict[str, Any] = {
+            f"{c}_error": round(r.mean_error().mean().item(), 2) for c, r in self.runs.items()
         }
+        metrics.update(
+            {
+                "stochastic_minus_deterministic": round(head["mean"], 2),
+                "stochastic_minus_deterministic_ci_low": round(head["ci_low"], 2),
+                "stochastic_minus_deterministic_ci_high": round(head["ci_high"], 2),
+                "stochastic_verdict": verdict(head["ci_low"], head["ci_high"]),
+                "n_seeds": head["n"],
+                "budget_saturated": self.budget_saturated,
+            }
+        )
+        for v, d in self.differences().items():
+            if v != self.METHOD:
+                metrics[f"{v}_minus_deterministic"] = round(d["mean"], 2)
+                metrics[f"{v}_verdict"] = verdict(d["ci_low"], d["ci_high"])
+        conv, tag = self.convergence(), paired(self.tags)
+        metrics.update(
+            {
+                "steps_to_target_minus_deterministic": round(conv["mean"], 1),
+                "converges_faster": conv["ci_high"] < 0,
+                "tagging_correlation": round(tag["mean"], 3),
+                "modulator_tags_relevant_units": tag["ci_low"] > 0,
+                "extra_params_stochastic": self.extra_params,
+            }
+        )
+        return metrics
 
     def samples(self) -> dict[str, list[float]]:
         """Per seed, what the report's verdicts are judged from."""
-        diff = self.difference
+        diff = self.difference(self.METHOD)
         return {
             "stochastic_minus_deterministic": diff.tolist(),
             "extra_params_stochastic": [self.extra_params] * len(diff),
         }
 
 
-def comodulation(runs: Mapping[str, AdaptResult], target: float, correlation: float) -> Comodulation:
-    """:class:`Comodulation` from notebook 02's ``runs`` (needs ``deterministic_gain``,
-    ``stochastic_gain`` and ``stochastic_gain_plain_readout``), the error ``target`` (%) of the
-    convergence question and the tagging ``correlation`` of the method's run."""
-    _require(runs, ("deterministic_gain", "stochastic_gain", "stochastic_gain_plain_readout"))
-    method, det = runs["stochastic_gain"], runs["deterministic_gain"]
+def comodulation(runs: Mapping[str, AdaptResult]) -> Comodulation:
+    """:class:`Comodulation` from notebook 02's ``runs`` (condition -> result; needs
+    ``stochastic_gain`` and ``deterministic_gain_nonneg``; every other variant of
+    :data:`~neuromod_lib.adaptation.STOCHASTIC_VARIANTS` present is compared with its baseline)."""
+    method, base = Comodulation.METHOD, STOCHASTIC_VARIANTS[Comodulation.METHOD]
+    needed = [method, base, *(STOCHASTIC_VARIANTS[v] for v in STOCHASTIC_VARIANTS if v in runs)]
+    _require(runs, list(dict.fromkeys(needed)))
+    run, baseline = runs[method], runs[base]
     return Comodulation(
-        deterministic=det.mean_error(),
-        stochastic=method.mean_error(),
-        plain_readout=runs["stochastic_gain_plain_readout"].mean_error(),
-        target=target,
-        faster=converges_faster(method, det, target),
-        correlation=correlation,
-        extra_params=method.trainable_per_task - det.trainable_per_task,
+        runs=dict(runs),
+        steps_method=steps_to_fraction(run, baseline),
+        steps_baseline=steps_to_fraction(baseline, baseline),
+        tags=tagging(run, baseline),
+        extra_params=run.trainable_per_task - baseline.trainable_per_task,
+        budget=run.curve_steps[-1],
     )
+
+
+def conditions_table(runs: Mapping[str, AdaptResult]) -> Table:
+    """Every condition: what it is, its chosen learning rate (and every tried one's validation error),
+    its test error (mean ± sd over seeds), parameters per task, and whether its budget saturated."""
+    rows = []
+    for name, run in runs.items():
+        tried = ", ".join(f"{lr:g}: {v:.1f}" for lr, v in run.lr_scores.items())
+        rows.append(
+            {
+                "condition": name,
+                "what": CONDITIONS[name].description,
+                "lr": f"{run.lr:g} ({tried})",
+                "error": f"{run.mean_error().mean():.2f} ± {run.mean_error().std():.2f}",
+                "params": run.trainable_per_task,
+                "saturated": f"{'yes' if run.saturated else 'no'} ({run.improvement:+.2f})",
+            }
+        )
+    columns = {
+        "condition": "condition",
+        "what": "what it is",
+        "lr": "lr (val error % per lr)",
+        "error": "test error (%)",
+        "params": "params / task",
+        "saturated": "saturated (last-third gain)",
+    }
+    return table(rows, columns)
 
 
 # --- notebook 03: backbone x placement ----------------------------------------------------------
@@ -692,7 +821,11 @@ class ArchitectureStudy:
     ``error`` (B, 1 + P): mean over tasks and seeds, in %, column 0 the head alone, then one
     column per placement; ``per_seed``: ``(backbone, column name) -> (S,)`` errors;
     ``params_per_task``: ``(backbone, placement) -> gain parameters per task``;
-    ``pretrain_error``: backbone -> mean pretraining validation error (%).
+    ``pretrain_error``: backbone -> mean pretraining validation error (%). The gains are the
+    deterministic ones with c = w² (``deterministic_gain_nonneg``); where ``per_seed`` also holds
+    ``(backbone, "stochastic <placement>")``, stochastic comodulation ran at the same placement and
+    is compared with them, paired by seed (the paper's architecture question). ``saturated``:
+    ``(backbone, column) -> whether that run's budget saturated``.
     """
 
     backbones: list[str]
@@ -702,6 +835,53 @@ class ArchitectureStudy:
     params_per_task: dict[tuple[str, str], int]
     pretrain_error: dict[str, float]
     seeds: tuple[int, ...]
+    saturated: dict[tuple[str, str], bool] = dataclasses.field(default_factory=dict)
+
+    @property
+    def stochastic(self) -> bool:
+        """Whether stochastic comodulation ran beside the deterministic gains."""
+        return (self.backbones[0], f"stochastic {self.placements[0]}") in self.per_seed
+
+    def difference(self, backbone: str, placement: str) -> dict[str, float]:
+        """:func:`paired` statistics of stochastic minus deterministic error at one backbone and placement."""
+        diff = (
+            self.per_seed[(backbone, f"stochastic {placement}")]
+            - self.per_seed[(backbone, f"gains {placement}")]
+        )
+        return paired(diff)
+
+    def difference_grid(self) -> tuple[torch.Tensor, list[list[str]]]:
+        """Stochastic minus deterministic error, backbone (rows) × placement (columns): the means
+        ``(B, P)`` and, per cell, ``mean [low, high]`` with the 95 % interval (the heatmap's labels)."""
+        cells = [[self.difference(b, p) for p in self.placements] for b in self.backbones]
+        means = torch.tensor([[d["mean"] for d in row] for row in cells])
+        labels = [
+            [f"{d['mean']:+.2f}\n[{d['ci_low']:+.2f}, {d['ci_high']:+.2f}]" for d in row] for row in cells
+        ]
+        return means, labels
+
+    def difference_table(self) -> Table:
+        """Per backbone and placement: stochastic and deterministic error, the paired difference with its
+        95 % interval, and the verdict."""
+        rows = []
+        for name in self.backbones:
+            for p in self.placements:
+                d = self.difference(name, p)
+                errors = [self.per_seed[(name, f"{c} {p}")].mean().item() for c in ("stochastic", "gains")]
+                shown = f"{d['mean']:+.2f} [{d['ci_low']:+.2f}, {d['ci_high']:+.2f}]"
+                rows.append([name, p, *errors, shown, verdict(d["ci_low"], d["ci_high"])])
+        columns = [
+            "backbone",
+            "gains at",
+            "stochastic (%)",
+            "deterministic (%)",
+            "difference [95 % CI]",
+            "verdict",
+        ]
+        caption = f"stochastic_gain minus deterministic_gain_nonneg, paired by seed ({len(self.seeds)} seeds)"
+        return table(
+            rows, columns, formats={"stochastic (%)": ".2f", "deterministic (%)": ".2f"}, caption=caption
+        )
 
     @property
     def columns(self) -> list[str]:
@@ -757,6 +937,27 @@ class ArchitectureStudy:
             f"\nBest backbone for gain adaptation: {self.best_backbone()}. "
             f"The best placement is {agree} for every backbone."
         )
+        if self.stochastic:
+            verdicts = {
+                (b, p): verdict(d["ci_low"], d["ci_high"])
+                for b in self.backbones
+                for p in self.placements
+                if (d := self.difference(b, p))
+            }
+            counts = {w: sum(v == w for v in verdicts.values()) for w in ("beats", "matches", "loses")}
+            where = ", ".join(f"{b} {p}" for (b, p), v in verdicts.items() if v == "beats") or "nowhere"
+            lines.append(
+                f"\nStochastic comodulation against deterministic gains, over {len(verdicts)} backbone × "
+                f"placement cells: beats in {counts['beats']}, matches in {counts['matches']}, loses in "
+                f"{counts['loses']} (95 % intervals, paired by seed). It beats them: {where}."
+            )
+        if self.saturated:
+            missing = [f"{b} {c}" for (b, c), ok in self.saturated.items() if not ok]
+            lines.append(
+                "\nEvery run's validation error had saturated."
+                if not missing
+                else f"\nNot saturated: {', '.join(missing)}."
+            )
         return Markdown("\n".join(lines))
 
     def metrics(self) -> dict[str, Any]:
@@ -775,6 +976,14 @@ class ArchitectureStudy:
                 "gains_help_every_backbone": all(helps.values()),
             }
         )
+        if self.stochastic:
+            for name in self.backbones:
+                for p in self.placements:
+                    d = self.difference(name, p)
+                    metrics[f"{name}_{p}_stochastic_minus_deterministic"] = round(d["mean"], 2)
+                    metrics[f"{name}_{p}_stochastic_verdict"] = verdict(d["ci_low"], d["ci_high"])
+        if self.saturated:
+            metrics["budget_saturated"] = all(self.saturated.values())
         return metrics
 
     def samples(self) -> dict[str, list[float]]:
@@ -819,10 +1028,12 @@ def architecture_study(
     setup_args: Mapping[str, Any],
     first: AdaptationSetup | None = None,
     device: torch.device | str = "cpu",
+    stochastic: bool = True,
 ) -> ArchitectureStudy:
     """Adapt every backbone of ``plan`` (backbone -> placement -> its sites) to the held-out
-    superclasses, with the head alone and with deterministic gains at each placement, all with the
-    same ``budget`` (its ``sites`` replaced by the placement's).
+    superclasses with the head alone and, at each placement, deterministic gains (c = w²) and —
+    with ``stochastic`` — stochastic comodulation beside them (trained in one group, paired by
+    seed), all with the same ``budget`` (its ``sites`` replaced by the placement's).
 
     Each backbone's :func:`hierarchy_setup` is made from ``setup_args`` (every argument but
     ``backbone``), one at a time, so only one backbone is held in memory; ``first``, if given, is
@@ -834,30 +1045,32 @@ def architecture_study(
     placements = list(next(iter(plan.values())))
     if any(list(where) != placements for where in plan.values()):
         raise ValueError(f"plan: every backbone needs the same placements; got {dict(plan)}")
+    gains, method = "deterministic_gain_nonneg", "stochastic_gain"
+    conditions = [gains, method] if stochastic else [gains]
     error = torch.full((len(backbones), len(placements) + 1), float("nan"))
     per_seed: dict[tuple[str, str], torch.Tensor] = {}
     params: dict[tuple[str, str], int] = {}
     pretrain_error: dict[str, float] = {}
+    saturated: dict[tuple[str, str], bool] = {}
     for b, name in enumerate(backbones):
         setup = first if b == 0 and first is not None else hierarchy_setup(backbone=name, **setup_args)
         pretrain_error[name] = setup.mean_pretrain_error
         head = adapt(setup.backbone, setup.tasks, "head_only", budget, device=device)
         error[b, 0] = head.mean_error().mean()
         per_seed[(name, "head only")] = head.mean_error()
+        saturated[(name, "head only")] = head.saturated
         for p, placement in enumerate(placements):
-            sites = tuple(plan[name][placement])
-            run = adapt(
-                setup.backbone,
-                setup.tasks,
-                "deterministic_gain",
-                dataclasses.replace(budget, sites=sites),
-                device=device,
-            )
-            error[b, p + 1] = run.mean_error().mean()
-            per_seed[(name, f"gains {placement}")] = run.mean_error()
-            params[(name, placement)] = run.trainable_per_task - head.trainable_per_task
+            where = dataclasses.replace(budget, sites=tuple(plan[name][placement]))
+            runs = adapt_many(setup.backbone, setup.tasks, conditions, where, device=device)
+            error[b, p + 1] = runs[gains].mean_error().mean()
+            per_seed[(name, f"gains {placement}")] = runs[gains].mean_error()
+            saturated[(name, f"gains {placement}")] = runs[gains].saturated
+            if stochastic:
+                per_seed[(name, f"stochastic {placement}")] = runs[method].mean_error()
+                saturated[(name, f"stochastic {placement}")] = runs[method].saturated
+            params[(name, placement)] = runs[gains].trainable_per_task - head.trainable_per_task
     return ArchitectureStudy(
-        backbones, placements, error, per_seed, params, pretrain_error, tuple(budget.seeds)
+        backbones, placements, error, per_seed, params, pretrain_error, tuple(budget.seeds), saturated
     )
 
 
@@ -882,7 +1095,7 @@ class AdaptationPlan:
         b = self.budget
         caption = (
             f"{b.steps} steps x {b.batch_per_task} samples per task, evaluated every {b.eval_every}; "
-            f"{len(b.seeds)} seeds"
+            f"learning rates searched: {', '.join(f'{lr:g}' for lr in b.lrs)}; {len(b.seeds)} seeds"
         )
         rows = [
             [backbone, placement, ", ".join(sites)]
@@ -896,7 +1109,8 @@ def plan_adaptation(cfg: Mapping[str, Any]) -> AdaptationPlan:
     """Check a notebook's backbones, image size and gain placements, and build its budget.
 
     ``cfg``: a notebook config (:mod:`neuromod_lib.configs`, lists as lists) with ``steps``,
-    ``eval_every``, ``batch_per_task``, ``lr``, ``sigma_m``, ``seed``, ``n_seeds``, ``image_size``,
+    ``eval_every``, ``batch_per_task``, ``lrs``, ``sigma_m``, ``draws``, ``saturation_tol``, ``seed``,
+    ``n_seeds``, ``image_size``,
     and either ``backbone`` and ``gain_sites`` (notebooks 01–02) or ``backbones`` and ``placements``
     (notebook 03). Raises ``ValueError`` naming the parameter before anything is loaded or trained.
     """
@@ -913,8 +1127,10 @@ def plan_adaptation(cfg: Mapping[str, Any]) -> AdaptationPlan:
         steps=cfg["steps"],
         eval_every=cfg["eval_every"],
         batch_per_task=cfg["batch_per_task"],
-        lr=cfg["lr"],
+        lrs=tuple(cfg["lrs"]),
         sigma_m=cfg["sigma_m"],
+        draws=cfg["draws"],
+        saturation_tol=cfg["saturation_tol"],
         seeds=tuple(range(cfg["seed"], cfg["seed"] + cfg["n_seeds"])),
     )
     return AdaptationPlan(sites, budget)

@@ -374,3 +374,52 @@ def fit(
         epochs_run=loop["epoch"],
         resumed_from=resumed_from,
     )
+
+
+class ContextAdam(torch.optim.Optimizer):
+    """Adam with one learning rate per *context*: every parameter's first dimension indexes contexts.
+
+    Many small models trained side by side as one (tasks × seeds × learning rates, each context with
+    its own rows of every parameter) get a learning-rate search for free: ``lr`` ``(n_contexts,)``
+    scales each context's rows. Each row's update is exactly what ``torch.optim.Adam`` with that
+    row's learning rate would do (Adam's moments are elementwise, so rows never interact).
+    """
+
+    def __init__(
+        self,
+        params: Iterable[torch.Tensor],
+        lr: torch.Tensor,
+        betas: tuple[float, float] = (0.9, 0.999),
+        eps: float = 1e-8,
+    ) -> None:
+        lr = torch.as_tensor(lr, dtype=torch.float32)
+        if lr.dim() != 1 or not bool(torch.isfinite(lr).all() and (lr > 0).all()):
+            raise ValueError(f"lr must be a (n_contexts,) tensor of finite numbers > 0; got {lr}")
+        params = list(params)
+        wrong = [list(p.shape) for p in params if p.dim() < 1 or p.shape[0] != len(lr)]
+        if wrong:
+            raise ValueError(f"every parameter needs {len(lr)} contexts in its first dimension; got {wrong}")
+        super().__init__(params, {"lr": lr, "betas": betas, "eps": eps})
+
+    @torch.no_grad()
+    def step(self, closure: Callable[[], Any] | None = None) -> Any:
+        loss = closure() if closure is not None else None
+        for group in self.param_groups:
+            (beta1, beta2), eps = group["betas"], group["eps"]
+            for p in group["params"]:
+                if p.grad is None:
+                    continue
+                state = self.state[p]
+                if not state:
+                    state["step"] = torch.tensor(0.0)
+                    state["exp_avg"] = torch.zeros_like(p)
+                    state["exp_avg_sq"] = torch.zeros_like(p)
+                state["step"] += 1
+                t = state["step"].item()
+                exp_avg, exp_avg_sq = state["exp_avg"], state["exp_avg_sq"]
+                exp_avg.lerp_(p.grad, 1 - beta1)
+                exp_avg_sq.mul_(beta2).addcmul_(p.grad, p.grad, value=1 - beta2)
+                denom = (exp_avg_sq.sqrt() / math.sqrt(1 - beta2**t)).add_(eps)
+                lr = group["lr"].to(p.device, p.dtype).view(-1, *([1] * (p.dim() - 1)))
+                p.addcdiv_(exp_avg * (lr / (1 - beta1**t)), denom, value=-1.0)
+        return loss

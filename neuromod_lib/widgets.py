@@ -168,9 +168,9 @@ def gain_widget(setup, image: torch.Tensor, site: str, channels: list[int]) -> w
     return _panel(draw, **{f"ch{c}": _slider(f"ch {c}", 0.0, 3.0, 0.05, 1.0) for c in channels})
 
 
-def sigma_widget(couplings: tuple[float, ...] = (0.5, 2.0, 5.0)) -> widgets.interactive:
+def sigma_widget(couplings: tuple[float, ...] = (0.5, 1.0, 2.0)) -> widgets.interactive:
     """A ``sigma_m`` slider over :func:`plots.gain_distribution`: how the shared modulator's
-    strength spreads the gains of units with different couplings (their mean stays 1)."""
+    strength spreads the gains of units with different couplings (their mean stays exp(c))."""
     draw = functools.partial(plots.gain_distribution, list(couplings))
     return _panel(draw, sigma_m=_slider("sigma_m", 0.0, 0.5, 0.01, 0.1))
 

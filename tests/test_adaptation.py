@@ -62,7 +62,9 @@ def backbone(split) -> ConvNet:
 
 
 def config(**kw) -> AdaptConfig:
-    return AdaptConfig(**{"sites": SITES, "steps": 10, "eval_every": 5, "seeds": (0, 1), **kw})
+    return AdaptConfig(
+        **{"sites": SITES, "steps": 10, "eval_every": 5, "seeds": (0, 1), "lrs": (0.01,), **kw}
+    )
 
 
 def hooks(net: torch.nn.Module) -> list[str]:
@@ -82,11 +84,10 @@ def expected_per_task(condition: str, net: ConvNet, sites: tuple[str, ...], n_ta
     head = k * net.feature_dim + k
     channels = [net.sites[s] for s in sites]
     hidden = [min(c, max(4, c // 16)) for c in channels]
+    if CONDITIONS[condition].family == "gain":  # the guided readout learns nothing: statistics only
+        return head + sum(channels)
     return {
         "head_only": head,
-        "deterministic_gain": head + sum(channels),
-        "stochastic_gain": head + sum(channels),  # the guided readout learns nothing: statistics only
-        "stochastic_gain_plain_readout": head + sum(channels),
         "film": head + 2 * sum(channels),
         "se_gain": head + sum(2 * c * r + r + c for c, r in zip(channels, hidden, strict=True)),
         "full_finetune": head + count_parameters(net, trainable_only=False) // n_tasks,
@@ -104,8 +105,9 @@ def test_every_condition_runs_and_leaves_the_backbone_as_it_was(backbone, split,
 
     assert isinstance(result, AdaptResult)
     assert (result.condition, result.tasks, result.seeds) == (condition, TASKS, (0, 1))
-    assert result.test_error.shape == (2, 2) and result.val_curve.shape == (2, 2, 2)
-    assert result.curve_steps == [5, 10] and result.seconds > 0
+    assert result.test_error.shape == (2, 2) and result.val_curve.shape == (3, 2, 2)
+    assert result.curve_steps == [0, 5, 10] and result.seconds > 0
+    assert result.lr == 0.01 and list(result.lr_scores) == [0.01] and isinstance(result.saturated, bool)
     for errors in (result.test_error, result.val_curve):
         assert torch.isfinite(errors).all() and (errors >= 0).all() and (errors <= 100).all()
     # every image of the splits counts once: errors are multiples of 100 / 50 images
@@ -125,7 +127,7 @@ def test_stochastic_comodulation_has_no_learnable_parameters_beyond_deterministi
     data = split.tasks(TASKS)
     counts = {c: adapt(backbone, data, c, config(steps=5)).trainable_per_task for c in CONDITIONS}
     gains = counts["deterministic_gain"]
-    assert counts["stochastic_gain"] == counts["stochastic_gain_plain_readout"] == gains
+    assert all(counts[c] == gains for c in adaptation.STOCHASTIC_VARIANTS)
     assert counts["head_only"] < counts["deterministic_gain"] < counts["film"] < counts["full_finetune"]
 
 
@@ -139,7 +141,7 @@ def test_learning_happens_on_an_easy_task(split, condition):
     torch.manual_seed(0)
     net = ConvNet((4, 8, 8)).freeze()
     data = split.tasks(["background_warm"])
-    cfg = config(sites=("block3",), steps=20, eval_every=10, lr=0.1, batch_per_task=32, seeds=(0, 1, 2))
+    cfg = config(sites=("block3",), steps=20, eval_every=10, lrs=(0.1,), batch_per_task=32, seeds=(0, 1, 2))
     result = adapt(net, data, condition, cfg)
     assert (result.test_error < 10).all(), result.test_error
     assert result.val_curve[-1].mean() < 20  # well below chance (50 %)
@@ -188,18 +190,46 @@ def test_other_seeds_give_other_results(backbone, split):
     assert not torch.equal(a.val_curve, b.val_curve)
 
 
-def test_stochastic_comodulation_without_noise_is_head_only(backbone, split):
-    """sigma_m = 0: the gains stay exactly 1 (mean gain 1, no fluctuation) and the guided readout
-    sees no covariance (weights 1), so both stochastic conditions reduce exactly to head-only."""
+def test_stochastic_comodulation_without_noise_is_deterministic_gains(backbone, split):
+    """sigma_m = 0: no fluctuation and no covariance (guided weights stay 1), so every variant with
+    m = 1 reduces exactly to the deterministic gains of its couplings, trained in the same group."""
     data = split.tasks(TASKS)
-    cfg = config(sigma_m=0.0)
-    head = adapt(backbone, data, "head_only", cfg)
-    for condition in ("stochastic_gain", "stochastic_gain_plain_readout"):
-        result = adapt(backbone, data, condition, cfg)
-        assert torch.equal(result.val_curve, head.val_curve), condition
-        assert torch.equal(result.test_error, head.test_error), condition
-    noisy = adapt(backbone, data, "stochastic_gain", config(sigma_m=0.5))
-    assert not torch.equal(noisy.val_curve, head.val_curve)
+    conditions = ["deterministic_gain_nonneg", "stochastic_gain", "stochastic_gain_plain_readout"]
+    runs = adaptation.adapt_many(backbone, data, conditions, config(sigma_m=0.0))
+    base = runs["deterministic_gain_nonneg"]
+    for condition in conditions[1:]:
+        torch.testing.assert_close(runs[condition].val_curve, base.val_curve, rtol=0, atol=1e-9)
+        torch.testing.assert_close(runs[condition].test_error, base.test_error, rtol=0, atol=1e-9)
+    noisy = adaptation.adapt_many(backbone, data, conditions, config(sigma_m=0.5))
+    assert not torch.equal(noisy["stochastic_gain"].val_curve, noisy["deterministic_gain_nonneg"].val_curve)
+
+
+def test_side_by_side_equals_alone(backbone, split):
+    """A condition trained beside others (a group five times larger) gives what it gives alone: each
+    context's loss is its own mean, so its gradient does not shrink with the group."""
+    data = split.tasks(TASKS)
+    cfg = config(steps=40, eval_every=10, lrs=(0.01, 0.003))
+    others = ["deterministic_gain_nonneg", "stochastic_gain", "stochastic_gain_routing", "film"]
+    together = adaptation.adapt_many(backbone, data, ["deterministic_gain", *others], cfg)
+    alone = adapt(backbone, data, "deterministic_gain", cfg)
+    torch.testing.assert_close(together["deterministic_gain"].val_curve, alone.val_curve, rtol=0, atol=1e-4)
+    torch.testing.assert_close(together["deterministic_gain"].test_error, alone.test_error, rtol=0, atol=1e-4)
+
+
+def test_the_learning_rate_is_chosen_on_validation(backbone, split):
+    data = split.tasks(TASKS)
+    result = adapt(backbone, data, "deterministic_gain", config(lrs=(1e-6, 0.05)))
+    assert set(result.lr_scores) == {1e-6, 0.05}
+    assert result.lr == min(result.lr_scores, key=result.lr_scores.get)
+    assert result.lr == 0.05  # a rate of 1e-6 learns nothing in 10 steps
+
+
+def test_full_finetuning_copies_train_like_separate_runs(backbone, split):
+    """All (seed, learning rate) backbone copies train together; one seed alone gives the same."""
+    data = split.tasks(TASKS)
+    both = adapt(backbone, data, "full_finetune", config(seeds=(0, 1)))
+    first = adapt(backbone, data, "full_finetune", config(seeds=(0,)))
+    torch.testing.assert_close(both.val_curve[:, :1], first.val_curve, rtol=0, atol=1e-4)
 
 
 def test_stochastic_comodulation_learns_gains_and_tags_units(backbone, split):
@@ -209,8 +239,8 @@ def test_stochastic_comodulation_learns_gains_and_tags_units(backbone, split):
     result = adapt(backbone, data, "stochastic_gain", config(sigma_m=0.5))
     coupling, weights = result.extra["coupling"], result.extra["readout_weights"]
     assert set(coupling) == set(SITES)
-    for site, c in coupling.items():
-        assert c.shape == (2, 2, backbone.sites[site]) and c.abs().sum() > 0
+    for site, c in coupling.items():  # c = w² moved away from its start, 1
+        assert c.shape == (2, 2, backbone.sites[site]) and (c >= 0).all() and (c - 1).abs().sum() > 0
     d = backbone.feature_dim
     assert weights.shape == result.extra["readout_covariance"].shape == (2, 2, d)
     assert result.extra["readout_covariance"].abs().sum() > 0
@@ -220,15 +250,28 @@ def test_stochastic_comodulation_learns_gains_and_tags_units(backbone, split):
     assert set(plain.extra["coupling"]) == set(SITES) and "readout_weights" not in plain.extra
 
 
-@pytest.mark.parametrize("condition", [c for c, (_, _, finetune) in CONDITIONS.items() if not finetune])
+@pytest.mark.parametrize("condition", [c for c, cond in CONDITIONS.items() if not cond.finetune])
 def test_contexts_do_not_leak_into_each_other(backbone, split, condition):
     """Vectorised contexts train like separate runs: a loss on context 0's samples moves only
     context 0's parameters, and a sample's output does not depend on the other samples."""
     n_ctx, per = 4, 3
-    adapter = _Adapter(backbone, condition, n_ctx, 2, config(sigma_m=0.3), torch.Generator().manual_seed(0))
+    cond = CONDITIONS[condition]
+    variants = [cond.variant] * n_ctx if cond.variant else None
+    adapter = _Adapter(
+        backbone,
+        cond.family,
+        False,
+        n_ctx,
+        2,
+        config(sigma_m=0.3),
+        torch.Generator().manual_seed(0),
+        variants,
+    )
     try:
         idx = torch.arange(n_ctx * per)
-        z = _Inputs(backbone, split.images[:20], adapter.start, "cpu")(idx)
+        suspend = adapter.modulation.suspend if adapter.modulated else None
+        kw = {"suspend": suspend} if suspend else {}
+        z = _Inputs(backbone, split.images[:20], adapter.start, "cpu", **kw)(idx)
         ctx = torch.arange(n_ctx).repeat_interleave(per)
         adapter.train()
         out = adapter(z, ctx)
@@ -265,13 +308,17 @@ def test_contexts_do_not_leak_into_each_other(backbone, split, condition):
         pytest.param("block3", 0),
     ],
 )
-def test_inputs_through_the_rest_of_the_network_are_the_features(backbone, split, start, max_bytes):
-    inputs = _Inputs(backbone, split.images, start, "cpu", max_bytes=max_bytes)
+@pytest.mark.parametrize("through", [True, False])
+def test_inputs_through_the_rest_of_the_network_are_the_features(backbone, split, start, max_bytes, through):
+    """Cached: a site's output before modulation (``through``) or its stage's input; either way the
+    rest of the network turns it into the features."""
+    inputs = _Inputs(backbone, split.images, start, "cpu", max_bytes=max_bytes, through=through)
     assert (inputs.cache is None) == (max_bytes == 0)
     idx = torch.tensor([5, 0, 399, 17, 5])
     with torch.no_grad():
         z = inputs(idx)
-        h = z if start is None else backbone.from_site(z, start)
+        rest = backbone.after if through else backbone.from_site
+        h = z if start is None else rest(z, start)
         expected = backbone.features(to_input(split.images[idx], "cpu"))
     torch.testing.assert_close(h, expected, rtol=1e-5, atol=1e-6)
 
@@ -447,8 +494,9 @@ def test_adapt_config_refuses_bad_values(kw, message):
     "kw, message",
     [
         (dict(sigma_m=math.nan), r"^AdaptConfig\.sigma_m=nan is not allowed; allowed: sigma_m >= 0"),
-        (dict(lr=-1), r"^AdaptConfig\.lr=-1 is not allowed; allowed: a finite number > 0$"),
-        (dict(lr_backbone=math.inf), r"^AdaptConfig\.lr_backbone=inf is not allowed; allowed: a finite"),
+        (dict(lrs=(0.1, -1)), r"^AdaptConfig\.lrs=\(0\.1, -1\) is not allowed; allowed: a non-empty tuple"),
+        (dict(lrs=()), r"^AdaptConfig\.lrs=\(\) is not allowed; allowed: a non-empty tuple"),
+        (dict(draws=1), r"^AdaptConfig\.draws=1 is not allowed; allowed: an integer >= 2$"),
         (dict(steps=True), r"^AdaptConfig\.steps=True is not an integer; allowed: an integer >= 1$"),
         (dict(patience=0), r"^AdaptConfig\.patience=0 is not allowed; allowed: None or an integer >= 1$"),
         (dict(seeds=(0, -1)), r"^AdaptConfig\.seeds=\(0, -1\) is not allowed; allowed: a tuple of integers"),
@@ -518,16 +566,74 @@ def test_result_steps_to_and_row():
     assert result.steps_to(20) == [100, None]
     assert result.steps_to(30) == [50, 150]
     assert result.steps_to(100) == [50, 50] and result.steps_to(5) == [None, None]
-    assert result.row() == {
+    assert result.steps_to(torch.tensor([20.0, 35.0])) == [100, 100]  # one target per seed
+    row = result.row()
+    assert math.isnan(row.pop("lr"))
+    assert row == {
         "condition": "film",
         "error_mean": 25.0,
         "error_sd": round(math.sqrt(200), 2),  # sd of (15, 35) with n - 1
         "params_per_task": 98,
+        "saturated": True,
         "seconds": 12.3,
     }
+
+
+@pytest.mark.parametrize(
+    ("curve", "saturated", "improvement"),
+    [
+        ([50.0, 30.0, 25.0, 24.0, 24.2, 24.1], True, -0.1),  # flat after step 300 (of 500)
+        ([50.0, 40.0, 35.0, 30.0, 28.0, 27.0], False, 3.0),  # still falling: best 30 before, 27 after
+        ([50.0, 20.0, 21.0, 22.0, 23.0, 24.0], True, -3.0),  # overfitting: validation rises again
+    ],
+)
+def test_saturation_compares_the_last_third_with_what_came_before(curve, saturated, improvement):
+    steps = [0, 100, 200, 300, 400, 500]  # two thirds: 333; after it: 400 and 500
+    ok, gain = adaptation.saturation(steps, torch.tensor(curve), tol=0.5)
+    assert ok is saturated and gain == pytest.approx(improvement, abs=1e-5)
+    with pytest.raises(ValueError, match="need the same length"):
+        adaptation.saturation(steps, torch.tensor(curve[:3]), tol=0.5)
 
 
 def test_row_of_a_single_seed_has_zero_sd():
     result = hand_made([[12.5, 7.5]], [[[10.0, 10.0]]], steps=(10,))
     assert result.row()["error_sd"] == 0.0 and result.row()["error_mean"] == 10.0
     assert result.steps_to(10) == [10]
+
+
+def test_unit_relevance_is_the_accuracy_drop_of_each_ablated_unit(backbone, split):
+    """The vectorised ablation equals removing each unit by hand and scoring again."""
+    data = split.tasks(TASKS)
+    cfg = config(seeds=(0,))
+    adapter = _Adapter(
+        backbone, "gain", False, 2, 2, cfg, torch.Generator(), [CONDITIONS["stochastic_gain"].variant] * 2
+    )
+    try:
+        group = adaptation._Group.build(adapter, data, cfg, 1, 2, "cpu")
+        with torch.no_grad():
+            adapter.readout.covariance.uniform_(0, 1)  # some guided weights
+        adapter.eval()
+        relevance = adaptation.unit_relevance(group, adapter)
+        idx, ctx, labels = group.evaluation["val"]
+        with torch.no_grad():
+            h = adapter.features(group.inputs(idx), ctx) * adapter.readout.weights[ctx]
+            heads = adapter.readout.heads
+            for c in range(2):
+                rows = ctx == c
+                full = (heads._decode(h[rows], ctx[rows]).argmax(1) == labels[rows]).float().mean()
+                for d in (0, 5, 17):
+                    cut = h[rows].clone()
+                    cut[:, d] = 0
+                    ablated = (heads._decode(cut, ctx[rows]).argmax(1) == labels[rows]).float().mean()
+                    assert relevance[c, d].item() == pytest.approx(100 * (full - ablated).item(), abs=1e-4)
+    finally:
+        adapter.modulation.detach()
+        backbone.freeze()
+
+
+def test_limit_train_keeps_the_first_training_images(split):
+    assert split.limit_train(0) is split
+    small = split.limit_train(30)
+    assert torch.equal(small.train, split.train[:30]) and torch.equal(small.val, split.val)
+    with pytest.raises(ValueError, match=r"^n_adapt=-1 is not allowed; allowed: an integer >= 0 \(0: all\)$"):
+        split.limit_train(-1)

@@ -72,14 +72,14 @@ def test_lists_are_copied_per_config():
 @pytest.mark.parametrize(
     ("notebook", "values", "fragment"),
     [
-        ("01_gain_modulation", {"steps": 250}, "steps=250 is not allowed: not a multiple of eval_every=60"),
+        ("01_gain_modulation", {"steps": 250}, "steps=250 is not allowed: not a multiple of eval_every=200"),
         ("02_stochastic_comodulation", {"n_tasks": 13}, "n_tasks=13 .* more than the 12 held-out attributes"),
         (
             "03_architecture_study",
             {"steps": 210},
-            "steps=210 is not allowed: not a multiple of eval_every=50",
+            "steps=210 is not allowed: not a multiple of eval_every=200",
         ),
-        ("03_architecture_study", {"n_pretrain": 15}, "n_tasks=6 .* with n_pretrain=15, .* at most 5"),
+        ("03_architecture_study", {"n_pretrain": 18}, "n_tasks=3 .* with n_pretrain=18, .* at most 2"),
         ("07_modulation_families_compared", {"n_attributes": 13}, "n_attributes=13 .* 12 held-out"),
     ],
 )

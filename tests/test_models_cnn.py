@@ -24,6 +24,7 @@ SIZES = {
     "convnet_wide": 16,
     "convnet_deep": 32,
     "resnet_small": 16,
+    "resnet_tiny": 16,
     "resnet18": 64,
     "resnet50": 32,
 }
@@ -182,3 +183,14 @@ def test_pool_grid_pools_quadrants():
         assert torch.allclose(grid[..., 0, 0], last[..., :2, :2].mean(dim=(2, 3)), atol=1e-6)
     with pytest.raises(ValueError, match="pool_grid=0"):
         ConvNet(pool_grid=0)
+
+
+@pytest.mark.parametrize("name", ["convnet", "resnet_tiny"])
+def test_through_then_after_is_the_whole_network(name):
+    """A site's output (``through``) continued by ``after`` gives the features, at every site."""
+    torch.manual_seed(0)
+    net = build_backbone(name).eval()
+    x = torch.randn(3, 3, 16, 16)
+    with torch.no_grad():
+        for site in net.sites:
+            torch.testing.assert_close(net.after(net.through(x, site), site), net.features(x))

@@ -18,6 +18,7 @@ from neuromod_lib.models import ConvNet, count_parameters
 from neuromod_lib.modulation import (
     FiLM,
     GainModulation,
+    GainVariant,
     SEGain,
     context_vectors,
     make_modulation,
@@ -111,38 +112,55 @@ def test_deterministic_gains_multiply_each_site_by_exp_c_of_the_sample_task(make
 
 @pytest.mark.parametrize("make_net", [convnet, DenseNet])
 def test_stochastic_gains_share_one_modulator_per_sample_across_sites(make_net):
+    """The paper's variant: c = w² and m = 1 + xi, one xi per sample shared by every site."""
     net, s = make_net(), 0.5
     mod = randomise(GainModulation(net.sites, n_tasks=3, mode="stochastic", sigma_m=s), scale=1.0).train()
     x = torch.randn(5, 3, 16, 16) if isinstance(net, ConvNet) else torch.randn(5, 3)
     raw, out, _ = run_recorded(net, mod, x, TASKS)
     m = mod.last_m
-    assert m.shape == (5,) and m.std() > 0.05  # one distinct draw per sample
+    assert m.shape == (5,) and m.std() > 0.05 and abs(float(m.mean()) - 1) < 1  # one draw per sample
     for site in net.sites:
-        c = mod.coupling[site].detach()[TASKS]
+        c = mod.coupling[site].detach()[TASKS] ** 2  # non-negative couplings
         log_gain = c * m[:, None] - s**2 * c**2 / 2
         assert torch.allclose(out[site], raw[site] * expand(log_gain.exp(), raw[site]), rtol=1e-5, atol=1e-6)
     if isinstance(net, DenseNet):  # read m back from each site's gains: the same value everywhere
         for site in net.sites:
-            c = mod.coupling[site].detach()[TASKS]
+            c = mod.coupling[site].detach()[TASKS] ** 2
             m_hat = (torch.log(out[site] / raw[site]) + s**2 * c**2 / 2) / c
-            assert torch.allclose(m_hat, m[:, None].expand_as(m_hat), atol=1e-4)
+            assert torch.allclose(m_hat, m[:, None].expand_as(m_hat), atol=1e-3)
 
 
-def test_stochastic_mean_gain_is_one():
-    net, s, n = DenseNet(), 0.5, 20_000
-    mod = GainModulation(net.sites, n_tasks=1, mode="stochastic", sigma_m=s, generator=torch.Generator())
+def test_couplings_signed_start_at_zero_nonneg_start_at_one():
+    sites = {"a": 3}
+    signed = GainModulation(sites, 2, variants=GainVariant("signed"))
+    nonneg = GainModulation(sites, 2, variants=GainVariant("nonneg"))
+    assert torch.equal(signed.couplings("a"), torch.zeros(2, 3))
+    assert torch.equal(nonneg.couplings("a"), torch.ones(2, 3))
     with torch.no_grad():
-        mod.coupling["fc1"].copy_(torch.tensor([[-2.0, -1.0, 0.5, 1.0, 2.0]]))
+        nonneg.coupling["a"].fill_(-2.0)
+    assert torch.equal(nonneg.couplings("a"), torch.full((2, 3), 4.0))  # c = w² >= 0 whatever w
+
+
+@pytest.mark.parametrize(
+    ("variant", "expected"),
+    [(GainVariant("nonneg", 1.0, noisy=True), "exp(c)"), (GainVariant("signed", 0.0, noisy=True), "1")],
+)
+def test_stochastic_mean_gain_is_exp_c_mean(variant, expected):
+    """E exp(c m - s² c² / 2) = exp(c E[m]): exp(c) for m = 1 + xi, 1 for the zero-mean ablation."""
+    net, s, n = DenseNet(), 0.5, 20_000
+    mod = GainModulation(net.sites, 1, sigma_m=s, generator=torch.Generator(), variants=variant).train()
+    w = torch.tensor([[-1.2, -0.6, 0.5, 0.8, 1.1]])
+    with torch.no_grad():
+        mod.coupling["fc1"].copy_(w)
     mod.generator.manual_seed(0)
     raw, out, _ = run_recorded(net, mod, torch.randn(n, 3), torch.zeros(n, dtype=torch.long))
     gains = out["fc1"] / raw["fc1"]  # (n, 5)
+    c = mod.couplings("fc1")[0].detach()
+    mean_gain = (c * variant.mean).exp()
     standard_error = gains.std(dim=0) / math.sqrt(n)
-    assert ((gains.mean(dim=0) - 1).abs() < 5 * standard_error).all()
-    # without the -Var c²/2 term the mean gain would be exp(s² c² / 2): up to 1.65 here
-    assert torch.allclose(
-        gains.log().mean(dim=0), -(s**2) * mod.coupling["fc1"][0].detach() ** 2 / 2, atol=0.03
-    )
-    assert abs(float(mod.last_m.std()) - s) < 0.02
+    assert ((gains.mean(dim=0) - mean_gain).abs() < 5 * standard_error).all()
+    assert expected == "1" or not torch.allclose(mean_gain, torch.ones(5))
+    assert abs(float(mod.last_m.std()) - s) < 0.02 and abs(float(mod.last_m.mean()) - variant.mean) < 0.02
 
 
 def test_same_seed_same_draws_and_fresh_draws_each_batch():
@@ -180,24 +198,28 @@ def test_without_a_generator_draws_follow_the_global_seed():
     assert torch.equal(mod.last_m, first)
 
 
-def test_eval_mode_uses_the_expected_modulator_unless_eval_noise():
+def test_eval_uses_the_mean_gain_and_routing_draws_only_for_guided_contexts():
     net, s = DenseNet(), 0.3
     g = torch.Generator().manual_seed(0)
     mod = randomise(GainModulation(net.sites, 3, mode="stochastic", sigma_m=s, generator=g)).eval()
     state = g.get_state()
     raw, out, _ = run_recorded(net, mod, torch.randn(5, 3), TASKS)
     assert torch.equal(g.get_state(), state)  # nothing drawn
-    assert torch.equal(mod.last_m, torch.zeros(5))
+    assert torch.equal(mod.last_m, torch.ones(5))
     for site in net.sites:
-        c = mod.coupling[site].detach()[TASKS]
-        assert torch.allclose(out[site], raw[site] * torch.exp(-(s**2) * c**2 / 2), rtol=1e-5, atol=1e-6)
-    x = torch.randn(5, 3)
-    first, second = run_recorded(net, mod, x, TASKS)[2], run_recorded(net, mod, x, TASKS)[2]
-    assert torch.equal(first, second)  # deterministic evaluation
-
-    noisy = GainModulation(net.sites, 3, mode="stochastic", sigma_m=s, eval_noise=True, generator=g).eval()
-    noisy.set_context(TASKS)
-    assert noisy.last_m.abs().min() > 0 and not torch.equal(g.get_state(), state)
+        c = mod.coupling[site].detach()[TASKS] ** 2
+        assert torch.allclose(out[site], raw[site] * expand(c.exp(), raw[site]), rtol=1e-5, atol=1e-6)
+    # the predecessor's protocol: deterministic training passes, noise only in the routing pass
+    routing = GainVariant("nonneg", 1.0, noisy=False, guided=True)
+    mixed = GainModulation({"a": 2}, 2, sigma_m=s, variants=[routing, GainVariant("nonneg")]).train()
+    ids = torch.tensor([0, 0, 1, 1])
+    mixed.set_context(ids)  # training pass: nobody draws
+    assert torch.equal(mixed.last_m, torch.ones(4)) and torch.equal(mixed.last_sigma, torch.zeros(4))
+    mixed.set_context(ids, draw="route")  # routing pass: only the guided context draws
+    assert (mixed.last_m[:2] != 1).all() and torch.equal(mixed.last_m[2:], torch.ones(2))
+    assert torch.equal(mixed.last_sigma, torch.tensor([s, s, 0.0, 0.0]))
+    with pytest.raises(ValueError, match=r"^draw='noise' is unknown; allowed: train, mean, route$"):
+        mixed.set_context(ids, draw="noise")
 
 
 def test_off_mode_is_identity_without_trainable_parameters():
@@ -274,7 +296,14 @@ def test_invalid_arguments_are_errors():
         (lambda: GainModulation({"a": 2}, 2, sigma_m=True), r"^sigma_m=True is not allowed; allowed"),
         (lambda: GainModulation({"a": 2}, 2, sigma_m=math.nan), r"^sigma_m=nan is not allowed"),
         (lambda: GainModulation({"a": 2}, 2, sigma_m=math.inf), r"^sigma_m=inf is not allowed"),
-        (lambda: GainModulation({"a": 2}, 2, eval_noise=1), r"^eval_noise=1 is not allowed; allowed"),
+        (
+            lambda: GainModulation({"a": 2}, 2, variants=[GainVariant()]),
+            r"^variants must be a GainVariant or 2",
+        ),
+        (
+            lambda: GainVariant(coupling="squared"),
+            r"^coupling='squared' is unknown; allowed: signed, nonneg$",
+        ),
         (lambda: GainModulation({"a": 2}, True), r"^n_tasks=True must be an integer >= 1$"),
         (lambda: SEGain({"a": 2}, 2, reduction=True), r"^reduction=True must be an integer >= 1$"),
         (lambda: trainable_parameters_per_task(FiLM({"a": 2}, 2), True), r"^n_tasks=True: pass an integer"),

@@ -45,7 +45,12 @@ def test_learning_curve_legend_names_conditions_in_words():
         for c in ("head_only", "deterministic_gain", "stochastic_gain")
     ]
     fig = plots.learning_curves(runs, target=20.0)
-    assert _legend(fig.axes[0]) == ["head only", "deterministic gains", "stochastic gains", "target 20%"]
+    assert _legend(fig.axes[0]) == [
+        "head only",
+        "deterministic gains",
+        "stochastic gains (m = 1 + ξ, c = w², guided)",
+        "target 20%",
+    ]
 
 
 def test_pathway_and_family_legends_are_words():
@@ -195,3 +200,20 @@ def test_save_figure_refuses_a_name_that_is_not_a_file_stem(cfg, name):
 def test_save_figure_refuses_an_unknown_format(cfg):
     with pytest.raises(ValueError, match="formats="):
         plots.save_figure(_figure(), cfg, "x", formats=("jpeg",))
+
+
+def test_paired_differences_draws_one_row_per_method_with_its_interval():
+    per_seed = {"stochastic_gain": torch.tensor([-1.0, 0.5, 0.2]), "stochastic_gain_zero_mean": torch.ones(3)}
+    fig = plots.paired_differences(
+        per_seed, {"stochastic_gain": (-1.2, 0.9), "stochastic_gain_zero_mean": (1, 1)}
+    )
+    labels = [t.get_text() for t in fig.axes[0].get_yticklabels()]
+    assert labels == [plots.label("stochastic_gain"), plots.label("stochastic_gain_zero_mean")]
+    bar = fig.axes[0].lines[0]
+    assert list(bar.get_xdata()) == [-1.2, 0.9]
+
+
+def test_gain_distribution_keeps_the_mean_gain_exp_c():
+    fig = plots.gain_distribution([0.5, 1.0], 0.1, mean=1.0)
+    texts = [t.get_text() for t in fig.axes[0].get_legend().get_texts()]
+    assert "exp(c·1) = 1.65" in texts[0] and "mean gain 1.65" in texts[0]

@@ -12,7 +12,7 @@ import torch
 from torch import nn
 
 from neuromod_lib.models import ConvNet
-from neuromod_lib.modulation import GainModulation
+from neuromod_lib.modulation import GainModulation, GainVariant
 from neuromod_lib.readout import (
     ModulatorGuidedReadout,
     TaskHeads,
@@ -209,16 +209,18 @@ def test_stochastic_gains_tag_their_channels_end_to_end():
     images = torch.randn(64, 3, 16, 16)
     with torch.no_grad():
         tagged = net(images).mean(0).topk(8).indices  # active channels, so their covariance is > 0
-    mod = GainModulation({"block3": 64}, n_tasks=2, mode="stochastic", sigma_m=0.3).attach(net).train()
+    variant = GainVariant("signed", 1.0, noisy=True, guided=True)  # couplings start at 0
+    mod = GainModulation({"block3": 64}, n_tasks=2, sigma_m=0.3, variants=variant).attach(net).train()
     with torch.no_grad():
         mod.coupling["block3"][0, tagged] = 3.0  # task 0 modulates these; task 1 modulates nothing
     readout = ModulatorGuidedReadout(2, net.feature_dim).train()
     g = torch.Generator().manual_seed(0)
-    for _ in range(40):
+    for _ in range(40):  # routing passes: two modulator draws of every image
         x = images[torch.randint(0, 64, (32,), generator=g)] + 0.1 * torch.randn(32, 3, 16, 16, generator=g)
         task_ids = torch.randint(0, 2, (32,), generator=g)
-        with torch.no_grad(), mod.context(task_ids):
-            readout(net(x), task_ids, mod.last_m)
+        with torch.no_grad(), mod.context(task_ids.repeat(2), draw="route"):
+            h = net(x.repeat(2, 1, 1, 1))
+        readout.update_draws(h.view(2, 32, -1), task_ids, mod.last_m.view(2, 32))
     w = readout.weights
     others = torch.ones(64, dtype=torch.bool)
     others[tagged] = False
@@ -266,3 +268,45 @@ def test_tagging_correlation_is_the_pearson_correlation_per_task_then_the_mean()
     assert isinstance(tagging_correlation(coupling, weights), float)
     with pytest.raises(ValueError, match="same"):
         coupling_weight_correlation(coupling, weights[..., :8])
+
+
+def test_draws_covariance_matches_a_hand_computation():
+    """Per image, the unbiased covariance over its R draws; per task, the mean over its images."""
+    g = torch.Generator().manual_seed(0)
+    r, b = 3, 4
+    h, m = torch.randn(r, b, 2, generator=g), torch.randn(r, b, generator=g)
+    tasks = torch.tensor([0, 1, 1, 0])
+    readout = ModulatorGuidedReadout(2, 2)
+    readout.update_draws(h, tasks, m)
+    for t in (0, 1):
+        per_image = []
+        for i in (tasks == t).nonzero().flatten().tolist():
+            for k in range(2):
+                hs, ms = h[:, i, k].tolist(), m[:, i].tolist()
+                mh, mm = sum(hs) / r, sum(ms) / r
+                per_image.append(sum((x - mh) * (y - mm) for x, y in zip(hs, ms, strict=True)) / (r - 1))
+        expected = torch.tensor(per_image).view(-1, 2).mean(0)
+        assert torch.allclose(readout.covariance[t], expected, atol=1e-6)
+    assert readout.n_batches.tolist() == [1, 1]
+
+
+def test_draws_covariance_ignores_image_variance():
+    """Units whose value differs hugely between images but not with m get no weight; a unit that
+    follows m within every image gets it all (the across-image estimator mixes the two)."""
+    g = torch.Generator().manual_seed(1)
+    r, b = 2, 64
+    m = 1 + 0.1 * torch.randn(r, b, generator=g)
+    image = 10 * torch.randn(b, generator=g)  # image-to-image variance, the same in every draw
+    h = torch.stack([image.expand(r, b), 0.5 * m, torch.zeros(r, b)], -1)  # (R, B, 3)
+    readout = ModulatorGuidedReadout(1, 3)
+    readout.update_draws(h, torch.zeros(b, dtype=torch.long), m)
+    assert torch.allclose(readout.weights[0], torch.tensor([0.0, 3.0, 0.0]), atol=1e-4)
+    with pytest.raises(ValueError, match=r"must be \(R, B, D\) and \(R, B\) with R >= 2 draws"):
+        readout.update_draws(h[:1], torch.zeros(b, dtype=torch.long), m[:1])
+
+
+def test_plain_tasks_of_a_guided_readout_decode_with_unit_weights():
+    readout = ModulatorGuidedReadout(2, 3)
+    readout.covariance.copy_(torch.tensor([[1.0, 0.0, 2.0], [1.0, 0.0, 2.0]]))
+    readout.guided.copy_(torch.tensor([True, False]))
+    assert torch.allclose(readout.weights, torch.tensor([[1.0, 0.0, 2.0], [1.0, 1.0, 1.0]]))

@@ -12,12 +12,14 @@ Runs on one CPU thread (tiny tensors run fastest on one thread).
 
 from __future__ import annotations
 
+import math
+
 import pytest
 import torch
 from test_data_vision import ATTR, CELEBA_NAMES, PARTITION, TEST_FINE, TRAIN_FINE, write_celeba, write_cifar
 
 from neuromod_lib import setups, training
-from neuromod_lib.adaptation import PretrainConfig, TaskSplit
+from neuromod_lib.adaptation import CONDITIONS, PretrainConfig, TaskSplit
 from neuromod_lib.data import ATTRIBUTES, load_celeba, load_cifar100_hierarchy, make_hierarchy
 from neuromod_lib.setups import AdaptationSetup, attribute_setup, hierarchy_setup
 
@@ -361,26 +363,15 @@ def fake_run(condition, test_error, val_curve=None, params=100, tasks=None, step
     )
 
 
-def test_steps_to_reach_a_target_count_only_the_seeds_that_reach_it():
-    curve = [[[50.0], [50.0], [50.0]], [[30.0], [50.0], [20.0]], [[10.0], [50.0], [10.0]]]  # (P=3, S=3, T=1)
-    run = fake_run("x", [[10.0], [50.0], [10.0]], curve)
-    assert setups.reached_steps(run, 30.0) == [20, 20]
-    assert setups.steps_to_text(run, 30.0) == "20 (2/3)"
-    assert setups.steps_to_text(run, 15.0) == "30 (2/3)"
-    assert setups.steps_to_text(run, 5.0) == "not reached"
-
-
-def test_adaptation_table_has_a_row_per_condition_with_error_cost_and_speed():
-    runs = {
-        "head_only": fake_run("head_only", [[30.0, 10.0], [26.0, 10.0]], params=514),
-        "film": fake_run("film", [[20.0, 10.0], [20.0, 10.0]], params=1706),
-    }
-    shown = setups.adaptation_table(runs, 19.0)
-    assert shown.header == ("condition", "test error (%)", "params / task", "steps to 19.0%")
+def test_conditions_table_names_each_condition_its_learning_rate_and_saturation():
+    run = fake_run("film", [[30.0, 10.0], [26.0, 10.0]], params=1706)
+    run.lr, run.lr_scores, run.saturated, run.improvement = 0.003, {0.001: 21.04, 0.003: 20.0}, False, 0.77
+    shown = setups.conditions_table({"film": run})
+    assert shown.header[:4] == ("condition", "what it is", "lr (val error % per lr)", "test error (%)")
     assert shown.rows == (
-        ("head_only", "19.00 ± 1.41", "514", "10 (1/2)"),
-        ("film", "15.00 ± 0.00", "1,706", "10 (2/2)"),
-    )
+        ("film", CONDITIONS["film"].description, "0.003 (0.001: 21.0, 0.003: 20.0)", "19.00 ± 1.41", "1,706",
+         "no (+0.77)"),
+    )  # fmt: skip
 
 
 def test_per_task_table_and_rows_hold_every_error():
@@ -411,37 +402,45 @@ def test_training_check_needs_a_pretrained_backbone_and_a_learned_task():
 
 def _gain_runs(gain_errors):
     return {
-        "head_only": fake_run("head_only", [[30.0], [32.0]], params=500),
+        "head_only": fake_run("head_only", [[30.0], [32.0], [31.0]], params=500),
         "deterministic_gain": fake_run("deterministic_gain", gain_errors, params=596),
-        "full_finetune": fake_run("full_finetune", [[20.0], [22.0]], params=3500),
+        "full_finetune": fake_run("full_finetune", [[20.0], [22.0], [21.0]], params=3500),
     }
 
 
-def test_gain_adaptation_computes_the_gap_closed_and_the_costs():
-    answer = setups.gain_adaptation(_gain_runs([[25.0], [27.0]]))
+def test_paired_statistics_are_the_t_interval_of_the_mean():
+    d = setups.paired(torch.tensor([-1.0, -2.0, -3.0]))
+    half = 4.302652729911275 * 1.0 / math.sqrt(3)  # t(0.975, 2) * sd / sqrt(n)
+    assert d["n"] == 3 and d["mean"] == pytest.approx(-2.0)
+    assert (d["ci_low"], d["ci_high"]) == (pytest.approx(-2.0 - half), pytest.approx(-2.0 + half))
+    assert setups.verdict(-3.0, -0.1) == "beats" and setups.verdict(0.1, 2.0) == "loses"
+    assert setups.verdict(-1.0, 1.0) == "matches"
+    one = setups.paired(torch.tensor([4.0]))  # one seed: no interval, so no verdict
+    assert (one["ci_low"], one["ci_high"]) == (-math.inf, math.inf)
+    assert setups.verdict(one["ci_low"], one["ci_high"]) == "matches"
+
+
+def test_gain_adaptation_computes_the_gap_closed_the_interval_and_the_costs():
+    answer = setups.gain_adaptation(_gain_runs([[25.0], [27.0], [26.0]]))
     assert answer.gains_beat_head_only and answer.gap_closed == pytest.approx(0.5)
     assert (answer.gain_params, answer.full_params) == (96, 3000) and answer.best == "full_finetune"
-    assert answer.metrics() == {
-        "head_only_error": 31.0,
-        "deterministic_gain_error": 26.0,
-        "full_finetune_error": 21.0,
-        "gains_beat_head_only": True,
-        "gap_closed_by_gains": 0.5,
-        "gain_params_per_task": 96,
-        "full_params_per_task": 3000,
-    }
-    assert answer.samples() == {"gain_minus_head_only_error": [-5.0, -5.0]}
+    metrics = answer.metrics()
+    assert metrics["gain_minus_head_only"] == -5.0 and metrics["gain_minus_head_only_ci_high"] == -5.0
+    assert metrics["gains_beat_head_only"] is True and metrics["n_seeds"] == 3
+    assert metrics["gap_closed_by_gains"] == 0.5 and metrics["budget_saturated"] is True
+    assert answer.samples() == {"gain_minus_head_only_error": [-5.0, -5.0, -5.0]}
     text = answer.conclusions().data
-    assert "Deterministic gains beat" in text and "close 50% of the gap" in text
+    assert "Deterministic gains **beat** the head-only baseline" in text and "close 50% of the gap" in text
     assert "96 gain parameters per task instead of 3,000" in text and "(31x fewer)" in text
 
-    lose = setups.gain_adaptation(_gain_runs([[29.0], [33.0]]))  # better on one seed only
-    assert not lose.gains_beat_head_only and "do not beat" in lose.conclusions().data
+    mixed = setups.gain_adaptation(_gain_runs([[29.0], [33.0], [30.0]]))  # better on two seeds of three
+    assert not mixed.gains_beat_head_only
+    assert "neither beat nor lose to" in mixed.conclusions().data
 
 
 def test_gain_adaptation_without_a_gap_says_so_and_records_nan():
-    runs = _gain_runs([[25.0], [27.0]])
-    runs["full_finetune"] = fake_run("full_finetune", [[35.0], [35.0]], params=3500)
+    runs = _gain_runs([[25.0], [27.0], [26.0]])
+    runs["full_finetune"] = fake_run("full_finetune", [[35.0], [35.0], [35.0]], params=3500)
     answer = setups.gain_adaptation(runs)
     assert answer.gap_closed != answer.gap_closed  # NaN
     assert "no gap to close" in answer.conclusions().data
@@ -449,57 +448,60 @@ def test_gain_adaptation_without_a_gap_says_so_and_records_nan():
         setups.gain_adaptation({k: v for k, v in runs.items() if k != "full_finetune"})
 
 
-def test_converges_faster_needs_as_many_seeds_and_a_smaller_mean_step():
-    def curve(*first_steps):  # a run whose seed s first reaches 20 % at first_steps[s] (None: never)
-        points = torch.full((4, len(first_steps), 1), 50.0)
-        for s, step in enumerate(first_steps):
-            if step is not None:
-                points[step // 10 - 1 :, s] = 10.0
-        return fake_run("x", points[-1], points)
+def _comodulation_runs(stochastic, deterministic, relevance, weights):
+    """Three seeds, one task, a validation curve per seed falling from 50 % to its test error."""
 
-    assert setups.converges_faster(curve(10, 20), curve(20, 30), 20.0)
-    assert not setups.converges_faster(curve(20, 30), curve(10, 20), 20.0)
-    assert not setups.converges_faster(curve(10, None), curve(30, 40), 20.0)  # fewer seeds got there
-    assert setups.converges_faster(curve(10, 20), curve(20, None), 20.0)  # more seeds, and sooner
-    assert not setups.converges_faster(curve(10, 40), curve(20, None), 20.0)  # more seeds, but later
-    # no claim of speed without a comparison: a reference that never gets there counts as 0 steps
-    assert not setups.converges_faster(curve(40, None), curve(None, None), 20.0)
-    assert not setups.converges_faster(curve(None, None), curve(None, None), 20.0)
+    def run(name, errors, extra=None):
+        errors = torch.tensor(errors)[:, None]
+        curve = torch.stack([torch.full_like(errors, 50.0), (50.0 + errors) / 2, errors])  # (P=3, S, 1)
+        return fake_run(name, errors, curve, steps=[0, 100, 200], params=610, extra=extra)
+
+    return {
+        "deterministic_gain_nonneg": run(
+            "deterministic_gain_nonneg", deterministic, {"unit_relevance": relevance}
+        ),
+        "stochastic_gain": run("stochastic_gain", stochastic, {"readout_weights": weights}),
+    }
 
 
-def test_comodulation_answer_and_its_record():
-    runs = {
-        "deterministic_gain": fake_run("deterministic_gain", [[30.0], [34.0]], params=610),
-        "stochastic_gain": fake_run("stochastic_gain", [[28.0], [31.0]], params=610),
-        "stochastic_gain_plain_readout": fake_run("plain", [[33.0], [33.0]], params=610),
-    }
-    answer = setups.comodulation(runs, 32.0, 0.4)
-    assert answer.stochastic_beats_deterministic and answer.modulator_tags_units
-    assert not answer.faster  # both reach 32 % at their first (only) evaluation
-    assert answer.metrics() == {
-        "deterministic_error": 32.0,
-        "stochastic_error": 29.5,
-        "stochastic_plain_readout_error": 33.0,
-        "stochastic_minus_deterministic": -2.5,
-        "stochastic_minus_deterministic_sd": 0.71,
-        "stochastic_beats_deterministic": True,
-        "stochastic_converges_faster": False,
-        "tagging_correlation": 0.4,
-        "modulator_tags_units": True,
-        "extra_params_stochastic": 0,
-    }
-    assert answer.samples() == {
-        "stochastic_minus_deterministic": [-2.0, -3.0],
-        "extra_params_stochastic": [0, 0],
-    }
+def test_comodulation_pairs_by_seed_and_judges_with_the_interval():
+    relevance = torch.tensor([0.0, 1.0, 2.0, 3.0]).expand(3, 1, 4)
+    runs = _comodulation_runs([28.0, 31.0, 29.0], [30.0, 34.0, 31.5], relevance, 2 * relevance)
+    answer = setups.comodulation(runs)
+    torch.testing.assert_close(answer.difference("stochastic_gain"), torch.tensor([-2.0, -3.0, -2.5]))
+    metrics = answer.metrics()
+    assert metrics["stochastic_minus_deterministic"] == -2.5 and metrics["stochastic_verdict"] == "beats"
+    assert metrics["stochastic_minus_deterministic_ci_high"] < 0 and metrics["n_seeds"] == 3
+    assert metrics["tagging_correlation"] == 1.0 and metrics["modulator_tags_relevant_units"] is True
+    assert metrics["extra_params_stochastic"] == 0 and metrics["budget_saturated"] is True
+    assert answer.samples()["stochastic_minus_deterministic"] == [-2.0, -3.0, -2.5]
+    # both reach 90 % of the deterministic improvement at step 200: no faster, no slower
+    assert answer.steps_method == answer.steps_baseline == [200, 200, 200]
+    assert metrics["converges_faster"] is False
     text = answer.conclusions().data
-    assert "difference -2.50 ± 0.71 points over 2 seeds" in text
-    assert "the noise is what costs most" in text  # the plain readout is worse: the readout helps
-    assert "correlation 0.40 > 0): **yes**" in text
-    untagged = setups.comodulation(runs, 32.0, -0.1)
-    assert not untagged.modulator_tags_units and untagged.metrics()["modulator_tags_units"] is False
-    with pytest.raises(ValueError, match="stochastic_gain_plain_readout"):
-        setups.comodulation({k: runs[k] for k in list(runs)[:2]}, 32.0, 0.4)
+    assert "(the paper's reading) **beats** deterministic gains" in text
+    assert "paired difference -2.50 points" in text
+    with pytest.raises(ValueError, match="deterministic_gain_nonneg"):
+        setups.comodulation({"stochastic_gain": runs["stochastic_gain"]})
+
+
+def test_comodulation_says_matches_when_the_interval_crosses_zero():
+    relevance = torch.rand(3, 1, 4, generator=torch.Generator().manual_seed(0))
+    runs = _comodulation_runs([28.0, 33.0, 29.0], [30.0, 31.0, 30.0], relevance, relevance.flip(-1))
+    answer = setups.comodulation(runs)
+    assert answer.metrics()["stochastic_verdict"] == "matches"
+    assert "**neither beats nor loses to**" in answer.conclusions().data
+    table = answer.variant_table()
+    assert table.rows[0][0] == "stochastic_gain" and table.rows[0][-1] == "matches"
+
+
+def test_steps_to_fraction_uses_each_seeds_own_target():
+    curve = torch.tensor([[[50.0], [40.0]], [[30.0], [39.0]], [[10.0], [30.0]]])  # (P=3, S=2, T=1)
+    reference = fake_run("d", curve[-1], curve, steps=[0, 10, 20])
+    # seed 0: 50 - 0.9 * 40 = 14 -> step 20; seed 1: 40 - 0.9 * 10 = 31 -> step 20
+    assert setups.steps_to_fraction(reference, reference) == [20, 20]
+    slow = fake_run("s", curve[-1] + 10, torch.cat([curve[:1], curve[1:] + 10]), steps=[0, 10, 20])
+    assert setups.steps_to_fraction(slow, reference) == [None, None]
 
 
 def _study() -> setups.ArchitectureStudy:
@@ -579,24 +581,39 @@ def test_architecture_study_adapts_every_backbone_and_placement_with_one_budget(
 
     def fake_adapt(net, tasks, condition, config, *, device):
         adapted.append((net, condition, config.sites, config.steps, device))
-        error = {"head_only": 30.0, "deterministic_gain": 20.0 + len(config.sites)}[condition]
+        error = {
+            "head_only": 30.0,
+            "deterministic_gain_nonneg": 20.0 + len(config.sites),
+            "stochastic_gain": 19.0 + len(config.sites),
+        }[condition]
         return fake_run(condition, [[error], [error + 2]], params=100 + 10 * len(config.sites))
+
+    def fake_adapt_many(net, tasks, conditions, config, *, device):
+        adapted.append((net, tuple(conditions), config.sites, config.steps, device))
+        return {c: fake_adapt(net, tasks, c, config, device=device) for c in conditions}
 
     monkeypatch.setattr(setups, "hierarchy_setup", fake_setup)
     monkeypatch.setattr(setups, "adapt", fake_adapt)
+    monkeypatch.setattr(setups, "adapt_many", fake_adapt_many)
     plan = {"a": {"early": ("s1",), "all": ("s1", "s2")}, "b": {"early": ("t1",), "all": ("t1", "t2", "t3")}}
     budget = AdaptConfig(sites=(), steps=20, eval_every=10, seeds=(0, 1))
     first = AdaptationSetup("a", "tasks of a", None, {"p": 5.0}, "generated")
     study = setups.architecture_study(plan, budget, setup_args={"n_images": 9}, first=first, device="cpu")
     assert made == [("b", {"n_images": 9})]  # the first backbone's setup is reused
-    assert adapted == [
+    pair = ("deterministic_gain_nonneg", "stochastic_gain")
+    assert [a for a in adapted if isinstance(a[1], tuple) or a[1] == "head_only"] == [
         ("a", "head_only", (), 20, "cpu"),
-        ("a", "deterministic_gain", ("s1",), 20, "cpu"),
-        ("a", "deterministic_gain", ("s1", "s2"), 20, "cpu"),
+        ("a", pair, ("s1",), 20, "cpu"),
+        ("a", pair, ("s1", "s2"), 20, "cpu"),
         ("b", "head_only", (), 20, "cpu"),
-        ("b", "deterministic_gain", ("t1",), 20, "cpu"),
-        ("b", "deterministic_gain", ("t1", "t2", "t3"), 20, "cpu"),
+        ("b", pair, ("t1",), 20, "cpu"),
+        ("b", pair, ("t1", "t2", "t3"), 20, "cpu"),
     ]
+    assert study.stochastic and study.difference("b", "all")["mean"] == -1.0  # paired by seed
+    means, labels = study.difference_grid()
+    assert means.tolist() == [[-1.0, -1.0], [-1.0, -1.0]] and labels[0][0] == "-1.00\n[-1.00, -1.00]"
+    assert study.metrics()["a_early_stochastic_verdict"] == "beats"
+    assert study.difference_table().rows[0][-1] == "beats"
     assert study.error.tolist() == [[31.0, 22.0, 23.0], [31.0, 22.0, 24.0]]
     assert study.pretrain_error == {"a": 5.0, "b": 15.0}
     assert study.params_per_task == {
@@ -620,6 +637,6 @@ def test_plan_adaptation_checks_every_backbone_and_placement_and_builds_one_budg
     assert (one.budget.steps, one.budget.eval_every, one.budget.batch_per_task) == (20, 10, 4)
     grid = plan_adaptation(profiles.resolve("03_architecture_study", "smoke"))
     assert list(grid.sites) == ["convnet", "resnet_small"]
-    assert list(grid.sites["convnet"]) == ["early", "late", "all"] and grid.budget.sites == ()
-    assert grid.table().column("gains at") == ["early", "late", "all"] * 2
+    assert list(grid.sites["convnet"]) == ["early", "late"] and grid.budget.sites == ()
+    assert grid.table().column("gains at") == ["early", "late"] * 2
     assert "20 steps x 4 samples per task" in grid.table().caption

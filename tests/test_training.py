@@ -505,3 +505,36 @@ def test_progress_bar_is_disabled_when_off(monkeypatch):
     assert bar.disable and list(bar) == [0, 1, 2] and bar.leave is False
     with open(os.devnull, "w") as devnull:
         assert not progress_bar(range(3), progress=True, file=devnull).disable
+
+
+def test_context_adam_equals_one_torch_adam_per_context():
+    """Each context's rows follow exactly what torch.optim.Adam with that context's rate does."""
+    from neuromod_lib.training import ContextAdam
+
+    g = torch.Generator().manual_seed(0)
+    w = torch.randn(3, 4, 5, generator=g)
+    lrs = torch.tensor([1e-3, 1e-2, 3e-2])
+    stacked = w.clone().requires_grad_()
+    alone = [w[i].clone().requires_grad_() for i in range(3)]
+    opt = ContextAdam([stacked], lrs)
+    refs = [torch.optim.Adam([p], lr=float(lr)) for p, lr in zip(alone, lrs, strict=True)]
+    for _ in range(25):
+        grad = torch.randn(3, 4, 5, generator=g)
+        stacked.grad = grad.clone()
+        opt.step()
+        for i, (p, o) in enumerate(zip(alone, refs, strict=True)):
+            p.grad = grad[i].clone()
+            o.step()
+    for i in range(3):
+        torch.testing.assert_close(stacked[i], alone[i], rtol=1e-6, atol=1e-6)
+
+
+def test_context_adam_refuses_rates_and_parameters_that_do_not_match():
+    from neuromod_lib.training import ContextAdam
+
+    with pytest.raises(ValueError, match=r"lr must be a \(n_contexts,\) tensor of finite numbers > 0"):
+        ContextAdam([torch.zeros(2, 3, requires_grad=True)], torch.tensor([0.1, -1.0]))
+    with pytest.raises(
+        ValueError, match=r"every parameter needs 2 contexts in its first dimension; got \[\[3\]\]"
+    ):
+        ContextAdam([torch.zeros(3, requires_grad=True)], torch.tensor([0.1, 0.2]))

@@ -79,8 +79,26 @@ class Backbone(nn.Module):
         """Run the stages from ``site`` on (its stage included) on a :meth:`prefix` map; pool: (B, D)."""
         for _, stage in self.stages()[self._stage_index(site) :]:
             z = stage(z)
+        return self.pool(z)
+
+    def through(self, x: torch.Tensor, site: str) -> torch.Tensor:
+        """Run the stages up to ``site`` (its stage included) on images ``x``: ``site``'s output map."""
+        for _, stage in self.stages()[: self._stage_index(site) + 1]:
+            x = stage(x)
+        return x
+
+    def after(self, z: torch.Tensor, site: str) -> torch.Tensor:
+        """Run the stages after ``site`` on its output map ``z`` (:meth:`through`); pool: (B, D)."""
+        for _, stage in self.stages()[self._stage_index(site) + 1 :]:
+            z = stage(z)
+        return self.pool(z)
+
+    def pool(self, z: torch.Tensor) -> torch.Tensor:
+        """The last map ``(B, C, H, W)`` averaged over a ``pool_grid`` grid: features ``(B, feature_dim)``."""
         if self.pool_grid == 1:
             return z.mean(dim=(2, 3))
+        if z.shape[2:] == (self.pool_grid, self.pool_grid):  # already the grid: nothing to average
+            return z.flatten(1)
         return nn.functional.adaptive_avg_pool2d(z, self.pool_grid).flatten(1)
 
     def _forward_features(self, x: torch.Tensor) -> torch.Tensor:
@@ -321,6 +339,7 @@ _BUILDERS = {
     "convnet_wide": lambda **kw: ConvNet(**{"widths": (64, 128, 256), **kw}),
     "convnet_deep": lambda **kw: ConvNet(**{"widths": (16, 32, 64, 128, 128), **kw}),
     "resnet_small": lambda **kw: SmallResNet(**kw),
+    "resnet_tiny": lambda **kw: SmallResNet(**{"widths": (8, 16, 32), **kw}),
     "resnet18": lambda **kw: TorchvisionResNet("resnet18", **kw),
     "resnet50": lambda **kw: TorchvisionResNet("resnet50", **kw),
 }
@@ -331,8 +350,10 @@ def build_backbone(name: str, **kwargs) -> Backbone:
     """Build a backbone by name (see :data:`BACKBONES`); ``kwargs`` go to its constructor.
 
     ``convnet``: widths (16, 32, 64); ``convnet_wide``: (64, 128, 256); ``convnet_deep``:
-    (16, 32, 64, 128, 128); ``resnet_small``: :class:`SmallResNet`; ``resnet18``/``resnet50``:
-    :class:`TorchvisionResNet` (pass ``weights=path`` for a local ImageNet state_dict).
+    (16, 32, 64, 128, 128); ``resnet_small``: :class:`SmallResNet`; ``resnet_tiny``: a
+    :class:`SmallResNet` of widths (8, 16, 32) (a quarter of the compute, for CPU studies);
+    ``resnet18``/``resnet50``: :class:`TorchvisionResNet` (pass ``weights=path`` for a local ImageNet
+    state_dict).
     """
     if name not in _BUILDERS:
         raise ValueError(f"backbone={name!r} is unknown; allowed: {', '.join(BACKBONES)}")
