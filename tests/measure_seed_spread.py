@@ -11,6 +11,13 @@ writes the seeds used, the sd over them of every numeric metric, the median rela
 (sd / |mean|) of the metrics that varied, and the boolean and string metrics (verdicts) that did
 not take the same value on every seed. ``tests/test_portability.py``
 reads it (see :func:`neuromod_lib.results.compare`).
+
+Another floating-point path is another source of the same variation: a record of a fresh run on
+another CPU (e.g. the one ``make test`` leaves under ``$NEUROMOD_RESULTS_DIR`` with AVX2 kernels),
+copied into ``results/spread/runs/<notebook>/quick/`` under a name such as
+``seed-0-<key>-avx2.json``, counts as one more run. Notebook 03's per-cell stochastic verdicts
+agreed over seeds 0–4 on AVX-512 but one flipped on AVX2 with seed 0 (2026-11-30); its spread
+includes that run, so the verdict is marked as not stable rather than required to agree.
 """
 
 from __future__ import annotations
