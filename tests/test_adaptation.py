@@ -637,3 +637,22 @@ def test_limit_train_keeps_the_first_training_images(split):
     assert torch.equal(small.train, split.train[:30]) and torch.equal(small.val, split.val)
     with pytest.raises(ValueError, match=r"^n_adapt=-1 is not allowed; allowed: an integer >= 0 \(0: all\)$"):
         split.limit_train(-1)
+
+
+def test_backbone_copies_give_the_same_features_vectorised_or_copy_by_copy(backbone, split):
+    """A batch sorted by copy with equal counts runs all copies in one vmap; any other batch runs copy
+    by copy: both give each image the features of its own copy (and copies differ once trained)."""
+    copies = adaptation._Copies(backbone, 3)
+    with torch.no_grad():
+        for p in copies.stacked:
+            p.add_(0.05 * torch.randn_like(p))  # three different backbones
+    x = to_input(split.images[:12], "cpu")
+    copy = torch.arange(3).repeat_interleave(4)
+    with torch.no_grad():
+        together = copies(x, copy)  # sorted, 4 each: the vectorised path
+        order = torch.randperm(12, generator=torch.Generator().manual_seed(0))
+        mixed = copies(x[order], copy[order])  # unsorted: copy by copy
+        one = copies._one(tuple(p[1] for p in copies.stacked), x[4:8])
+    torch.testing.assert_close(mixed, together[order], rtol=1e-5, atol=1e-6)
+    torch.testing.assert_close(together[4:8], one, rtol=1e-5, atol=1e-6)
+    assert not torch.allclose(together[:4], copies._one(tuple(p[1] for p in copies.stacked), x[:4]))

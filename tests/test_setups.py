@@ -640,3 +640,5 @@ def test_plan_adaptation_checks_every_backbone_and_placement_and_builds_one_budg
     assert list(grid.sites["convnet"]) == ["early", "late"] and grid.budget.sites == ()
     assert grid.table().column("gains at") == ["early", "late"] * 2
     assert "20 steps x 4 samples per task" in grid.table().caption
+    assert "learning rates searched: 0.001, 0.003, 0.01" in grid.table().caption
+    assert grid.budget.lrs == (0.001, 0.003, 0.01) and grid.budget.draws == 2
