@@ -502,17 +502,15 @@ class _Copies(nn.Module):
         super().__init__()
         self.base, self.n = [backbone], n  # a list: the frozen base is not a submodule to train
         self.names = [name for name, _ in backbone.named_parameters()]
+        self.buffers_of_base = dict(backbone.named_buffers())  # BatchNorm statistics, shared and fixed
         self.stacked = nn.ParameterList(
             nn.Parameter(p.detach()[None].repeat(n, *([1] * p.dim())).clone())
             for _, p in backbone.named_parameters()
         )
 
     def _one(self, params: tuple[torch.Tensor, ...], x: torch.Tensor) -> torch.Tensor:
-        base = self.base[0]
-        buffers = dict(base.named_buffers())
-        return torch.func.functional_call(
-            base, ({**dict(zip(self.names, params, strict=True)), **buffers},), (x,)
-        )
+        weights = dict(zip(self.names, params, strict=True))
+        return torch.func.functional_call(self.base[0], ({**weights, **self.buffers_of_base},), (x,))
 
     def forward(self, x: torch.Tensor, copy: torch.Tensor) -> torch.Tensor:
         """Pooled features ``(B, D)`` of images ``x`` ``(B, 3, H, W)``, each through its ``copy`` ``(B,)``."""
@@ -584,8 +582,7 @@ class _Adapter(nn.Module):
             return self.copies(z, contexts // self.n_tasks)
         if not self.modulated:
             return z if self.start is None else self.backbone.from_site(z, self.start)
-        kw = {"draw": draw} if isinstance(self.modulation, GainModulation) else {}
-        with self.modulation.context(contexts, **kw):
+        with self.modulation.context(contexts, draw):
             return self.backbone.after(self.modulation.modulate(self.start, z), self.start)
 
     def head(self, h: torch.Tensor, contexts: torch.Tensor) -> torch.Tensor:
@@ -657,14 +654,13 @@ class _Group:
         routed = None
         if adapter.guided:
             routed = adapter.readout.guided.to(device)[contexts]
-        cache_bytes = config.cache_bytes
         suspend = adapter.modulation.suspend if adapter.modulated else contextlib.nullcontext
         inputs = _Inputs(
             backbone,
             data.images,
             adapter.start,
             device,
-            max_bytes=cache_bytes,
+            max_bytes=config.cache_bytes,
             through=not adapter.finetune,
             suspend=suspend,
         )
@@ -764,39 +760,17 @@ def _evaluate(group: _Group, model: _Adapter) -> dict[str, float]:
     return {"val_error": errors.mean().item()}
 
 
-def _optimizer(group: _Group, lrs: torch.Tensor) -> torch.optim.Optimizer:
+def _optimizer(group: _Group, lrs: torch.Tensor) -> ContextAdam:
     """Adam with each context's learning rate ``lrs`` ``(n_ctx,)`` on the adapter's own parameters
     and, when fine-tuning, each backbone copy's at a tenth of its contexts' rate."""
     adapter = group.adapter
     own = [p for n, p in adapter.named_parameters() if p.requires_grad and not n.startswith("copies.")]
-    if adapter.copies is None:
-        return ContextAdam(own, lrs)
-    per_copy = lrs.view(-1, group.n_tasks)[:, 0] / 10
-    return _Joint(ContextAdam(own, lrs), ContextAdam(adapter.copies.parameters(), per_copy))
-
-
-class _Joint(torch.optim.Optimizer):
-    """Two optimizers stepped as one (the heads' per-context Adam and the backbone's Adam)."""
-
-    def __init__(self, *optimizers: torch.optim.Optimizer) -> None:
-        self.optimizers = optimizers
-        self.param_groups = [g for o in optimizers for g in o.param_groups]
-        self.defaults, self.state = {}, {}
-
-    def step(self, closure: Any = None) -> None:
-        for o in self.optimizers:
-            o.step()
-
-    def zero_grad(self, set_to_none: bool = True) -> None:
-        for o in self.optimizers:
-            o.zero_grad(set_to_none=set_to_none)
-
-    def state_dict(self) -> dict[str, Any]:
-        return {str(i): o.state_dict() for i, o in enumerate(self.optimizers)}
-
-    def load_state_dict(self, state: dict[str, Any]) -> None:
-        for i, o in enumerate(self.optimizers):
-            o.load_state_dict(state[str(i)])
+    groups = [{"params": own, "lr": lrs}]
+    if adapter.copies is not None:
+        groups.append(
+            {"params": list(adapter.copies.parameters()), "lr": lrs.view(-1, group.n_tasks)[:, 0] / 10}
+        )
+    return ContextAdam(groups)
 
 
 def _params_per_task(group: _Group) -> int:
@@ -851,9 +825,8 @@ def unit_relevance(group: _Group, model: _Adapter) -> torch.Tensor:
         h = model.features(group.inputs(idx[part]), c)
         if weights is not None:
             h = h * weights[c].to(h.dtype)
-        w = heads.weight[c]  # (n, K, D)
-        logits = torch.einsum("nkd,nd->nk", w, h) + heads.bias[c]
-        without = logits[:, :, None] - w * h[:, None, :]  # (n, K, D): logits with unit d removed
+        logits = heads._decode(h, c)
+        without = logits[:, :, None] - heads.weight[c] * h[:, None, :]  # (n, K, D): unit d removed
         y = labels[part].to(group.device)
         right = (logits.argmax(1) == y).float()[:, None] - (without.argmax(1) == y[:, None]).float()
         drop.index_add_(0, ctx[part], right.cpu())
@@ -872,9 +845,8 @@ def _learned(adapter: _Adapter, rows: torch.Tensor, n_seeds: int, n_tasks: int) 
     if adapter.guided and bool(adapter.readout.guided[rows].all()):
         out["readout_weights"] = adapter.readout.weights.detach().cpu()[rows].view(n_seeds, n_tasks, -1)
         out["readout_covariance"] = adapter.readout.covariance.detach().cpu()[rows].view(n_seeds, n_tasks, -1)
-    relevance = getattr(adapter, "relevance", None)
-    if relevance is not None:
-        out["unit_relevance"] = relevance[rows].view(n_seeds, n_tasks, -1)
+    if adapter.relevance is not None:
+        out["unit_relevance"] = adapter.relevance[rows].view(n_seeds, n_tasks, -1)
     return out
 
 
@@ -988,7 +960,7 @@ def _choose(
     test: torch.Tensor,
     per_task: int,
     seconds: float,
-    adapter: _Adapter | None,
+    adapter: _Adapter,
 ) -> AdaptResult:
     """The result of ``condition`` at its best learning rate on validation (``arms``: its family's)."""
     mine = [a for a, (c, _) in enumerate(arms) if c == condition]
@@ -1003,11 +975,8 @@ def _choose(
     best = min(mine, key=lambda a: chosen_val[a].mean().item())
     steps = [config.eval_every * p for p in range(curve.shape[0])]
     saturated, improvement = saturation(steps, curve[:, best].mean((1, 2)), config.saturation_tol)
-    extra: dict[str, Any] = {}
-    if adapter is not None:
-        n_s, n_t = len(config.seeds), len(data.names)
-        rows = torch.arange(best * n_s * n_t, (best + 1) * n_s * n_t)
-        extra = _learned(adapter, rows, n_s, n_t)
+    n_s, n_t = len(config.seeds), len(data.names)
+    extra = _learned(adapter, torch.arange(best * n_s * n_t, (best + 1) * n_s * n_t), n_s, n_t)
     return AdaptResult(
         condition, data.names, tuple(config.seeds), test[best], steps, curve[:, best], per_task, seconds,
         extra, lr=arms[best][1], lr_scores=scores, saturated=saturated, improvement=improvement,

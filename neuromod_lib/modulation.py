@@ -457,8 +457,12 @@ class Modulation(nn.Module):
         tensor = next(iter(self.parameters()), None)
         return tensor.device if tensor is not None else (default or torch.device("cpu"))
 
-    def set_context(self, task_ids: torch.Tensor) -> None:
-        """Store the task id of each sample ``(B,)`` for the hooks (call once per batch)."""
+    def set_context(self, task_ids: torch.Tensor, draw: str | None = None) -> None:
+        """Store the task id of each sample ``(B,)`` for the hooks (call once per batch).
+
+        ``draw``: what a modulator with a random part draws (:class:`GainModulation`, see
+        :data:`DRAWS`); the others have nothing to draw and ignore it.
+        """
         task_ids = check_task_ids(task_ids, self.n_tasks)
         self.task_ids = task_ids.to(self._device(default=task_ids.device))
 
@@ -466,9 +470,9 @@ class Modulation(nn.Module):
         self.task_ids = None
 
     @contextmanager
-    def context(self, task_ids: torch.Tensor) -> Iterator[Modulation]:
+    def context(self, task_ids: torch.Tensor, draw: str | None = None) -> Iterator[Modulation]:
         """``with modulator.context(task_ids): features = backbone(x)``; clears the task ids after."""
-        self.set_context(task_ids)
+        self.set_context(task_ids, draw)
         try:
             yield self
         finally:
@@ -604,15 +608,6 @@ class GainModulation(Modulation):
             generator=self.generator,
             device=ids.device,
         )
-
-    @contextmanager
-    def context(self, task_ids: torch.Tensor, draw: str | None = None) -> Iterator[Modulation]:
-        """``with modulator.context(task_ids, draw): features = backbone(x)``; clears the task ids after."""
-        self.set_context(task_ids, draw)
-        try:
-            yield self
-        finally:
-            self.clear_context()
 
     def couplings(self, site: str, task_ids: torch.Tensor | None = None) -> torch.Tensor:
         """The couplings c at ``site``: every task's ``(n_tasks, C)``, or each sample's ``(B, C)``."""

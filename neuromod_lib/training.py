@@ -383,23 +383,30 @@ class ContextAdam(torch.optim.Optimizer):
     its own rows of every parameter) get a learning-rate search for free: ``lr`` ``(n_contexts,)``
     scales each context's rows. Each row's update is exactly what ``torch.optim.Adam`` with that
     row's learning rate would do (Adam's moments are elementwise, so rows never interact).
+    ``params`` may also be parameter groups (dicts), each with its own ``lr`` tensor (e.g. heads per
+    context and backbone copies per copy).
     """
 
     def __init__(
         self,
-        params: Iterable[torch.Tensor],
-        lr: torch.Tensor,
+        params: Iterable[torch.Tensor] | Iterable[dict[str, Any]],
+        lr: torch.Tensor | None = None,
         betas: tuple[float, float] = (0.9, 0.999),
         eps: float = 1e-8,
     ) -> None:
-        lr = torch.as_tensor(lr, dtype=torch.float32)
-        if lr.dim() != 1 or not bool(torch.isfinite(lr).all() and (lr > 0).all()):
-            raise ValueError(f"lr must be a (n_contexts,) tensor of finite numbers > 0; got {lr}")
         params = list(params)
-        wrong = [list(p.shape) for p in params if p.dim() < 1 or p.shape[0] != len(lr)]
-        if wrong:
-            raise ValueError(f"every parameter needs {len(lr)} contexts in its first dimension; got {wrong}")
-        super().__init__(params, {"lr": lr, "betas": betas, "eps": eps})
+        groups = params if params and isinstance(params[0], dict) else [{"params": params, "lr": lr}]
+        for group in groups:
+            rate = group["lr"] = torch.as_tensor(group["lr"], dtype=torch.float32)
+            if rate.dim() != 1 or not bool(torch.isfinite(rate).all() and (rate > 0).all()):
+                raise ValueError(f"lr must be a (n_contexts,) tensor of finite numbers > 0; got {rate}")
+            group["params"] = list(group["params"])
+            wrong = [list(p.shape) for p in group["params"] if p.dim() < 1 or p.shape[0] != len(rate)]
+            if wrong:
+                raise ValueError(
+                    f"every parameter needs {len(rate)} contexts in its first dimension; got {wrong}"
+                )
+        super().__init__(groups, {"betas": betas, "eps": eps})
 
     @torch.no_grad()
     def step(self, closure: Callable[[], Any] | None = None) -> Any:

@@ -538,3 +538,26 @@ def test_context_adam_refuses_rates_and_parameters_that_do_not_match():
         ValueError, match=r"every parameter needs 2 contexts in its first dimension; got \[\[3\]\]"
     ):
         ContextAdam([torch.zeros(3, requires_grad=True)], torch.tensor([0.1, 0.2]))
+
+
+def test_context_adam_takes_groups_each_with_its_own_rates():
+    """Heads per context and backbone copies per copy: two groups, each with its rate tensor."""
+    from neuromod_lib.training import ContextAdam
+
+    g = torch.Generator().manual_seed(1)
+    a, b = torch.randn(4, 3, generator=g), torch.randn(2, 5, generator=g)
+    pa, pb = a.clone().requires_grad_(), b.clone().requires_grad_()
+    opt = ContextAdam([{"params": [pa], "lr": torch.full((4,), 0.01)}, {"params": [pb], "lr": [0.1, 0.2]}])
+    alone = [ContextAdam([a.clone().requires_grad_()], torch.full((4,), 0.01))]
+    alone.append(ContextAdam([b.clone().requires_grad_()], torch.tensor([0.1, 0.2])))
+    for _ in range(5):
+        ga, gb = torch.randn(4, 3, generator=g), torch.randn(2, 5, generator=g)
+        pa.grad, pb.grad = ga.clone(), gb.clone()
+        opt.step()
+        for o, grad in zip(alone, (ga, gb), strict=True):
+            o.param_groups[0]["params"][0].grad = grad.clone()
+            o.step()
+    torch.testing.assert_close(pa, alone[0].param_groups[0]["params"][0])
+    torch.testing.assert_close(pb, alone[1].param_groups[0]["params"][0])
+    with pytest.raises(ValueError, match="every parameter needs 2 contexts"):
+        ContextAdam([{"params": [torch.zeros(3, requires_grad=True)], "lr": [0.1, 0.2]}])
