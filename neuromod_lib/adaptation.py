@@ -314,9 +314,24 @@ def pretrain(
 
     Returns the validation error (%) per task at the best epoch. With ``checkpoint`` (a path)
     a finished pretraining is loaded instead of repeated: the cache notebooks share. Pass
-    ``heads`` (a :class:`TaskHeads` for these tasks) to keep the trained heads.
+    ``heads`` (a :class:`TaskHeads` for these tasks) to keep the trained heads. Every draw comes
+    from ``seed``; torch's global random state is left as it was.
     """
-    torch.manual_seed(seed)
+    with torch.random.fork_rng(devices=range(torch.cuda.device_count())):
+        torch.manual_seed(seed)
+        return _pretrain(backbone, data, config, seed=seed, device=device, checkpoint=checkpoint, heads=heads)
+
+
+def _pretrain(
+    backbone: nn.Module,
+    data: TaskSplit,
+    config: PretrainConfig,
+    *,
+    seed: int,
+    device: torch.device | str,
+    checkpoint: Any,
+    heads: TaskHeads | None,
+) -> dict[str, float]:
     heads = heads if heads is not None else TaskHeads(len(data.names), backbone.feature_dim, data.n_classes)
     model = nn.ModuleDict({"backbone": backbone, "heads": heads}).to(device)
 
@@ -362,6 +377,10 @@ def _masked_error(pred: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
     return wrong / member.sum(0).clamp(min=1)
 
 
+#: the guided readout's running-average time constant, in training steps (the predecessor's ~100 batches)
+READOUT_WINDOW = 100
+
+
 @dataclass(frozen=True)
 class AdaptConfig:
     """One budget and one learning-rate search for every condition. ``sites``: where gains / FiLM / SE act.
@@ -369,7 +388,11 @@ class AdaptConfig:
     Every condition trains ``steps`` steps with each learning rate of ``lrs`` (fine-tuning: the
     heads with ``lr`` and the backbone with ``lr / 10``), side by side; the learning rate with the
     lowest mean validation error (over seeds and tasks, each at its best evaluation) is the
-    condition's. ``draws``: modulator draws per image in the guided readout's routing pass.
+    condition's. ``draws``: modulator draws per routed image for the guided readout, the training
+    pass's own draw included; ``route_images``: how many of each guided context's ``batch_per_task``
+    images are routed (at most all of them), every ``route_every`` steps. Routing every few steps
+    keeps the readout's cost within 10 % of a step (a routing pass has a fixed cost per call); the
+    readout's running average keeps a time constant of :data:`READOUT_WINDOW` training steps.
     ``saturation_tol``: the validation error may still fall by less than this (points) over the last
     third of the budget for the budget to count as saturated (:func:`saturation`).
     """
@@ -382,6 +405,8 @@ class AdaptConfig:
     patience: int | None = None
     sigma_m: float = 0.1
     draws: int = 2
+    route_images: int = 8
+    route_every: int = 8
     saturation_tol: float = 0.5
     seeds: tuple[int, ...] = (0, 1, 2)
     eval_batch: int = 1024  # (context, image) pairs per evaluation chunk: bounds peak memory
@@ -410,6 +435,8 @@ class AdaptConfig:
                 ("patience", _none_or_count(self.patience), "None or an integer >= 1"),
                 ("sigma_m", is_number(self.sigma_m) and self.sigma_m >= 0, "sigma_m >= 0, a finite number"),
                 ("draws", is_int(self.draws) and self.draws >= 2, "an integer >= 2"),
+                ("route_images", is_int(self.route_images) and self.route_images >= 1, "an integer >= 1"),
+                ("route_every", is_int(self.route_every) and self.route_every >= 1, "an integer >= 1"),
                 (
                     "saturation_tol",
                     is_number(self.saturation_tol) and self.saturation_tol >= 0,
@@ -466,6 +493,11 @@ class AdaptResult:
         """Mean test error over tasks, per seed (S,)."""
         return self.test_error.mean(1)
 
+    def best_val_error(self) -> torch.Tensor:
+        """Mean over tasks of each context's best validation error, per seed (S,): what a choice
+        between runs is made on (never the test error)."""
+        return self.val_curve.min(0).values.mean(1)
+
     def steps_to(self, target: float | torch.Tensor) -> list[int | None]:
         """Per seed: the first evaluation step whose mean validation error over tasks is <= ``target``
         (%; a number, or one per seed ``(S,)``); None where the seed never gets there."""
@@ -473,20 +505,6 @@ class AdaptResult:
         reached = self.val_curve.mean(2) <= target  # (P, S)
         first = [reached[:, s].nonzero() for s in range(reached.shape[1])]
         return [self.curve_steps[f[0].item()] if len(f) else None for f in first]
-
-    def row(self) -> dict[str, Any]:
-        """Headline numbers: mean ± sd over seeds of the mean test error over tasks."""
-        per_seed = self.mean_error()
-        sd = per_seed.std().item() if len(per_seed) > 1 else 0.0
-        return {
-            "condition": self.condition,
-            "error_mean": round(per_seed.mean().item(), 2),
-            "error_sd": round(sd, 2),
-            "params_per_task": self.trainable_per_task,
-            "lr": self.lr,
-            "saturated": self.saturated,
-            "seconds": round(self.seconds, 1),
-        }
 
 
 class _Copies(nn.Module):
@@ -564,7 +582,9 @@ class _Adapter(nn.Module):
             else torch.zeros(n_contexts, dtype=torch.bool)
         )
         self.guided = bool(guided.any())
-        self.readout = ModulatorGuidedReadout(heads) if self.guided else heads
+        # the predecessor's time constant of ~100 training batches, counted in routing updates
+        window = max(1, round(READOUT_WINDOW / config.route_every))
+        self.readout = ModulatorGuidedReadout(heads, window=window) if self.guided else heads
         if self.guided:
             self.readout.guided.copy_(guided)
         self.modulated = bool(sites)
@@ -592,12 +612,28 @@ class _Adapter(nn.Module):
         return self.head(self.features(z, contexts), contexts)
 
     @torch.no_grad()
-    def route(self, z: torch.Tensor, contexts: torch.Tensor, draws: int) -> None:
-        """The routing pass: ``draws`` modulator draws per input, no gradient; the guided readout's
-        covariances take the units' modulator-driven covariance with m (within each input)."""
-        h = self.features(z.repeat(draws, *([1] * (z.dim() - 1))), contexts.repeat(draws), draw="route")
-        m = self.modulation.last_m
-        self.readout.update_draws(h.view(draws, len(z), -1), contexts, m.view(draws, len(z)))
+    def route(
+        self, z: torch.Tensor, h: torch.Tensor, m: torch.Tensor, contexts: torch.Tensor, draws: int
+    ) -> None:
+        """The routing pass, paired with the training pass: ``h`` ``(B, D)`` and ``m`` ``(B,)`` are the
+        training pass's units and modulator for the inputs ``z``; ``draws - 1`` further modulator draws
+        of the same inputs (no gradient) complete the ``draws`` per input, and the guided readout's
+        covariances take the units' modulator-driven covariance with m (within each input).
+
+        Reusing the training draw makes the readout cost ``draws - 1`` forward passes of the routed
+        inputs, not ``draws``. For a context trained at the mean (the routing protocol) the pair is
+        (mean, one noisy draw): the same covariance up to a factor, which the mean-1 normalisation
+        removes.
+        """
+        extra = draws - 1
+        # cat, not repeat: it keeps the cached inputs' channels_last layout (pooling is ~3x faster in it)
+        h_more = self.features(torch.cat([z] * extra), contexts.repeat(extra), draw="route")
+        m_more = self.modulation.last_m.view(extra, len(z))
+        self.readout.update_draws(
+            torch.cat([h.detach()[None], h_more.view(extra, len(z), -1)]),
+            contexts,
+            torch.cat([m[None], m_more]),
+        )
 
     def train(self, mode: bool = True) -> _Adapter:
         super().train(mode)
@@ -637,6 +673,7 @@ class _Group:
     curve: list[torch.Tensor] = field(default_factory=list)
     best: torch.Tensor | None = None
     snapshot: dict[str, torch.Tensor] = field(default_factory=dict)
+    steps_done: int = 0
 
     @classmethod
     def build(
@@ -652,8 +689,9 @@ class _Group:
             )
         contexts = torch.arange(n_ctx, device=device).repeat_interleave(config.batch_per_task)
         routed = None
-        if adapter.guided:
-            routed = adapter.readout.guided.to(device)[contexts]
+        if adapter.guided:  # the first route_images samples of each guided context's batch
+            first = torch.arange(len(contexts), device=device) % config.batch_per_task < config.route_images
+            routed = adapter.readout.guided.to(device)[contexts] & first
         suspend = adapter.modulation.suspend if adapter.modulated else contextlib.nullcontext
         inputs = _Inputs(
             backbone,
@@ -701,15 +739,22 @@ def _batches(group: _Group, g: torch.Generator) -> Iterator[torch.Tensor]:
 
 
 def _loss(group: _Group, model: _Adapter, idx: torch.Tensor) -> torch.Tensor:
-    """Cross-entropy of every context on its own images ``idx`` ``(n_ctx, batch_per_task)``; first,
-    for the guided contexts, the routing pass on the same images."""
+    """Cross-entropy of every context on its own images ``idx`` ``(n_ctx, batch_per_task)``. For the
+    guided contexts, every ``route_every`` steps (the first included), the routing pass pairs the
+    training pass's modulator draw of the routed images with further draws, and updates the readout
+    before it decodes this batch."""
     y = group.data.labels[idx, group.task_of[:, None]].flatten().to(group.device)
     z = group.inputs(idx.flatten())
-    if group.routed is not None:
-        model.route(z[group.routed], group.contexts[group.routed], group.config.draws)
+    h = model.features(z, group.contexts)
+    routing = group.routed is not None and group.steps_done % group.config.route_every == 0
+    group.steps_done += 1
+    if routing:
+        r = group.routed
+        m = model.modulation.last_m[r]
+        model.route(z[r], h[r], m, group.contexts[r], group.config.draws)
     # each context's own mean loss, summed: a context's gradient does not depend on how many
     # contexts train beside it (a mean over all samples would shrink it, and Adam's eps would notice)
-    losses = F.cross_entropy(model(z, group.contexts), y, reduction="none")
+    losses = F.cross_entropy(model.head(h, group.contexts), y, reduction="none")
     return losses.view(group.n_ctx, -1).mean(1).sum()
 
 

@@ -61,9 +61,11 @@ _CNN_SMOKE = {
     "batch_per_task": 4,
     "n_seeds": 2,
 }
+#: the literature's CelebA protocol (Sener & Koltun 2018): all 40 attributes, official test split
 _CELEBA = {
-    "dataset": "celeba", "n_images": 0, "image_size": 64, "n_tasks": 20, "pretrain_epochs": 15,
-    "steps": 3000, "eval_every": 300, "batch_per_task": 32, "backbone": "resnet18", "n_adapt": 0,
+    "dataset": "celeba", "protocol": "all", "n_images": 0, "image_size": 64, "n_tasks": 40,
+    "pretrain_epochs": 15, "steps": 3000, "eval_every": 300, "batch_per_task": 32, "backbone": "resnet18",
+    "n_adapt": 0,
     "n_seeds": 5,
 }  # fmt: skip
 _RNN_SMOKE = {"replicates": 2, "steps": 40, "eval_every": 20, "batch": 16, "eval_trials": 16}

@@ -17,9 +17,8 @@ exponential one with time constant ``window`` (100 by default, as in the predece
 weights are statistics, not parameters: no gradient flows through them, and the readout adds no
 learnable parameters.
 
-Does the modulator really tag the units it drives? :func:`channel_weights` averages the learned
-readout weights over each channel's pooled units, and :func:`tagging_correlation` correlates them
-with the channels' learned couplings (notebook 02's tagging figure).
+Does the modulator tag the units a task needs? :func:`unit_correlation` correlates each unit's
+readout weight with its relevance measured without the modulator (notebook 02's tagging figure).
 """
 
 from __future__ import annotations
@@ -200,40 +199,15 @@ class ModulatorGuidedReadout(ModulatorStatistics):
         return self.heads._decode(h * self.weights[task_ids].to(h.dtype), task_ids)
 
 
-def channel_weights(weights: torch.Tensor, n_channels: int) -> torch.Tensor:
-    """Readout weights per unit ``(..., C * G)`` → per channel ``(..., C)``: the mean over the ``G``
-    pooled units of each channel (units are channel-major, as a flattened ``(C, G)`` map).
-
-    The guided readout weighs last-layer units; the modulator's couplings act on channels, so the
-    two are compared channel by channel.
+def unit_correlation(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    """Pearson correlation over units (the last dimension) of two per-unit quantities ``(..., D)``
+    → ``(...)``, e.g. one value per seed and task. Notebook 02 correlates each unit's relevance
+    (measured without the modulator) with its guided readout weight: positive when the readout
+    listens to the units the task needs. A constant vector gives 0.
     """
-    n_channels = _check_positive_int("n_channels", n_channels)
-    if weights.dim() < 1 or weights.shape[-1] % n_channels:
-        raise ValueError(
-            f"weights has shape {list(weights.shape)}; its last dimension must be a multiple of "
-            f"n_channels={n_channels}"
-        )
-    return weights.reshape(*weights.shape[:-1], n_channels, -1).mean(-1)
+    if x.shape != y.shape:
+        raise ValueError(f"x has shape {list(x.shape)} but y {list(y.shape)}; expected the same (..., D)")
+    xc = x - x.mean(-1, keepdim=True)
+    yc = y - y.mean(-1, keepdim=True)
+    return (xc * yc).sum(-1) / (xc.norm(dim=-1) * yc.norm(dim=-1)).clamp(min=1e-12)
 
-
-def coupling_weight_correlation(coupling: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
-    """Pearson correlation over channels between the couplings ``c_k`` and the readout weights
-    ``a_k`` of the same channels: ``(..., C)`` twice → ``(...)`` (e.g. one value per seed and task).
-
-    Positive when the units the modulator drives hardest are the ones the readout listens to:
-    the modulator *tags* them. A constant coupling or weight vector gives 0.
-    """
-    if coupling.shape != weights.shape:
-        raise ValueError(
-            f"coupling has shape {list(coupling.shape)} but weights {list(weights.shape)}; "
-            "expected the same (..., C)"
-        )
-    c = coupling - coupling.mean(-1, keepdim=True)
-    w = weights - weights.mean(-1, keepdim=True)
-    return (c * w).sum(-1) / (c.norm(dim=-1) * w.norm(dim=-1)).clamp(min=1e-12)
-
-
-def tagging_correlation(coupling: torch.Tensor, weights: torch.Tensor) -> float:
-    """The mean of :func:`coupling_weight_correlation` over every leading index (seeds, tasks):
-    notebook 02's one number for "does the modulator tag the units it drives" (> 0: yes)."""
-    return coupling_weight_correlation(coupling, weights).mean().item()

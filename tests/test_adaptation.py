@@ -29,7 +29,9 @@ from neuromod_lib.adaptation import (
     PretrainConfig,
     TaskSplit,
     _Adapter,
+    _Group,
     _Inputs,
+    _loss,
     adapt,
     placement_sites,
     pretrain,
@@ -248,6 +250,53 @@ def test_stochastic_comodulation_learns_gains_and_tags_units(backbone, split):
     torch.testing.assert_close(weights.mean(2), torch.ones(2, 2))
     plain = adapt(backbone, data, "deterministic_gain", config())
     assert set(plain.extra["coupling"]) == set(SITES) and "readout_weights" not in plain.extra
+
+
+@pytest.mark.parametrize("draws", [2, 3])
+def test_the_routing_pass_pairs_the_training_draw_with_further_draws(backbone, split, monkeypatch, draws):
+    """The readout's covariance sees, per routed image, the training pass's draw (units and m) and
+    ``draws - 1`` more of the same image; only the first ``route_images`` images of each guided
+    context's batch are routed."""
+    data = split.tasks(TASKS)
+    cfg = config(batch_per_task=5, route_images=2, route_every=4, draws=draws)
+    variants = [CONDITIONS["stochastic_gain"].variant, CONDITIONS["deterministic_gain_nonneg"].variant]
+    adapter = _Adapter(backbone, "gain", False, 2, 2, cfg, torch.Generator().manual_seed(0), variants)
+    try:
+        group = _Group.build(adapter, data, cfg, 1, 2, "cpu")
+        # context 0 (stochastic, guided): its first 2 of 5 samples; context 1 (deterministic): none
+        assert group.routed.tolist() == [True, True, False, False, False] + [False] * 5
+        seen = {}
+        monkeypatch.setattr(adapter.readout, "update_draws", lambda h, ids, m: seen.update(h=h, ids=ids, m=m))
+        features = adapter.features
+        trained = {}
+
+        def spy(z, contexts, draw=None):
+            h = features(z, contexts, draw)
+            if draw is None:  # the training pass
+                trained.update(h=h.detach(), m=adapter.modulation.last_m.clone())
+            return h
+
+        monkeypatch.setattr(adapter, "features", spy)
+        adapter.train()
+        idx = torch.stack([data.train[:5], data.train[5:10]])
+        _loss(group, adapter, idx).backward()
+        assert seen["h"].shape == (draws, 2, backbone.feature_dim) and seen["m"].shape == (draws, 2)
+        assert seen["ids"].tolist() == [0, 0]
+        torch.testing.assert_close(seen["h"][0], trained["h"][:2])  # the training draw, reused
+        torch.testing.assert_close(seen["m"][0], trained["m"][:2])
+        assert not torch.equal(seen["m"][1], seen["m"][0])  # a new draw of the same images
+        seen.clear()
+        for _ in range(cfg.route_every - 1):  # no routing until route_every steps have passed
+            _loss(group, adapter, idx)
+        assert not seen
+        _loss(group, adapter, idx)
+        assert seen["h"].shape[0] == draws
+        # the readout's time constant stays ~100 training steps, counted in routing updates
+        assert adapter.readout.window == round(100 / cfg.route_every)
+    finally:
+        adapter.modulation.detach()  # the backbone is shared by the other tests
+    with pytest.raises(ValueError, match="route_images=0"):
+        config(route_images=0)
 
 
 @pytest.mark.parametrize("condition", [c for c, cond in CONDITIONS.items() if not cond.finetune])
@@ -558,7 +607,7 @@ def hand_made(test_error, val_curve, steps=(50, 100, 150)) -> AdaptResult:
                        list(steps), torch.tensor(val_curve), 98, 12.345)  # fmt: skip
 
 
-def test_result_steps_to_and_row():
+def test_result_steps_to_and_best_validation():
     # val_curve (P=3, S=2, T=2); per seed, the mean over tasks is 30, 20, 10 and 40, 35, 30
     curve = [[[20.0, 40.0], [40.0, 40.0]], [[10.0, 30.0], [30.0, 40.0]], [[0.0, 20.0], [30.0, 30.0]]]
     result = hand_made([[10.0, 20.0], [30.0, 40.0]], curve)
@@ -567,16 +616,8 @@ def test_result_steps_to_and_row():
     assert result.steps_to(30) == [50, 150]
     assert result.steps_to(100) == [50, 50] and result.steps_to(5) == [None, None]
     assert result.steps_to(torch.tensor([20.0, 35.0])) == [100, 100]  # one target per seed
-    row = result.row()
-    assert math.isnan(row.pop("lr"))
-    assert row == {
-        "condition": "film",
-        "error_mean": 25.0,
-        "error_sd": round(math.sqrt(200), 2),  # sd of (15, 35) with n - 1
-        "params_per_task": 98,
-        "saturated": True,
-        "seconds": 12.3,
-    }
+    # each context's best validation error, then the mean over tasks: (0 + 20) / 2 and (30 + 30) / 2
+    torch.testing.assert_close(result.best_val_error(), torch.tensor([10.0, 30.0]))
 
 
 @pytest.mark.parametrize(
@@ -595,9 +636,9 @@ def test_saturation_compares_the_last_third_with_what_came_before(curve, saturat
         adaptation.saturation(steps, torch.tensor(curve[:3]), tol=0.5)
 
 
-def test_row_of_a_single_seed_has_zero_sd():
+def test_a_single_seed_result():
     result = hand_made([[12.5, 7.5]], [[[10.0, 10.0]]], steps=(10,))
-    assert result.row()["error_sd"] == 0.0 and result.row()["error_mean"] == 10.0
+    assert result.mean_error().tolist() == [10.0] and result.best_val_error().tolist() == [10.0]
     assert result.steps_to(10) == [10]
 
 

@@ -79,7 +79,7 @@ def test_lists_are_copied_per_config():
             {"steps": 210},
             "steps=210 is not allowed: not a multiple of eval_every=200",
         ),
-        ("03_architecture_study", {"n_pretrain": 18}, "n_tasks=3 .* with n_pretrain=18, .* at most 2"),
+        ("03_architecture_study", {"n_pretrain": 19}, "n_tasks=2 .* with n_pretrain=19, .* at most 1"),
         ("07_modulation_families_compared", {"n_attributes": 13}, "n_attributes=13 .* 12 held-out"),
     ],
 )
@@ -89,5 +89,14 @@ def test_the_image_notebooks_refuse_what_their_set_up_would_refuse_later(noteboo
         profiles.resolve(notebook, "quick", **values)
 
 
-def test_celeba_holds_out_twenty_attributes():
-    assert profiles.resolve("01_gain_modulation", "paper", n_tasks=20).n_tasks == 20
+def test_the_paper_profile_runs_the_literature_celeba_protocol():
+    cfg = profiles.resolve("01_gain_modulation", "paper")
+    assert (cfg.dataset, cfg.protocol, cfg.n_tasks) == ("celeba", "all", 40)
+    held_out = dict(protocol="held_out", n_tasks=20)
+    assert profiles.resolve("02_stochastic_comodulation", "paper", **held_out).n_tasks == 20
+    with pytest.raises(ParameterError, match=r"n_tasks=21 is not allowed: more than the 20 held-out attr"):
+        profiles.resolve("02_stochastic_comodulation", "paper", **{**held_out, "n_tasks": 21})
+    with pytest.raises(ParameterError, match=r"n_tasks=25 .* more than the 24 attributes \(protocol=all\)"):
+        profiles.resolve("01_gain_modulation", "quick", protocol="all", n_tasks=25)
+    with pytest.raises(ParameterError, match=r"protocol='some' is not allowed; allowed: one of held_o"):
+        profiles.resolve("01_gain_modulation", "quick", protocol="some")

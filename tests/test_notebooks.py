@@ -58,6 +58,16 @@ def _consistent_02(m: dict) -> None:
     for variant in ("stochastic_gain_signed", "stochastic_gain_zero_mean"):
         delta = m[f"{variant}_error"] - m["deterministic_gain_error"]
         assert abs(m[f"{variant}_minus_deterministic"] - delta) <= 0.02
+    best = m["best_deterministic"]
+    assert (
+        abs(m["stochastic_minus_best_deterministic"] - (m["stochastic_gain_error"] - m[f"{best}_error"]))
+        <= 0.02
+    )
+    low, high = (
+        m["stochastic_minus_best_deterministic_ci_low"],
+        m["stochastic_minus_best_deterministic_ci_high"],
+    )
+    assert m["stochastic_vs_best_deterministic_verdict"] == _verdict(low, high)
 
 
 def _consistent_03(m: dict) -> None:
@@ -71,7 +81,17 @@ def _consistent_03(m: dict) -> None:
             and (p := k.removeprefix(f"{name}_gains_").removesuffix("_error"))
             and "_" not in p
         }
-        assert m[f"{name}_gains_{m[f'{name}_best_placement']}_error"] == min(gains.values())
+        # the best placement is chosen on validation: one of the placements, not the test minimum
+        assert m[f"{name}_best_placement"] in gains
+        low, high = m[f"{name}_gain_minus_head_only_ci_low"], m[f"{name}_gain_minus_head_only_ci_high"]
+        assert low <= m[f"{name}_gain_minus_head_only"] <= high
+        for p in gains:
+            plain, strict = (
+                m.get(f"{name}_{p}_stochastic_verdict"),
+                m.get(f"{name}_{p}_stochastic_verdict_bonferroni"),
+            )
+            # the corrected interval is wider: it can only withdraw a verdict, never make one
+            assert plain is None or strict in (plain, "matches")
 
 
 def _by_pathway(m: dict, prefix: str) -> dict:
@@ -218,6 +238,9 @@ def _answers_02(md: str, m: dict) -> None:
     assert f"95 % CI [{low:+.2f}, {high:+.2f}] over {m['n_seeds']} seeds" in md
     saturated = "Every condition's validation error had saturated." in md
     assert saturated == m["budget_saturated"]
+    if not saturated:
+        pair = "had" if m["headline_saturated"] else "had **not**"
+        assert f"The headline pair {pair} saturated." in md
     tags = m["modulator_tags_relevant_units"]
     assert re.search(rf"the modulator\? \*\*{'yes' if tags else '(no|not detectably)'}\*\*", md)
 
@@ -225,8 +248,14 @@ def _answers_02(md: str, m: dict) -> None:
 def _answers_03(md: str, m: dict) -> None:
     backbones = [k.removesuffix("_head_only_error") for k in m if k.endswith("_head_only_error")]
     assert backbones
+    plural = {"beats": "beat", "matches": "match", "loses": "lose to"}
     for name in backbones:
-        assert f"- {name}: best placement {m[f'{name}_best_placement']}; gains " in md
+        low, high = m[f"{name}_gain_minus_head_only_ci_low"], m[f"{name}_gain_minus_head_only_ci_high"]
+        said = plural[_verdict(low, high)]
+        assert (
+            f"- {name}: best placement {m[f'{name}_best_placement']} (on validation); gains there {said} "
+            f"the head alone: {m[f'{name}_gain_minus_head_only']:+.2f} points [{low:+.2f}, {high:+.2f}]."
+        ) in md
     assert f"Best backbone for gain adaptation: {m['best_backbone']}." in md
     same = "the same" if m["same_best_placement"] else "not the same"
     assert f"The best placement is {same} for every backbone." in md

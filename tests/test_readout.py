@@ -16,9 +16,7 @@ from neuromod_lib.modulation import GainModulation, GainVariant
 from neuromod_lib.readout import (
     ModulatorGuidedReadout,
     TaskHeads,
-    channel_weights,
-    coupling_weight_correlation,
-    tagging_correlation,
+    unit_correlation,
 )
 
 D = 12
@@ -239,35 +237,21 @@ def test_all_tasks_equals_each_tasks_head():
         assert torch.allclose(every[:, t], heads(h, torch.full((5,), t)), atol=1e-6)
 
 
-def test_channel_weights_average_each_channels_pooled_units():
-    weights = torch.arange(24.0).view(2, 12)  # (T, C * G) with C = 3 channels of G = 4 units
-    per_channel = channel_weights(weights, 3)
-    assert per_channel.shape == (2, 3)
-    assert per_channel.tolist() == [[1.5, 5.5, 9.5], [13.5, 17.5, 21.5]]
-    assert torch.equal(channel_weights(weights[None], 3), per_channel[None])  # any leading shape
-    assert torch.equal(channel_weights(weights.t().contiguous().t(), 3), per_channel)  # not contiguous
-    with pytest.raises(ValueError, match="n_channels=5"):
-        channel_weights(weights, 5)
-    with pytest.raises(ValueError, match="n_channels=0"):
-        channel_weights(weights, 0)
-
-
-def test_tagging_correlation_is_the_pearson_correlation_per_task_then_the_mean():
+def test_unit_correlation_is_the_pearson_correlation_over_units():
     g = torch.Generator().manual_seed(0)
-    coupling = torch.randn(2, 3, 16, generator=g)  # (S, T, C)
-    weights = 2.0 * coupling + 0.1 * torch.randn(2, 3, 16, generator=g)
-    per_task = coupling_weight_correlation(coupling, weights)
+    x = torch.randn(2, 3, 16, generator=g)  # (S, T, D)
+    y = 2.0 * x + 0.1 * torch.randn(2, 3, 16, generator=g)
+    per_task = unit_correlation(x, y)
     assert per_task.shape == (2, 3)
     for s in range(2):
         for t in range(3):
-            expected = torch.corrcoef(torch.stack([coupling[s, t], weights[s, t]]))[0, 1]
+            expected = torch.corrcoef(torch.stack([x[s, t], y[s, t]]))[0, 1]
             assert per_task[s, t].item() == pytest.approx(expected.item(), abs=1e-5)
-    assert 0.95 < tagging_correlation(coupling, weights) <= 1.0 + 1e-6
-    assert tagging_correlation(coupling, -weights) == pytest.approx(-tagging_correlation(coupling, weights))
-    assert tagging_correlation(coupling, torch.ones_like(weights)) == 0.0  # a flat readout tags nothing
-    assert isinstance(tagging_correlation(coupling, weights), float)
+    assert (per_task > 0.95).all()
+    torch.testing.assert_close(unit_correlation(x, -y), -per_task)
+    assert (unit_correlation(x, torch.ones_like(y)) == 0).all()  # a flat readout tags nothing
     with pytest.raises(ValueError, match="same"):
-        coupling_weight_correlation(coupling, weights[..., :8])
+        unit_correlation(x, y[..., :8])
 
 
 def test_draws_covariance_matches_a_hand_computation():

@@ -120,6 +120,22 @@ def test_the_pretraining_is_cached_by_its_arguments(tmp_path, monkeypatch):
     assert len(list(tmp_path.glob("pretrain-*.pt"))) == 3
 
 
+@pytest.mark.parametrize("setup", [attribute_setup, hierarchy_setup], ids=["attributes", "hierarchy"])
+def test_a_setup_does_not_depend_on_the_global_random_state(setup):
+    """The backbone is initialised from ``seed`` alone: two set-ups made after different global
+    draws pretrain the same network, and the global random state is left as it was."""
+    kw = dict(n_images=200, image_size=16, n_tasks=2, pretrain_config=ONE_EPOCH)
+    made = []
+    for global_seed in (1, 2):
+        torch.manual_seed(global_seed)
+        before = torch.random.get_rng_state()
+        made.append(setup(**kw))
+        assert torch.equal(torch.random.get_rng_state(), before)
+    a, b = (s.backbone.state_dict() for s in made)
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    assert made[0].pretrain_error == made[1].pretrain_error
+
+
 # --------------------------------------------------------------------------- generated hierarchy
 
 
@@ -168,6 +184,36 @@ def test_attribute_setup_on_celeba_uses_the_official_partition(tmp_path, no_down
     small = attribute_setup(dataset="celeba", data_root=str(root), verify=False, image_size=32, n_images=2,
                             n_tasks=1, pretrain_config=ONE_EPOCH)  # fmt: skip
     assert [len(small.tasks.train), len(small.tasks.val), len(small.tasks.test)] == [2, 1, 1]
+
+
+def test_the_literature_protocol_adapts_to_every_celeba_attribute(tmp_path, no_download):
+    """``protocol="all"`` (Sener & Koltun's): the gains adapt to all 40 attributes, which also trained
+    the backbone on the training split; the official partition is kept."""
+    root = write_celeba(tmp_path / "data")
+    kw = dict(dataset="celeba", data_root=str(root), verify=False, image_size=32, n_images=0, protocol="all")
+    s = attribute_setup(n_tasks=40, pretrain_config=ONE_EPOCH, **kw)
+    assert s.tasks.names == s.pretrain_tasks.names == CELEBA_NAMES
+    sizes = [PARTITION.count(c) for c in (0, 1, 2)]
+    assert [len(s.tasks.train), len(s.tasks.val), len(s.tasks.test)] == sizes
+    assert "40 adapted tasks (also pretrained)" in s.summary()
+    assert "adapted tasks (also pretrained): 5_o_Clock_Shadow" in s.description()
+    with pytest.raises(ValueError, match=r"n_tasks=41 is not allowed; allowed: 1 to 40 attributes"):
+        attribute_setup(n_tasks=41, **kw)
+
+
+def test_imagenet_weights_stay_as_they_are_under_the_literature_protocol(tmp_path, no_download):
+    """With ``weights`` the backbone is ImageNet's, fixed: only the pretraining heads learn."""
+    import torchvision
+
+    root = write_celeba(tmp_path / "data")
+    source = torchvision.models.resnet18(weights=None)  # stands in for the ImageNet state_dict
+    torch.save(source.state_dict(), tmp_path / "imagenet.pt")
+    s = attribute_setup(dataset="celeba", data_root=str(root), verify=False, image_size=32, n_images=0,
+                        protocol="all", backbone="resnet18", weights=str(tmp_path / "imagenet.pt"), n_tasks=2,
+                        pretrain_config=ONE_EPOCH)  # fmt: skip
+    loaded = s.backbone.net.state_dict()
+    assert all(torch.equal(loaded[k], v) for k, v in source.state_dict().items() if not k.startswith("fc."))
+    assert_frozen(s)
 
 
 def expected_superclass_labels(data) -> torch.Tensor:
@@ -479,8 +525,32 @@ def test_comodulation_pairs_by_seed_and_judges_with_the_interval():
     assert answer.steps_method == answer.steps_baseline == [200, 200, 200]
     assert metrics["converges_faster"] is False
     text = answer.conclusions().data
-    assert "(the paper's reading) **beats** deterministic gains" in text
+    assert "(the paper's reading) **beats** the deterministic gains of the same couplings" in text
+    assert "The best deterministic gains on validation are the same parametrisation" in text
+    # signed deterministic gains, better on validation and test: the method loses to them
+    errors = torch.tensor([20.0, 22.0, 21.0])[:, None]
+    curve = torch.stack([torch.full_like(errors, 50.0), errors, errors])
+    runs["deterministic_gain"] = fake_run(
+        "deterministic_gain", errors, curve, steps=[0, 100, 200], params=610
+    )
+    against = setups.comodulation(runs)
+    assert against.best_deterministic() == "deterministic_gain"
+    m = against.metrics()
+    assert (m["stochastic_minus_best_deterministic"], m["stochastic_vs_best_deterministic_verdict"]) == (
+        8.33,  # (28 + 31 + 29) / 3 - (20 + 22 + 21) / 3
+        "loses",
+    )
+    assert (
+        "Against the best deterministic gains on validation, `deterministic_gain` (21.00%), it **loses to**"
+        in (against.conclusions().data)
+    )
     assert "paired difference -2.50 points" in text
+    assert "Every condition's validation error had saturated." in text
+    runs["stochastic_gain"].saturated = False
+    unsaturated = setups.comodulation(runs)
+    assert unsaturated.metrics()["budget_saturated"] is unsaturated.metrics()["headline_saturated"] is False
+    assert "**Not saturated:** stochastic_gain" in unsaturated.conclusions().data
+    assert "The headline pair had **not** saturated." in unsaturated.conclusions().data
     with pytest.raises(ValueError, match="deterministic_gain_nonneg"):
         setups.comodulation({"stochastic_gain": runs["stochastic_gain"]})
 
@@ -514,6 +584,12 @@ def _study() -> setups.ArchitectureStudy:
         ("resnet", "gains early"): torch.tensor([41.0, 41.0]),
         ("resnet", "gains late"): torch.tensor([42.0, 42.0]),
     }
+    # choices are made on validation: there resnet's late gains are best, unlike on test
+    val = {key: errors + 1.0 for key, errors in per_seed.items()}
+    val[("resnet", "gains early")], val[("resnet", "gains late")] = (
+        torch.tensor([43.0, 43.0]),
+        torch.tensor([41.0, 41.0]),
+    )
     params = {
         ("convnet", "early"): 16,
         ("convnet", "late"): 96,
@@ -528,6 +604,7 @@ def _study() -> setups.ArchitectureStudy:
         params,
         {"convnet": 20.0, "resnet": 25.5},
         (3, 4),
+        val_per_seed=val,
     )
 
 
@@ -541,22 +618,29 @@ def test_architecture_study_tables_and_answer():
         ("resnet", "25.5", "40.00", "41.00", "42.00"),
     )
     assert study.params_table().rows == (("convnet", "16", "96"), ("resnet", "32", "1,024"))
-    assert study.best_placement() == {"convnet": "early", "resnet": "early"}
+    assert study.best_placement() == {"convnet": "early", "resnet": "late"}  # on validation, not test
+    # paired by seed: convnet's early gains are 2 points below its head in both seeds
+    assert study.gain_minus_head()["convnet"] == {"mean": -2.0, "ci_low": -2.0, "ci_high": -2.0, "n": 2}
     assert study.gains_help() == {"convnet": True, "resnet": False}
-    assert study.best_backbone() == "convnet" and study.same_best_placement()
+    assert study.best_backbone() == "convnet" and not study.same_best_placement()
     text = study.conclusions().data
-    assert "- resnet: best placement early; gains do not improve on the head alone." in text
-    assert "Best backbone for gain adaptation: convnet. The best placement is the same" in text
+    assert "- convnet: best placement early (on validation); gains there beat the head alone: -2.00" in text
+    assert "- resnet: best placement late (on validation); gains there lose to the head alone: +2.00" in text
+    assert "Best backbone for gain adaptation: convnet. The best placement is not the same" in text
     metrics = study.metrics()
     assert list(metrics)[:3] == [
         "convnet_head_only_error",
         "convnet_gains_early_error",
         "convnet_gains_late_error",
     ]
-    assert metrics["resnet_gains_late_error"] == 42.0 and metrics["resnet_best_placement"] == "early"
-    assert metrics["gains_help_every_backbone"] is False and metrics["same_best_placement"] is True
-    # the backbone where gains help least, per seed: resnet (+1, +1) beats convnet's (-2, -2)
-    assert study.samples() == {"worst_backbone_gain_minus_head_only_error": [1.0, 1.0]}
+    assert metrics["resnet_gains_late_error"] == 42.0 and metrics["resnet_best_placement"] == "late"
+    assert metrics["gains_help_every_backbone"] is False and metrics["same_best_placement"] is False
+    assert (metrics["convnet_gain_minus_head_only"], metrics["resnet_gain_minus_head_only_ci_high"]) == (
+        -2.0,
+        2.0,
+    )
+    # the backbone where gains help least, per seed: resnet (+2, +2) against convnet's (-2, -2)
+    assert study.samples() == {"worst_backbone_gain_minus_head_only_error": [2.0, 2.0]}
     rows = study.per_task_rows()
     assert len(rows) == 12 and rows[1] == {
         "backbone": "convnet",
@@ -568,6 +652,28 @@ def test_architecture_study_tables_and_answer():
     assert ok and text.endswith("every backbone: convnet 30.0%, resnet 40.0%")
     study.error[1, 0] = 55.0
     assert not study.training_check()[0]
+
+
+def test_stochastic_cells_are_also_judged_with_a_bonferroni_interval():
+    per_seed = {}
+    for b in ("a", "b"):
+        per_seed[(b, "head only")] = torch.tensor([30.0, 30.0, 30.0])
+        for p in ("early", "late"):
+            per_seed[(b, f"gains {p}")] = torch.tensor([20.0, 20.0, 20.0])
+            per_seed[(b, f"stochastic {p}")] = torch.tensor([19.0, 19.5, 18.8])  # -1, -0.5, -1.2
+    args = (["a", "b"], ["early", "late"], torch.zeros(2, 3), per_seed, {}, {"a": 1.0, "b": 1.0}, (0, 1, 2))
+    study = setups.ArchitectureStudy(*args, val_per_seed=per_seed)
+    plain, strict = study.difference("a", "early"), study.difference("a", "early", corrected=True)
+    # mean -0.9, standard error sqrt(0.13 / 3); t quantiles with 2 degrees of freedom at 97.5 %
+    # (95 % two-sided) and at 1 - 0.05 / 8 (Bonferroni over 4 cells, two-sided)
+    se = math.sqrt(0.13 / 3)
+    assert plain["ci_high"] == pytest.approx(-0.9 + 4.302653 * se, abs=1e-4) and plain["ci_high"] < 0
+    assert strict["ci_high"] == pytest.approx(-0.9 + 8.860200 * se, abs=1e-4) and strict["ci_high"] > 0
+    assert study.difference_table().rows[0][-2:] == ("beats", "matches")
+    assert study.metrics()["a_early_stochastic_verdict_bonferroni"] == "matches"
+    assert "with Bonferroni's correction it beats them: nowhere." in study.conclusions().data
+    with pytest.raises(ValueError, match="val_per_seed lacks"):
+        setups.ArchitectureStudy(*args)
 
 
 def test_architecture_study_adapts_every_backbone_and_placement_with_one_budget(monkeypatch):
@@ -642,3 +748,19 @@ def test_plan_adaptation_checks_every_backbone_and_placement_and_builds_one_budg
     assert "20 steps x 4 samples per task" in grid.table().caption
     assert "learning rates searched: 0.001, 0.003, 0.01" in grid.table().caption
     assert grid.budget.lrs == (0.001, 0.003, 0.01) and grid.budget.draws == 2
+
+
+def test_the_literature_reference_stands_beside_the_celeba_protocol_only():
+    runs = {"deterministic_gain": fake_run("deterministic_gain", [[10.0, 12.0], [11.0, 13.0]])}
+    theirs = {"dataset": "celeba", "protocol": "all", "n_tasks": 40}
+    shown = setups.literature_reference(theirs, runs)
+    assert shown.header == ("method", "mean error over 40 attributes (%)", "source")
+    assert shown.rows[0] == ("deterministic_gain", "11.50", "this run (mean over seeds)")
+    assert ("MGDA-UB", "8.25", "Sener & Koltun 2018, Table 2 (reference)") in shown.rows
+    for other in (
+        {**theirs, "protocol": "held_out"},
+        {**theirs, "n_tasks": 20},
+        {**theirs, "dataset": "generated"},
+    ):
+        said = setups.literature_reference(other, runs).data
+        assert said.startswith("No published number applies to this run") and "the paper profile" in said
