@@ -5,7 +5,9 @@ Prints three Markdown tables (see ``benchmarks/README.md`` for what every column
 1. the time of one adaptation training step (forward, backward, Adam step) for each condition
    on the same frozen backbone and the same batch, through the library's own code path: the
    ``_Group`` (its ``_Adapter``, ``_Inputs`` cache and ``_loss``, with the guided readout's
-   routing pass of modulator draws) exactly as :func:`neuromod_lib.adaptation.adapt_many` builds
+   routing pass: every ``route_every`` steps, ``route_images`` images per context under ``draws - 1``
+   further modulator draws, paired with the training pass's own; timed over whole routing periods)
+   exactly as :func:`neuromod_lib.adaptation.adapt_many` builds
    them, and the ratio stochastic comodulation / deterministic gains (target: <= 1.10);
 2. images per second of the backbones themselves: training (full network, as in pretraining)
    and inference (pooled features);
@@ -54,6 +56,9 @@ from neuromod_lib.adaptation import (  # noqa: E402
 )
 from neuromod_lib.device import describe_device, pick_device  # noqa: E402
 from neuromod_lib.models.cnn import build_backbone, count_parameters  # noqa: E402
+
+#: the library's default routing period (its default ``route_images`` too)
+ROUTE_EVERY = AdaptConfig.route_every
 
 
 @dataclass(frozen=True)
@@ -135,13 +140,21 @@ def adaptation_step(
     device: torch.device,
 ) -> Stepper:
     """One training step of ``condition`` exactly as ``adapt_many`` runs it: its ``_Group``, its
-    ``_loss`` (with the guided readout's routing pass of ``draws`` modulator draws per image) and its
+    ``_loss`` (with the guided readout's routing pass, paired with the training draw) and its
     per-context Adam. Fine-tuning trains its backbone copies, as in ``adapt_many``. Returned detached.
     """
     n_ctx, per = bench.seeds * bench.tasks, bench.batch_per_task
     cond = CONDITIONS[condition]
     seeds = tuple(range(bench.seeds))
-    config = AdaptConfig(sites=sites, batch_per_task=per, seeds=seeds, steps=1, eval_every=1, lrs=(0.01,))
+    config = AdaptConfig(
+        sites=sites,
+        batch_per_task=per,
+        seeds=seeds,
+        steps=1,
+        eval_every=1,
+        lrs=(0.01,),
+        route_every=ROUTE_EVERY,
+    )
     g = torch.Generator().manual_seed(0)
     labels = torch.randint(2, (len(images), bench.tasks), generator=g)
     names = tuple(f"task{t}" for t in range(bench.tasks))
@@ -159,16 +172,18 @@ def adaptation_step(
     batch = next(_batches(group, g))
     adapter.train()
 
-    def step() -> None:
-        optimizer.zero_grad(set_to_none=True)
-        _loss(group, adapter, batch).backward()
-        optimizer.step()
+    def step() -> None:  # one routing period (every condition alike): one routing pass and the steps between
+        for _ in range(config.route_every):
+            optimizer.zero_grad(set_to_none=True)
+            _loss(group, adapter, batch).backward()
+            optimizer.step()
 
     return Stepper(condition, adapter, backbone, step, _params_per_task(group))
 
 
 def step_times(steppers: list[Stepper], device: torch.device, warmup: int, repeats: int) -> list[list[float]]:
-    """Seconds per step of every condition, the conditions taking turns step by step.
+    """Seconds per step of every condition, the conditions taking turns period by period (a period:
+    ``route_every`` steps, one of them with the guided readout's routing pass; its mean per step).
 
     Interleaving makes a change of the machine's load hit every condition alike, so the
     ratios between conditions stay meaningful on a shared machine.
@@ -185,7 +200,7 @@ def step_times(steppers: list[Stepper], device: torch.device, warmup: int, repea
                 start = time.perf_counter()
                 stepper.step()
                 _sync(device)
-                spent.append(time.perf_counter() - start)
+                spent.append((time.perf_counter() - start) / ROUTE_EVERY)
     return times
 
 
@@ -303,8 +318,8 @@ def main(argv: list[str] | None = None) -> None:
         parser.error("--quick and --full exclude each other")
 
     gpu = device.type != "cpu"
-    # the quick profile of notebooks 01-02: convnet at 16x16, 5 seeds x 4 tasks x 8 images
-    benches = [Bench("convnet", 16, 5, 4, 8, 10 if args.quick else 30, 128, 5 if args.quick else 10)]
+    # the quick profile of notebooks 01-02: convnet at 16x16, 5 seeds x 3 tasks x 12 images
+    benches = [Bench("convnet", 16, 5, 3, 12, 10 if args.quick else 30, 128, 5 if args.quick else 10)]
     if not args.quick:
         tasks, per = (20, 32) if args.full else (8, 8)
         benches.append(Bench("resnet18", 64, 3, tasks, per, 20 if gpu else 5, 64, 20 if gpu else 3))
