@@ -28,10 +28,16 @@
 # | `stochastic_gain_plain_readout` (ablation: is it the readout?) | $c = w^2$, $w_0 = 1$ | $m = 1 + \xi$ | plain |
 # | `stochastic_gain_zero_mean` (ablation: this library's earlier version) | $c = w$, $w_0 = 0$ | $m = \xi$ (mean gain 1) | guided |
 #
-# The guided readout's covariance is measured where the modulator, not the image, varies: in a
-# no-gradient **routing pass**, every training image goes through the network under several
-# modulator draws (`draws`), and $\mathrm{cov}(h_k, m)$ is taken across the draws of the same
-# image. **Evaluation** uses the mean gain $e^{c\,\mathrm{E}[m]}$ (no noise).
+# The guided readout's covariance is measured where the modulator, not the image, varies: every
+# `route_every` (8) steps, `route_images` (8) of each task's training images go once more through
+# the network under a new modulator draw (a no-gradient **routing pass**), and
+# $\mathrm{cov}(h_k, m)$ is taken across that draw and the training pass's own draw of the *same*
+# image (`draws` in all; for `stochastic_gain_routing`, trained at $m = 1$, the pair is the mean and
+# one noisy draw, which gives the same weights after the mean-1 normalisation). The running
+# average keeps the predecessor's time constant of ~100 training steps. Reusing the training draw
+# and routing every few steps keeps a step within 10 % of a deterministic one
+# (`benchmarks/cnn_modulation.py`).
+# **Evaluation** uses the mean gain $e^{c\,\mathrm{E}[m]}$ (no noise).
 #
 # **A fair test** (our design choices, the same for every condition): each condition searches the
 # same learning rates and keeps the one with the lowest validation error; each task's test error
@@ -112,7 +118,7 @@ nm.exercises.check("stochastic_gain", yours)
 # %%
 setup = setups.attribute_setup(
     dataset=cfg.dataset, data_root=cfg.data_root, n_images=cfg.n_images, image_size=cfg.image_size,
-    backbone=cfg.backbone, weights=cfg.weights, n_tasks=cfg.n_tasks, n_adapt=cfg.n_adapt,
+    backbone=cfg.backbone, weights=cfg.weights, n_tasks=cfg.n_tasks, n_adapt=cfg.n_adapt, protocol=cfg.protocol,
     pretrain_config=adaptation.PretrainConfig(epochs=cfg.pretrain_epochs), seed=cfg.seed, device=dev,
     cache_dir=f"{cfg.results_dir}/cache", verify=cfg.verify_data,
 )
@@ -176,16 +182,41 @@ plt.show()
 answer.conclusions()
 
 # %% [markdown]
+# ### Against the literature
+#
+# Under the literature's CelebA protocol (the `paper` profile: all 40 attributes, official test
+# split) the mean test errors stand beside Sener & Koltun's published multi-task numbers, as a
+# reference; on the generated images no published number applies, and the cell says so.
+
+# %%
+setups.literature_reference(cfg, runs)
+
+# %% [markdown]
 # **Reading the result.** The sentences above are computed from this run, at this scale: a small
-# ConvNet at 16×16 pixels, procedurally generated attributes, 4 held-out tasks learned from 500
+# ConvNet at 16×16 pixels, procedurally generated attributes, 3 held-out tasks learned from 250
 # images, 5 seeds — data and model shrunk (not training) so that every condition gets the same
-# learning-rate search and budget on a laptop CPU. The paper's claim is about CelebA with a
-# ResNet; run this notebook with `profile = "paper"` on a GPU to test it there. The ablations say
-# where a difference comes from: the zero-mean modulator removes the deterministic gain altogether
-# (mean gain 1), and the plain readout keeps the noise but ignores the tag. A difference of a
-# fraction of a point is near what 5 seeds can resolve: with other seed sets (`seed = 1`, `2`) the
-# interval of `stochastic_gain` can fall on either side of 0 (`tests/seed_spread.json` records
-# this verdict as seed-dependent); raise `n_seeds` to settle it.
+# learning-rate search and budget on a laptop CPU, and the compared conditions saturate (the two
+# ablations with signed couplings starting at 0 were still improving; the table says so). Two
+# comparisons answer two questions:
+#
+# - *Does the noise help the gains it modulates?* The paired comparison with the deterministic
+#   gains of the same couplings ($c = w^2$, $w_0 = 1$). In this run, yes, by about a point. But
+#   this verdict does **not** hold with other seeds: with seeds 1–5 and 2–6 the same difference is
+#   +0.03 [-0.84, +0.91] and -0.20 [-1.00, +0.60] points, "matches" both times
+#   (`tests/seed_spread.json` records it as seed-dependent). Over the three seed sets the noise's
+#   benefit is a fraction of a point at most; the plain readout, which keeps the noise but ignores
+#   the tag, shows no detectable difference in any of them.
+# - *Does stochastic comodulation beat deterministic gains however they are parametrised?* No.
+#   Against the deterministic gains that validation prefers — the signed ones, which start at gain
+#   1 — it loses by more than two points here (and by 1.67 [0.82, 2.51] with seeds 2–6; it matches
+#   with seeds 1–5). The predecessor's parametrisation starts every modulated channel at gain $e$,
+#   and the noise recovers at most part of what that start costs.
+#
+# The ablations that do hold on every seed set: signed couplings starting at 0 lose (by 2.3 to 3.8
+# points), and the zero-mean modulator (this library's earlier version) loses by 5.8 to 8.1 points,
+# because its mean gain is 1: it carries no deterministic modulation at all. The paper's claim is
+# about CelebA with a ResNet; run this notebook with `profile = "paper"` on a GPU (the
+# literature's 40-attribute protocol) to test it there.
 
 # %% [markdown]
 # ## Record the results

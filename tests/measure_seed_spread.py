@@ -15,9 +15,8 @@ reads it (see :func:`neuromod_lib.results.compare`).
 Another floating-point path is another source of the same variation: a record of a fresh run on
 another CPU (e.g. the one ``make test`` leaves under ``$NEUROMOD_RESULTS_DIR`` with AVX2 kernels),
 copied into ``results/spread/runs/<notebook>/quick/`` under a name such as
-``seed-0-<key>-avx2.json``, counts as one more run. Notebook 03's per-cell stochastic verdicts
-agreed over seeds 0–4 on AVX-512 but one flipped on AVX2 with seed 0 (2026-11-30); its spread
-includes that run, so the verdict is marked as not stable rather than required to agree.
+``seed-0-<key>-avx2.json``, counts as one more run (on 2026-11-30, with the notebooks' earlier
+parameters, one of notebook 03's per-cell verdicts flipped on AVX2 with seed 0 only).
 """
 
 from __future__ import annotations
