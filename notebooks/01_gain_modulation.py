@@ -178,9 +178,11 @@ setups.literature_reference(cfg, runs)
 # features — tasks whose evidence the backbone never needed (see the per-task table) stay hard
 # for every condition that keeps the weights fixed. The gains' advantage over the head alone is
 # small at this scale, under a point, and with other seed sets the interval can include 0: with
-# seeds 1–5 and 2–6 it is +0.01 [-0.43, +0.46] and -0.70 [-1.28, -0.12] points
+# seeds 1–5 and 2–6 it is +0.01 [-0.43, +0.46] and -0.70 [-1.28, -0.12] points, and on another
+# CPU (AVX2 kernels instead of AVX-512, the same seeds) -0.36 [-0.88, +0.16]
 # (`tests/seed_spread.json` records the verdict as seed-dependent). Raise `n_seeds` before leaning
-# on it. Notebook 02 asks whether
+# on it. Saturation is marginal too: on that CPU one condition's last-third improvement came out
+# just above `saturation_tol`. Notebook 02 asks whether
 # making the gains *stochastic* helps further, and notebook 03 how the answer depends on the
 # backbone and on where the gains act.
 

@@ -202,8 +202,9 @@ setups.literature_reference(cfg, runs)
 # - *Does the noise help the gains it modulates?* The paired comparison with the deterministic
 #   gains of the same couplings ($c = w^2$, $w_0 = 1$). In this run, yes, by about a point. But
 #   this verdict does **not** hold with other seeds: with seeds 1–5 and 2–6 the same difference is
-#   +0.03 [-0.84, +0.91] and -0.20 [-1.00, +0.60] points, "matches" both times
-#   (`tests/seed_spread.json` records it as seed-dependent). Over the three seed sets the noise's
+#   +0.03 [-0.84, +0.91] and -0.20 [-1.00, +0.60] points, "matches" both times, and so it is on
+#   another CPU with the same seeds (AVX2 kernels: -0.82 [-2.02, +0.38]); `tests/seed_spread.json`
+#   records it as seed-dependent. Over the three seed sets the noise's
 #   benefit is a fraction of a point at most; the plain readout, which keeps the noise but ignores
 #   the tag, shows no detectable difference in any of them.
 # - *Does stochastic comodulation beat deterministic gains however they are parametrised?* No.

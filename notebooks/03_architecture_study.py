@@ -116,9 +116,9 @@ study.conclusions()
 # interval over 5 seeds; the per-cell stochastic verdicts are also given with Bonferroni's
 # correction for testing several cells at once. At this scale the intervals are wide (1.5 to 3
 # points either side), so "matches" here means *no difference this run can detect*, not *no
-# difference*. With seeds 1–5 and 2–6 every cell's verdict is again "matches", while the best
-# backbone and placement change (`tests/seed_spread.json` records them as seed-dependent): at this
-# scale the study cannot rank them. The gains here are the predecessor's $c = w^2$ with $w_0 = 1$, the parametrisation
+# difference*. With seeds 1–5 and 2–6, and on another CPU (AVX2 kernels), every cell's verdict is
+# again "matches", while the best backbone and placement change (`tests/seed_spread.json` records
+# them as seed-dependent): at this scale the study cannot rank them. The gains here are the predecessor's $c = w^2$ with $w_0 = 1$, the parametrisation
 # stochastic comodulation uses, so that the two are compared like for like; they *start* at gain
 # $e$ on every modulated channel, a perturbation of the pretrained network that the head alone
 # does not have (notebook 01's signed gains start at 1). A placement can only win when the features
