@@ -632,6 +632,8 @@ DETERMINISTIC_GAINS = ("deterministic_gain", "deterministic_gain_nonneg")
 _CI_KEYS = {"": "mean", "_ci_low": "ci_low", "_ci_high": "ci_high"}
 #: a verdict said of a plural subject ("gains beat the head alone")
 _PLURAL = {"beats": "beat", "matches": "match", "loses": "lose to"}
+#: a verdict said of one method, in bold in notebook 02's answer ("it **loses to** them")
+_SAYS = {"beats": "beats", "loses": "loses to", "matches": "neither beats nor loses to"}
 
 
 def verdict(ci_low: float, ci_high: float) -> str:
@@ -766,7 +768,7 @@ class Comodulation:
         """The answer, every number computed, in the words the interval allows."""
         head = self.differences()[self.METHOD]
         word = verdict(head["ci_low"], head["ci_high"])
-        says = {"beats": "beats", "loses": "loses to", "matches": "neither beats nor loses to"}[word]
+        says = _SAYS[word]
         conv = self.convergence()
         faster = verdict(conv["ci_low"], conv["ci_high"])
         speed = {"beats": "faster", "loses": "slower", "matches": "no faster and no slower"}[faster]
@@ -799,8 +801,7 @@ class Comodulation:
         best, d = self.best_deterministic(), self.against_best()
         if best == STOCHASTIC_VARIANTS[self.METHOD]:
             return f"The best deterministic gains on validation are the same parametrisation ({best})."
-        says = {"beats": "beats", "loses": "loses to", "matches": "neither beats nor loses to"}
-        word = says[verdict(d["ci_low"], d["ci_high"])]
+        word = _SAYS[verdict(d["ci_low"], d["ci_high"])]
         return (
             f"Against the best deterministic gains on validation, `{best}` "
             f"({self.runs[best].mean_error().mean():.2f}%), it **{word}** "
