@@ -11,8 +11,34 @@ capacity experiments can grow the task set one task at a time (``PACKING_ORDER``
 Layout (as in Yang et al.): the inputs are a fixation unit and two rings of ``n_ring``
 direction-tuned units (modality 1 and 2); the outputs are a fixation unit and one response
 ring. A trial is a sequence of epochs (fixation, stimulus, delay, response); the network must
-hold its fixation output high until the fixation input goes off (the go cue) and then report a
-direction on the response ring, or keep fixating on a no-go trial (``dms`` / ``dnms``).
+hold its fixation output high until the go cue (the fixation input going off, or in the
+reaction-time and match tasks the onset of the stimulus to respond to) and then report a
+direction on the response ring, or keep fixating on a no-go trial (``dms`` / ``dnms``). Every
+trial lasts until 500 ms after its go cue (Yang's ``tdim = go + 500 ms``) and is scored at its
+own last step, as Yang's ``get_perf``.
+
+The tasks, as Yang's ``task.py`` (``TASKS`` name -> Yang's rule):
+
+- ``go`` / ``anti`` (``fdgo`` / ``fdanti``): a stimulus (onset U(300, 700) ms) stays on; the
+  fixation input goes off U(500, 1500) ms after its onset; respond at it / opposite to it;
+- ``rt_go`` / ``rt_anti`` (``reactgo`` / ``reactanti``): the fixation input stays on; the
+  stimulus appears at U(500, 2500) ms and is the go cue;
+- ``dly_go`` / ``dly_anti`` (``delaygo`` / ``delayanti``): the stimulus (onset 300/500/700 ms,
+  lasting 200/400/600 ms) is followed by a delay of 200/400/800/1600 ms before the go cue;
+- ``dm1`` / ``dm2`` (``dm1`` / ``dm2``): two stimuli 90-270 degrees apart in one modality,
+  strengths ``mean +- coherence`` (mean U(0.8, 1.2), random sign), onset U(100, 400) ms,
+  lasting 400/800/1600 ms until the go cue; respond at the stronger one;
+- ``ctx_dm1`` / ``ctx_dm2`` (``contextdm1`` / ``contextdm2``): both stimuli in both
+  modalities, each modality with its own mean, coherence and sign; respond at the stimulus
+  that is stronger in the attended modality;
+- ``multi_dm`` (``multidm``): overall strengths ``s1, s2 = mean +- coherence``, each split
+  across the modalities as ``s +- d / 2`` with ``d = s U(0.2, 0.8)`` (random sign); respond
+  at the stimulus with the larger summed strength;
+- ``dms`` / ``dnms`` (``dmsgo`` / ``dmsnogo``): the fixation input stays on; a sample (onset
+  200/400/600 ms, lasting 200/400/600 ms), a delay of 200/400/800/1600 ms, then a test
+  stimulus that stays on and is the go cue, at the sample's location (match) or 20-340
+  degrees away; sample and test modalities are drawn independently. ``dms`` responds at the
+  test on a match and keeps fixating otherwise, ``dnms`` the reverse.
 
 Why a new generator: Yang's code loops over trials in NumPy and draws one timing per batch.
 Here every per-trial quantity is drawn for all trials at once (on the CPU, from an explicit
@@ -24,18 +50,23 @@ and recurrent noise itself), so a batch is a deterministic function of the task 
 
 Design choices that differ from Yang et al. (2019):
 
-- timings are drawn per trial, not per batch; a batch lasts as long as its longest trial and
-  shorter trials simply keep their response period (and their last inputs) until the end;
-- coherences default to (0.08, 0.16, 0.32) (Yang: 0.01 to 0.08), an easier setting for
-  small networks and short training runs;
-- the fixation output target is 0.85 before and 0.05 after the go cue (Yang: 0.8 and 0.05);
-- the cost mask is one weight per time step: 0 for the first 100 ms, 1 before the response,
-  5 from the first response step on (Yang also skips the first 100 ms of the response and
-  doubles the weight of the fixation output);
-- ``performance`` additionally requires the fixation output to stay above 0.5 during the whole
-  pre-response period (from 100 ms on), not only the last step's decision;
-- ``multi_dm`` never has exactly tied evidence: where the two modalities' coherences would
-  cancel, modality 2's sign is flipped so that both modalities agree.
+- timings, modalities and every other parameter are drawn per trial, not once per batch
+  (Yang draws one timing and, in the single-stimulus and match tasks, one modality per
+  batch): this lets one batch mix tasks. Each trial keeps its own length ``response_off``
+  (go cue + 500 ms, as Yang's ``tdim``); a batch is padded to its longest trial, and the
+  padding (``t >= response_off``, where inputs and targets simply continue) has cost weight
+  0 and is never scored;
+- coherences default to (0.08, 0.16, 0.32) (Yang: 0.01 to 0.08, or 0.1 to 0.8 with his
+  ``easy_task``), an easier setting for small networks and short training runs;
+- durations are converted to steps with ``round(ms / dt)`` (at least one step for a drawn
+  non-zero duration) instead of Yang's ``int(ms / dt)``; the two agree whenever ``dt``
+  divides the duration (every fixed duration at dt = 20 or 100 ms), and a drawn U(a, b)
+  duration moves by at most one step;
+- the cost mask is one weight per time step (0, 1, 0, 5, as Yang's ``add_c_mask``); the loss
+  squares it and doubles the fixation output's weight (Yang's ``c_mask[:, 0] *= 2``), so the
+  per-output weights live in the loss, not here;
+- there is no rule input: the task is selected by modulating the network (the point of the
+  study), and only the 13 tasks above are implemented (no delayed decision or category tasks).
 """
 
 from __future__ import annotations
@@ -76,12 +107,13 @@ PACKING_ORDER: tuple[str, ...] = (
 
 TWO_PI = 2 * math.pi
 TOLERANCE = 0.2 * math.pi  # a response counts as correct within 36 degrees of the target
-_IGNORE_MS = 100.0  # the first 100 ms of every trial are neither trained nor scored
-_RESPONSE_MS = 500.0  # the response period of the longest trial
+_IGNORE_MS = 100.0  # the first 100 ms of every trial are not trained (Yang's pre_on)
+_CHECK_MS = 100.0  # nor the first 100 ms after the go cue (Yang's check_ons = go + 100 ms)
+_RESPONSE_MS = 500.0  # every trial ends 500 ms after its go cue (Yang's tdim)
 _BUMP = 0.8  # peak of a tuning bump (inputs and response targets)
 _BUMP_WIDTH = math.pi / 8  # distances are measured in units of pi/8 (Yang's get_dist(...)/(pi/8))
-_FIX_HIGH, _FIX_LOW, _BASELINE = 0.85, 0.05, 0.05  # fixation-output targets; response-ring floor
-_PRE_WEIGHT, _RESPONSE_WEIGHT = 1.0, 5.0  # cost-mask weights before / from the response
+_FIX_HIGH, _FIX_LOW, _BASELINE = 0.8, 0.05, 0.05  # fixation-output targets; response-ring floor
+_PRE_WEIGHT, _RESPONSE_WEIGHT = 1.0, 5.0  # cost-mask weights before the go cue / in the response
 _END = 1 << 30  # an offset step that is never reached: "on until the end of the trial"
 
 
@@ -184,7 +216,8 @@ class _Timing:
 
     ``stimulus`` is how long the first stimulus lasts before the delay; with ``to_end`` it stays
     on until the end of the trial (then ``stimulus`` is the time from its onset to the go cue).
-    ``fixation_to_end``: the fixation input never goes off (reaction-time tasks).
+    ``fixation_to_end``: the fixation input never goes off (reaction-time and match tasks, whose
+    go cue is the onset of a stimulus).
     """
 
     onset: Callable[[Tensor], Tensor]
@@ -195,14 +228,16 @@ class _Timing:
 
 
 _ZERO = _Choice((0.0,))
+_SHORT = _Choice((200.0, 400.0, 600.0))
 _DELAYS = _Choice((200.0, 400.0, 800.0, 1600.0))
-# Families: "reach" (go, anti), "rt" (reaction time), "delay" (memory), "dm" (decision), "match".
+# Families (Yang's functions): "reach" (fdgo_), "rt" (reactgo_), "delay" (delaygo_),
+# "dm" (_dm, _contextdm), "match" (dms_).
 _TIMINGS: dict[str, _Timing] = {
     "reach": _Timing(_Uniform(300, 700), _Uniform(500, 1500), _ZERO, to_end=True),
     "rt": _Timing(_Uniform(500, 2500), _ZERO, _ZERO, to_end=True, fixation_to_end=True),
-    "delay": _Timing(_Choice((300.0, 500.0, 700.0)), _Choice((200.0, 400.0, 600.0)), _DELAYS),
+    "delay": _Timing(_Choice((300.0, 500.0, 700.0)), _SHORT, _DELAYS),
     "dm": _Timing(_Uniform(100, 400), _Choice((400.0, 800.0, 1600.0)), _ZERO),
-    "match": _Timing(_Uniform(100, 400), _Choice((300.0,)), _DELAYS),
+    "match": _Timing(_SHORT, _SHORT, _DELAYS, fixation_to_end=True),
 }
 _FAMILIES = tuple(_TIMINGS)
 
@@ -211,16 +246,18 @@ _FAMILIES = tuple(_TIMINGS)
 class _Rule:
     """How one task draws its stimuli and maps them to a response.
 
-    ``carries``: (dm family) which modalities show the two stimuli; ``weights``: how the
-    decision weighs each modality's coherence (the target is the stimulus favoured by
-    ``sum(weights * coherence)``); ``go_on_match``: (match family) respond on a match (dms) or
-    on a non-match (dnms).
+    dm family: ``carries``, which modalities show the two stimuli; ``attends``, the weight of
+    each modality's strengths in the decision (the target is the stimulus with the larger
+    ``sum(attends * strength)``); ``split`` (``multi_dm``), one overall strength per stimulus,
+    split across the modalities, instead of one independent pair of strengths per modality.
+    Match family: ``go_on_match``, respond on a match (dms) or on a non-match (dnms).
     """
 
     family: str
     anti: bool = False
     carries: tuple[float, float] = (0.0, 0.0)
-    weights: tuple[float, float] = (0.0, 0.0)
+    attends: tuple[float, float] = (0.0, 0.0)
+    split: bool = False
     go_on_match: bool = True
 
 
@@ -231,11 +268,11 @@ _RULES: dict[str, _Rule] = {
     "anti": _Rule("reach", anti=True),
     "rt_anti": _Rule("rt", anti=True),
     "dly_anti": _Rule("delay", anti=True),
-    "dm1": _Rule("dm", carries=(1.0, 0.0), weights=(1.0, 0.0)),
-    "dm2": _Rule("dm", carries=(0.0, 1.0), weights=(0.0, 1.0)),
-    "ctx_dm1": _Rule("dm", carries=(1.0, 1.0), weights=(1.0, 0.0)),
-    "ctx_dm2": _Rule("dm", carries=(1.0, 1.0), weights=(0.0, 1.0)),
-    "multi_dm": _Rule("dm", carries=(1.0, 1.0), weights=(1.0, 1.0)),
+    "dm1": _Rule("dm", carries=(1.0, 0.0), attends=(1.0, 0.0)),
+    "dm2": _Rule("dm", carries=(0.0, 1.0), attends=(0.0, 1.0)),
+    "ctx_dm1": _Rule("dm", carries=(1.0, 1.0), attends=(1.0, 0.0)),
+    "ctx_dm2": _Rule("dm", carries=(1.0, 1.0), attends=(0.0, 1.0)),
+    "multi_dm": _Rule("dm", carries=(1.0, 1.0), attends=(1.0, 1.0), split=True),
     "dms": _Rule("match", go_on_match=True),
     "dnms": _Rule("match", go_on_match=False),
 }
@@ -245,13 +282,19 @@ assert tuple(_RULES) == TASKS
 _FAMILY_OF = torch.tensor([_FAMILIES.index(_RULES[t].family) for t in TASKS])
 _ANTI = torch.tensor([_RULES[t].anti for t in TASKS])
 _CARRIES = torch.tensor([_RULES[t].carries for t in TASKS])
-_WEIGHTS = torch.tensor([_RULES[t].weights for t in TASKS])
+_ATTENDS = torch.tensor([_RULES[t].attends for t in TASKS])
+_SPLIT = torch.tensor([_RULES[t].split for t in TASKS])
 _GO_ON_MATCH = torch.tensor([_RULES[t].go_on_match for t in TASKS])
 
-# The U(0, 1) draws of every trial, one row each, always all drawn in this order.
+# The U(0, 1) draws of every trial, one row each, always all drawn in this order. "modality":
+# the stimulus's (match: the sample's) modality; "modality2": the test's; "offset": stimulus 2's
+# distance from stimulus 1; "mean1/coh1/sign1" and "mean2/coh2/sign2": the strengths of modality
+# 1 and 2 (dm1, dm2, ctx_dm; multi_dm uses set 1 for the overall strengths); "split*": multi_dm's
+# split of each stimulus's strength across the modalities.
 _DRAWS = (
     "modality", "theta1", "offset", "onset", "stimulus", "delay",
-    "mean", "coh1", "sign1", "coh2", "sign2", "match",
+    "mean1", "coh1", "sign1", "coh2", "sign2", "match",
+    "modality2", "mean2", "split1", "split_sign1", "split2", "split_sign2",
 )  # fmt: skip
 
 
@@ -264,7 +307,7 @@ def preferred_directions(n_ring: int) -> Tensor:
 
 
 def _wrap(angle: Tensor) -> Tensor:
-    """``angle`` modulo 2pi, guaranteed in [0, 2pi) despite float rounding."""
+    """``angle`` modulo 2pi, guaranteed in [0, 2pi) despite float rounding (NaN stays NaN)."""
     angle = torch.remainder(angle, TWO_PI)
     return torch.where(angle >= TWO_PI, angle - TWO_PI, angle)
 
@@ -285,12 +328,15 @@ def _bump(theta: Tensor, n_ring: int) -> Tensor:
 def popvec(ring: Tensor) -> Tensor:
     """Population-vector direction of ring activity: ``(..., n_ring)`` -> ``(...,)`` in [0, 2pi).
 
-    The angle of ``sum_i r_i exp(1j * theta_i)`` over the preferred directions ``theta_i``
-    (Yang's ``popvec``; dividing by the summed activity does not change the angle).
+    Yang's ``popvec``: the angle of ``(sum_i r_i cos theta_i, sum_i r_i sin theta_i) / sum_i r_i``
+    over the preferred directions ``theta_i``. NaN where the summed activity is 0 (no direction;
+    never scored as correct); for the non-negative activity of sigmoid outputs this is the
+    angle of ``sum_i r_i exp(1j theta_i)``.
     """
     pref = preferred_directions(ring.shape[-1]).to(device=ring.device, dtype=ring.dtype)
-    x = (ring * torch.cos(pref)).sum(-1)
-    y = (ring * torch.sin(pref)).sum(-1)
+    total = ring.sum(-1)
+    x = (ring * torch.cos(pref)).sum(-1) / total
+    y = (ring * torch.sin(pref)).sum(-1) / total
     return _wrap(torch.atan2(y, x))
 
 
@@ -299,17 +345,27 @@ def popvec(ring: Tensor) -> Tensor:
 
 @dataclass(eq=False)
 class TrialBatch:
-    """A batch of trials of shape ``shape`` (any shape), each lasting ``T = steps`` time steps.
+    """A batch of trials of shape ``shape`` (any shape), padded to ``T = steps`` time steps.
 
     - ``inputs``: ``(*shape, T, n_inputs)`` float32; unit 0 fixation, then the two rings.
-    - ``targets``: ``(*shape, T, n_outputs)`` float32; unit 0 fixation, then the response ring.
-    - ``mask``: ``(*shape, T)`` float32 cost weights (0 first 100 ms, 1 pre-response, 5 response).
+    - ``targets``: ``(*shape, T, n_outputs)`` float32; unit 0 fixation (0.8 before the go cue
+      and throughout a no-go trial, 0.05 from the go cue on), then the response ring (0.05,
+      plus a tuning bump at ``target`` from the go cue on).
+    - ``mask``: ``(*shape, T)`` float32 cost weight of every step (Yang's ``add_c_mask``): 0 in
+      the first 100 ms, 1 from there until the go cue (``response_on``), 0 in the 100 ms after
+      the go cue, 5 from then until ``response_off``, 0 from ``response_off`` on (padding); 100
+      ms is ``round(100 / dt)`` steps. The weights are not squared here: the loss multiplies the
+      error by them (the fixation output's by twice them) and squares the product (Yang:
+      ``c_mask[:, 0] *= 2``, then ``square((y - y_hat) * c_mask)``).
     - ``task``: ``(*shape,)`` long indices into ``TASKS``.
-    - ``response_on``: ``(*shape,)`` long, first step of the response period (which lasts to ``T - 1``).
+    - ``response_on``: ``(*shape,)`` long, the go cue: first step of the response period.
+    - ``response_off``: ``(*shape,)`` long, the exclusive end of the response period = the
+      trial's own length (``response_on + round(500 / dt)``); ``T`` is its maximum. Steps from
+      ``response_off`` on are padding (inputs and targets continue; weight 0; not scored).
     - ``go``: ``(*shape,)`` bool, False on no-go trials (keep fixating to the end).
     - ``target``: ``(*shape,)`` float32 radians in [0, 2pi), the correct response; NaN where not ``go``.
     - ``stim1`` / ``stim2``: ``(*shape,)`` float32 radians of the first / second stimulus
-      (``stim2`` is NaN for tasks with one stimulus).
+      (match tasks: the sample / the test; ``stim2`` is NaN for tasks with one stimulus).
     """
 
     inputs: Tensor
@@ -317,6 +373,7 @@ class TrialBatch:
     mask: Tensor
     task: Tensor
     response_on: Tensor
+    response_off: Tensor
     go: Tensor
     target: Tensor
     stim1: Tensor
@@ -330,7 +387,7 @@ class TrialBatch:
 
     @property
     def steps(self) -> int:
-        """``T``, the number of time steps of every trial."""
+        """``T``, the number of time steps of the (padded) batch."""
         return self.inputs.shape[-2]
 
     @property
@@ -346,23 +403,26 @@ class TrialBatch:
         return TrialBatch(**moved)
 
     def epochs(self) -> dict[str, Tensor]:
-        """Disjoint ``(*shape, T)`` bool masks "fixation", "stimulus", "delay", "response" (cover all steps).
+        """Disjoint ``(*shape, T)`` bool masks "fixation", "stimulus", "delay", "response", "after".
 
         Before ``response_on``: "fixation" until the first stimulus appears, then "stimulus" while
-        a stimulus is shown and "delay" while none is; "response" from ``response_on`` on (in
-        reaction-time tasks the stimulus appears at ``response_on``: no stimulus or delay epoch).
-        Read from the (noise-free) inputs.
+        a stimulus is shown and "delay" while none is (read from the noise-free input rings, so
+        also right in the match tasks, whose fixation input stays on: sample = "stimulus", gap =
+        "delay", test = "response"); "response" for ``response_on <= t < response_off`` (in
+        reaction-time tasks the stimulus appears at ``response_on``: no stimulus or delay epoch);
+        "after" for the padding ``t >= response_off``. Together they cover every step.
         """
         t = torch.arange(self.steps, device=self.device)
-        response = t >= self.response_on[..., None]
+        before = t < self.response_on[..., None]
+        after = t >= self.response_off[..., None]
         shown = self.inputs[..., 1:].ne(0).any(-1)
         seen = shown.cumsum(-1) > 0
-        before = ~response
         return {
             "fixation": before & ~seen,
             "stimulus": before & shown,
             "delay": before & seen & ~shown,
-            "response": response,
+            "response": ~before & ~after,
+            "after": after,
         }
 
 
@@ -392,9 +452,14 @@ def _check_task_ids(task_ids: Tensor) -> None:
 
 
 def _steps(ms: Tensor, dt: float) -> Tensor:
-    """Durations ``ms`` (N,) in steps: ``round(ms / dt)``, at least 1 for a non-zero duration."""
+    """Drawn durations ``ms`` (N,) in steps: ``round(ms / dt)``, at least 1 for a non-zero duration."""
     steps = torch.round(ms / dt).long()
     return torch.where(ms > 0, steps.clamp(min=1), 0)
+
+
+def _fixed_steps(ms: float, dt: float) -> int:
+    """A fixed duration in steps: ``round(ms / dt)`` (half to even, as ``torch.round``)."""
+    return round(ms / dt)
 
 
 def _timing(family: Tensor, u: dict[str, Tensor], dt: float) -> dict[str, Tensor]:
@@ -416,23 +481,39 @@ def _timing(family: Tensor, u: dict[str, Tensor], dt: float) -> dict[str, Tensor
         "stim_off": torch.where(to_end, end, onset + stimulus),
         "fix_off": torch.where(fix_to_end, end, response_on),
         "response_on": response_on,
-        "length": response_on + max(1, round(_RESPONSE_MS / dt)),
+        "response_off": response_on + _fixed_steps(_RESPONSE_MS, dt),
     }
 
 
-def _coherences(task: Tensor, u: dict[str, Tensor], config: TaskConfig) -> Tensor:
-    """Signed coherence ``c`` of each modality (N, 2): stimulus strengths are ``mean + c`` and ``mean - c``.
+def _sign(u: Tensor) -> Tensor:
+    """A random sign (+1 or -1) from a U(0, 1) draw."""
+    return torch.where(u < 0.5, 1.0, -1.0)
 
-    Where the weighted evidence would be exactly zero (only possible in ``multi_dm``), modality
-    2's sign is flipped so that a correct answer always exists.
+
+def _dm_strengths(task: Tensor, u: dict[str, Tensor], config: TaskConfig) -> tuple[Tensor, Tensor]:
+    """Strengths ``(N, 2 modalities)`` of stimulus 1 and stimulus 2 in the dm family.
+
+    Per modality (Yang's ``contextdm_genstim``): ``mean +- coherence * sign``, with its own
+    mean, coherence and sign, zero where the task's modality carries nothing (dm1 / dm2 use
+    one modality, ctx_dm both). ``multi_dm`` (Yang's ``_contextdm(attend_mod='both')``): the
+    overall strengths ``s = mean +- coherence * sign`` (modality-1 draws) are each split as
+    ``s + d / 2`` (modality 1) and ``s - d / 2`` (modality 2), ``d = s U(0.2, 0.8)`` with a
+    random sign, independently for the two stimuli.
     """
     table = _Choice(config.coherences)
-    c1 = table(u["coh1"]) * torch.where(u["sign1"] < 0.5, 1.0, -1.0)
-    c2 = table(u["coh2"]) * torch.where(u["sign2"] < 0.5, 1.0, -1.0)
-    weights = _WEIGHTS[task]
-    tied = (weights[:, 0] * c1 + weights[:, 1] * c2) == 0
-    c2 = torch.where(tied & (weights[:, 1] != 0), -c2, c2)
-    return torch.stack([c1, c2], -1)
+    mean = torch.stack([0.8 + 0.4 * u["mean1"], 0.8 + 0.4 * u["mean2"]], -1)
+    coherence = torch.stack([table(u["coh1"]) * _sign(u["sign1"]), table(u["coh2"]) * _sign(u["sign2"])], -1)
+    carries = _CARRIES[task]
+    first, second = (mean + coherence) * carries, (mean - coherence) * carries
+
+    def split(s: Tensor, fraction: Tensor, sign: Tensor) -> Tensor:
+        d = s * (0.2 + 0.6 * fraction) * _sign(sign)
+        return torch.stack([s + d / 2, s - d / 2], -1)
+
+    split_first = split(mean[:, 0] + coherence[:, 0], u["split1"], u["split_sign1"])
+    split_second = split(mean[:, 0] - coherence[:, 0], u["split2"], u["split_sign2"])
+    is_split = _SPLIT[task][:, None]
+    return torch.where(is_split, split_first, first), torch.where(is_split, split_second, second)
 
 
 def _trials(task: Tensor, u: dict[str, Tensor], config: TaskConfig) -> dict[str, Tensor]:
@@ -444,18 +525,24 @@ def _trials(task: Tensor, u: dict[str, Tensor], config: TaskConfig) -> dict[str,
     family = _FAMILY_OF[task]
     is_dm, is_match = family == _FAMILIES.index("dm"), family == _FAMILIES.index("match")
     theta1 = _wrap(TWO_PI * u["theta1"])
-    offset = math.pi / 2 + math.pi * u["offset"]  # U(pi/2, 3pi/2)
+    # Distance of stimulus 2: dm U(pi/2, 3pi/2), match (non-match trials) U(pi/9, 17pi/9). Yang
+    # draws the distance with a random sign; both ranges are symmetric about pi, so this is
+    # the same distribution modulo 2pi.
+    offset = torch.where(
+        is_match, math.pi / 9 + (16 * math.pi / 9) * u["offset"], math.pi / 2 + math.pi * u["offset"]
+    )
     matched = is_match & (u["match"] < 0.5)
     theta2 = torch.where(matched, theta1, _wrap(theta1 + offset))
 
-    one_modality = torch.stack([u["modality"] < 0.5, u["modality"] >= 0.5], -1).float()  # (N, 2)
-    coherence = _coherences(task, u, config)
-    mean = (0.8 + 0.4 * u["mean"])[:, None]
-    carries = _CARRIES[task]
-    strength_a = torch.where(is_dm[:, None], (mean + coherence) * carries, one_modality)
-    strength_b = torch.where(is_dm[:, None], (mean - coherence) * carries, one_modality * is_match[:, None])
+    modality_a = torch.stack([u["modality"] < 0.5, u["modality"] >= 0.5], -1).float()  # (N, 2)
+    modality_b = torch.stack([u["modality2"] < 0.5, u["modality2"] >= 0.5], -1).float()
+    dm_a, dm_b = _dm_strengths(task, u, config)
+    strength_a = torch.where(is_dm[:, None], dm_a, modality_a)
+    strength_b = torch.where(is_dm[:, None], dm_b, modality_b * is_match[:, None])
 
-    stronger = torch.where((coherence * _WEIGHTS[task]).sum(-1) > 0, theta1, theta2)
+    attends = _ATTENDS[task]
+    first_wins = (attends * strength_a).sum(-1) > (attends * strength_b).sum(-1)
+    stronger = torch.where(first_wins, theta1, theta2)
     single = torch.where(_ANTI[task], _wrap(theta1 + math.pi), theta1)
     target = torch.where(is_dm, stronger, torch.where(is_match, theta2, single))
     go = ~is_match | (matched == _GO_ON_MATCH[task])
@@ -493,7 +580,7 @@ def _inputs(t: Tensor, times: dict[str, Tensor], trial: dict[str, Tensor], n_rin
 
 
 def _targets(t: Tensor, times: dict[str, Tensor], trial: dict[str, Tensor], n_ring: int) -> Tensor:
-    """Targets ``(N, T, 1 + n_ring)``: fixation 0.85 -> 0.05 at the response; ring 0.05 + bump at target."""
+    """Targets ``(N, T, 1 + n_ring)``: fixation 0.8 -> 0.05 at the go cue; ring 0.05 + bump at target."""
     responding = (t >= times["response_on"][:, None]) & trial["go"][:, None]  # (N, T)
     aim = torch.where(trial["go"], trial["target"], 0.0)
     targets = torch.empty(aim.shape[0], t.shape[0], 1 + n_ring, device=t.device)
@@ -503,15 +590,12 @@ def _targets(t: Tensor, times: dict[str, Tensor], trial: dict[str, Tensor], n_ri
     return targets
 
 
-def _mask(t: Tensor, response_on: Tensor, dt: float) -> Tensor:
-    """Cost weights ``(N, T)``: 0 while ``t * dt < 100`` ms, 1 before ``response_on``, 5 from it on."""
-    weights = torch.where(t >= response_on[:, None], _RESPONSE_WEIGHT, _PRE_WEIGHT)
-    return torch.where(_scored(t, dt), weights, 0.0)
-
-
-def _scored(t: Tensor, dt: float) -> Tensor:
-    """``(T,)`` bool: steps after the ignored first 100 ms."""
-    return t.double() * dt >= _IGNORE_MS
+def _mask(t: Tensor, response_on: Tensor, response_off: Tensor, dt: float) -> Tensor:
+    """Cost weights ``(N, T)`` (Yang's ``add_c_mask``): 0, then 1 until the go cue, 0 for 100 ms, 5, 0."""
+    on, off = response_on[:, None], response_off[:, None]
+    before = (t >= _fixed_steps(_IGNORE_MS, dt)) & (t < on)
+    response = (t >= on + _fixed_steps(_CHECK_MS, dt)) & (t < off)
+    return torch.where(response, _RESPONSE_WEIGHT, torch.where(before, _PRE_WEIGHT, 0.0))
 
 
 def generate(
@@ -520,8 +604,10 @@ def generate(
     """A batch of trials: one trial of task ``TASKS[i]`` per entry ``i`` of ``task_ids`` (any shape).
 
     All random draws are made on the CPU from ``generator`` (the global CPU generator if None),
-    twelve U(0, 1) numbers per trial in a fixed order whatever the tasks or the device; the
-    tensors of the batch are on ``task_ids.device``. ``T`` is the length of the longest trial.
+    ``len(_DRAWS)`` (18) U(0, 1) numbers per trial in a fixed order whatever the tasks or the
+    device, so a trial's parameters do not depend on the other trials' tasks; the tensors of
+    the batch are on ``task_ids.device``. Every trial lasts ``response_off`` steps; ``T`` is the
+    length of the longest trial.
     """
     _check_task_ids(task_ids)
     config = TaskConfig() if config is None else config
@@ -534,7 +620,7 @@ def generate(
 
     times = _timing(_FAMILY_OF[task], u, config.dt)
     trial = _trials(task, u, config)
-    steps = int(times["length"].max())
+    steps = int(times["response_off"].max())
     times = {k: v.to(device) for k, v in times.items()}
     trial = {k: v.to(device) for k, v in trial.items()}
     t = torch.arange(steps, device=device)
@@ -543,12 +629,14 @@ def generate(
     inputs = _inputs(t, times, trial, n_ring)
     targets = _targets(t, times, trial, n_ring)
     target = torch.where(trial["go"], trial["target"], math.nan)
+    mask = _mask(t, times["response_on"], times["response_off"], config.dt)
     return TrialBatch(
         inputs=inputs.reshape(*shape, steps, -1),
         targets=targets.reshape(*shape, steps, -1),
-        mask=_mask(t, times["response_on"], config.dt).reshape(*shape, steps),
+        mask=mask.reshape(*shape, steps),
         task=task.to(device).reshape(shape),
         response_on=times["response_on"].reshape(shape),
+        response_off=times["response_off"].reshape(shape),
         go=trial["go"].reshape(shape),
         target=target.reshape(shape),
         stim1=trial["theta1"].reshape(shape),
@@ -563,27 +651,28 @@ def generate(
 def performance(outputs: Tensor, batch: TrialBatch) -> Tensor:
     """Per-trial success ``(*shape,)`` float32 (0. or 1.) of network ``outputs`` ``(*shape, T, n_outputs)``.
 
-    ``outputs`` are after the sigmoid (in [0, 1]). A trial is correct when the fixation output
-    stays above 0.5 at every scored step before ``response_on`` (from 100 ms on), and at the
-    last step: on a go trial the fixation output is below 0.5 and the population vector of the
-    response ring is within 0.2 pi (36 degrees) of ``target``; on a no-go trial the fixation
-    output is still above 0.5. Runs on ``outputs.device``. ``outputs`` may have extra leading
-    dimensions (e.g. ``(S, *shape, T, n_outputs)`` for a stack of networks run on the same
-    trials); the result then has them too.
+    Yang's ``get_perf``: each trial is scored at its own last step ``response_off - 1`` only
+    (every other step, the padding included, is ignored). ``outputs`` are after the sigmoid
+    (in [0, 1]). The network fixates there if its fixation output is above 0.5 (exactly 0.5 is
+    not fixating). A go trial is correct when it does not fixate and the population vector
+    (``popvec``) of the response ring is within 0.2 pi (36 degrees) of ``target`` (a silent
+    ring has no direction and never is); a no-go trial is correct when it fixates. Runs
+    on ``outputs.device``. ``outputs`` may have extra leading dimensions (e.g.
+    ``(S, *shape, T, n_outputs)`` for a stack of networks run on the same trials); the result
+    then has them too.
     """
     expected = (*batch.shape, batch.steps, batch.config.n_outputs)
-    if tuple(outputs.shape[outputs.dim() - len(expected) :]) != expected:
+    lead = outputs.dim() - len(expected)
+    if lead < 0 or tuple(outputs.shape[lead:]) != expected:
         raise ValueError(
             f"outputs must have shape {expected} (*shape, T, n_outputs), optionally after leading "
             f"dimensions such as a stack of networks; got {tuple(outputs.shape)}"
         )
     device = outputs.device
-    response_on, go = batch.response_on.to(device), batch.go.to(device)
-    t = torch.arange(batch.steps, device=device)
-    checked = _scored(t, batch.config.dt) & (t < response_on[..., None])  # (*shape, T)
-    held = ((outputs[..., 0] > 0.5) | ~checked).all(-1)
-
-    last = outputs[..., -1, :]
+    last_step = (batch.response_off.to(device) - 1)[..., None, None]  # (*shape, 1, 1)
+    index = last_step.expand(*outputs.shape[:lead], *batch.shape, 1, outputs.shape[-1])
+    last = outputs.gather(-2, index).squeeze(-2)  # (..., *shape, n_outputs)
+    fixating = last[..., 0] > 0.5
     on_target = _circular_distance(popvec(last[..., 1:]), batch.target.to(device)) < TOLERANCE
-    correct = torch.where(go, (last[..., 0] < 0.5) & on_target, last[..., 0] > 0.5)
-    return (held & correct).float()
+    correct = torch.where(batch.go.to(device), ~fixating & on_target, fixating)
+    return correct.float()
