@@ -237,7 +237,7 @@ def _failure(step: Callable[[], None]) -> str | None:
 
 def _params(model: ModulatedRNN) -> int:
     """Parameters one network trains: shared + its pathway's context parameters."""
-    return model.shared_parameters() + model.context_parameters()[0]
+    return model.shared_parameters()[0] + model.context_parameters()[0]
 
 
 # --- table 1: pathways vs nn.RNN -----------------------------------------------------------------

@@ -50,8 +50,9 @@ def config(**kw) -> RNNConfig:
     return RNNConfig(**{**base, **kw})
 
 
-def model(pathways="both", seed: int = 0, **kw) -> ModulatedRNN:
-    return ModulatedRNN(config(**kw), pathways, torch.Generator().manual_seed(seed))
+def model(pathways="both", seed: int = 0, sizes=None, seeds=None, **kw) -> ModulatedRNN:
+    gen = torch.Generator().manual_seed(seed)
+    return ModulatedRNN(config(**kw), pathways, gen, sizes=sizes, seeds=seeds)
 
 
 def randomise_context(net: ModulatedRNN, seed: int = 1, scale: float = 0.3) -> ModulatedRNN:
@@ -86,13 +87,10 @@ def reference(net: ModulatedRNN, s: int, inputs: torch.Tensor, context: torch.Te
     if path in ("synaptic", "both"):
         if cfg.synaptic == "elementwise":
             w = w * (1 + sum(c[k] * p["ctx_scale"][k] for k in range(cfg.n_contexts)))
-        else:
-            tied = path == "both" and cfg.matched
-            v = p["ctx_u"] if tied else p["ctx_v"]
-            w = w + sum(c[k] * p["ctx_u"][k] @ v[k].T for k in range(cfg.n_contexts))
-            if tied:  # the tied change is U U^T - U0 U0^T: none at initialisation
-                u0 = net.ctx_u0[s].double()
-                w = w - sum(c[k] * u0[k] @ u0[k].T for k in range(cfg.n_contexts))
+        else:  # matched "both": the fixed random initial U0 and a learned V
+            fixed = path == "both" and cfg.matched
+            u = net.ctx_u0[s].double() if fixed else p["ctx_u"]
+            w = w + sum(c[k] * u[k] @ p["ctx_v"][k].T for k in range(cfg.n_contexts))
     f = {"softplus": nn.functional.softplus, "relu": torch.relu}[cfg.activation]
     a = cfg.dt / cfg.tau
     outs, states = (
@@ -160,7 +158,7 @@ def test_forward_matches_the_reference_loop(pathway, form, rank):
 
 @pytest.mark.parametrize("pathway", PATHWAYS)
 def test_matched_networks_match_the_reference_loop(pathway):
-    """matched=True: "both" has no context bias and a tied rank-1 change U U^T."""
+    """matched=True: "both" has the gain, no context bias, and a rank-1 change U0 V^T with U0 fixed."""
     net = randomise_context(model(pathway, matched=True, activation="relu", w_rec_scale=0.9))
     x, ctx = randn(1, 3, 6, NI), contexts(1, K)
     outputs, states = net(x, ctx, noise=False)
@@ -270,7 +268,7 @@ UNUSED = {
     ("rule", True): {"ctx_gain", "ctx_u", "ctx_v"},
     ("excitability", True): {"ctx_u", "ctx_v"},
     ("synaptic", True): {"ctx_gain", "ctx_bias"},
-    ("both", True): {"ctx_bias", "ctx_v"},
+    ("both", True): {"ctx_bias", "ctx_u"},
 }
 
 
@@ -352,8 +350,8 @@ def test_effective_network_is_linear_in_a_context_mixture(form, rank, matched):
 def test_context_parameter_counts_are_the_entries_that_learn(form, rank, matched, expected):
     net = randomise_context(model(list(PATHWAYS), synaptic=form, rank=rank, matched=matched))
     assert net.context_parameters() == expected
-    assert net.shared_parameters() == sum(getattr(net, name)[0].numel() for name in SHARED_NAMES)
-    assert net.shared_parameters() == N * NI + N * N + N + NO * N + NO
+    assert net.shared_parameters() == [sum(getattr(net, name)[0].numel() for name in SHARED_NAMES)] * 4
+    assert net.shared_parameters() == [N * NI + N * N + N + NO * N + NO] * 4
     x = randn(4, K, 2, 4, NI)  # every input unit active, every task in a group
     outputs, _ = net(x, contexts(K, K), noise=False)
     masked_mse(outputs, torch.rand(outputs.shape), torch.ones(outputs.shape[:-1])).sum().backward()
@@ -362,7 +360,7 @@ def test_context_parameter_counts_are_the_entries_that_learn(form, rank, matched
         learning = sum(int((g[name][i] != 0).sum()) for name in CONTEXT_NAMES if hasattr(net, name))
         assert learning == expected[i], PATHWAYS[i]
         shared = sum(int((g[name][i] != 0).sum()) for name in SHARED_NAMES)
-        assert shared == net.shared_parameters()
+        assert shared == net.shared_parameters()[i]
 
 
 # --- noise -----------------------------------------------------------------------------------
@@ -473,14 +471,76 @@ def test_bad_inputs_and_contexts_are_rejected(inputs_shape, context, words):
 
 # --- the cost --------------------------------------------------------------------------------
 def test_masked_mse_by_hand():
-    outputs = torch.tensor([[0.0, 0.0], [1.0, 1.0]]).reshape(1, 1, 1, 2, 2)
-    targets = torch.tensor([[1.0, 0.0], [1.0, 3.0]]).reshape(1, 1, 1, 2, 2)
-    mask = torch.tensor([1.0, 2.0]).reshape(1, 1, 1, 2)
-    # per step: mean over outputs 0.5 and 2.0; weighted sum 0.5 + 4 = 4.5 over mask sum 3
-    torch.testing.assert_close(masked_mse(outputs, targets, mask), torch.tensor([1.5]))
+    """Yang et al.'s cost: (mask * error)^2 with the fixation output (unit 0) weighted twice, averaged
+    over the weighted steps and the outputs."""
+    outputs = torch.tensor([[0.0, 0.0], [1.0, 1.0], [5.0, 5.0]]).reshape(1, 1, 1, 3, 2)
+    targets = torch.tensor([[1.0, 0.0], [1.0, 3.0], [0.0, 0.0]]).reshape(1, 1, 1, 3, 2)
+    mask = torch.tensor([1.0, 2.0, 0.0]).reshape(1, 1, 1, 3)
+    # step 0: ((2 * 1)^2 + 0) / 2 = 2, times 1^2; step 1: (0 + 2^2) / 2 = 2, times 2^2 = 8;
+    # step 2 is unweighted: (2 + 8) over the 2 weighted steps
+    torch.testing.assert_close(masked_mse(outputs, targets, mask), torch.tensor([5.0]))
     stacked = masked_mse(
         torch.cat([outputs, outputs]),
         torch.cat([targets, outputs]),
         torch.cat([mask, torch.zeros_like(mask)]),
     )
-    torch.testing.assert_close(stacked, torch.tensor([1.5, 0.0]))  # per network; an all-zero mask is 0
+    torch.testing.assert_close(stacked, torch.tensor([5.0, 0.0]))  # per network; an all-zero mask is 0
+
+
+# --- sizes and seeds -------------------------------------------------------------------------
+@pytest.mark.parametrize("form, rank", forms())
+def test_a_padded_network_is_the_network_of_its_own_size(form, rank):
+    """A network of 5 neurons in a stack of size 8 computes (outputs, gradients) what a network of 5
+    alone computes from the same seed, with or without noise; its padded units stay silent."""
+    pathways = list(PATHWAYS)
+    big = model(pathways, synaptic=form, rank=rank, sizes=[5, 8, 5, 3], seeds=[4, 5, 6, 7])
+    x, ctx = randn(4, 2, 2, 6, NI), contexts(4, 2, K)
+    out, states = big(x, ctx, noise=False)
+    for i, (size, seed) in enumerate(zip([5, 8, 5, 3], [4, 5, 6, 7], strict=True)):
+        alone = ModulatedRNN(config(n_neurons=size, synaptic=form, rank=rank), pathways[i], seeds=[seed])
+        ref_out, ref_states = alone(x[i : i + 1], ctx[i : i + 1], noise=False)
+        torch.testing.assert_close(out[i], ref_out[0], atol=1e-6, rtol=1e-5)
+        torch.testing.assert_close(states[i, ..., :size], ref_states[0], atol=1e-6, rtol=1e-5)
+        assert bool((states[i, ..., size:] == 0).all())
+    alone = ModulatedRNN(config(n_neurons=3, synaptic=form, rank=rank), "both")
+    assert big.context_parameters()[3] == alone.context_parameters()[0]
+    noisy, _ = big(x, ctx, noise=True, generator=torch.Generator().manual_seed(0))
+    assert bool(
+        (big(x, ctx, noise=True, generator=torch.Generator().manual_seed(0))[1][0, ..., 5:] == 0).all()
+    )
+    masked_mse(noisy, torch.rand(noisy.shape), torch.ones(noisy.shape[:-1])).sum().backward()
+    for name, p in big.named_parameters():
+        for i, size in enumerate([5, 8, 5, 3]):
+            grad = p.grad[i]
+            if name in ("w_in", "bias"):
+                assert bool((grad[size:] == 0).all()), name
+            if name in ("w_rec", "ctx_scale"):
+                assert bool((grad[..., size:, :] == 0).all() and (grad[..., :, size:] == 0).all()), name
+            if name in ("w_out", "ctx_gain", "ctx_bias"):
+                assert bool((grad[..., size:] == 0).all()), name
+            if name in ("ctx_u", "ctx_v"):
+                assert bool((grad[..., size:, :] == 0).all()), name
+
+
+def test_networks_with_one_seed_start_from_the_same_weights_whatever_their_pathway():
+    net = model(list(PATHWAYS), seeds=[3, 3, 3, 9])
+    for name in ("w_in", "w_rec", "w_out"):
+        p = getattr(net, name)
+        assert torch.equal(p[0], p[1]) and torch.equal(p[0], p[2]) and not torch.equal(p[0], p[3])
+    x, ctx = randn(2, 2, 5, NI), contexts(2, K)
+    out, _ = net(x, ctx, noise=False)
+    assert torch.equal(out[0], out[2])  # no modulation at the start: the same function
+
+
+@pytest.mark.parametrize(
+    "kw, words",
+    [
+        ({"sizes": [8, 9, 8, 8]}, "sizes"),
+        ({"sizes": [8, 8]}, "sizes"),
+        ({"sizes": [0, 8, 8, 8]}, "sizes"),
+        ({"seeds": [1, 2]}, "seeds"),
+    ],
+)
+def test_bad_sizes_and_seeds_are_rejected(kw, words):
+    with pytest.raises(ValueError, match=words):
+        model(list(PATHWAYS), **kw)

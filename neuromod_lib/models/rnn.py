@@ -27,11 +27,13 @@ Each formula is the one function of :mod:`neuromod_lib.modulation` every model u
 here on a stack of networks.
 
 Every context parameter starts at "no modulation" (gain 1, bias 0, scaling 1, ``V = 0``), so all
-pathways start from the same network. ``matched=True`` gives every modulated pathway the
-same ``2 N K`` context parameters (design choice): excitability (gain + bias), synaptic
-(low-rank, rank 1), and both (gain + a *symmetric* rank-1 change ``U_k U_k^T - U0_k U0_k^T``,
-with ``U0`` the random initial ``U``, so that it too starts at no change and still has a
-gradient); the rule input has ``N K``. :meth:`ModulatedRNN.context_parameters` reports the counts.
+pathways start from the same network. ``matched=True`` gives every modulated pathway the same
+``2 N K`` context parameters (design choice): excitability (gain + bias: ``N K`` each), synaptic
+(a rank-1 change ``U_k V_k^T``: ``N K`` each), and both = half of each: the excitability
+pathway's gain ``G`` (``N K``) and the synaptic pathway's learned ``V`` (``N K``), acting through
+the fixed random initial ``U`` (``W_rec + sum_k c_k U0_k V_k^T``); the rule input has ``N K``.
+Unmatched, ``both`` is the union of the two pathways (``4 N K``).
+:meth:`ModulatedRNN.context_parameters` reports the counts.
 
 **Stacks.** One :class:`ModulatedRNN` holds ``S`` independent networks of the same size, each
 with its own pathway, trained together with batched matrix products (a sweep over seeds and
@@ -43,6 +45,13 @@ networks in a stack train exactly as they would alone.
 **Groups.** Inputs are ``(S, G, B, T, I)``: ``G`` groups of ``B`` trials, one context per
 group ``(S, G, K)`` (or ``(G, K)``, shared by every network). The effective weights are made
 once per group and forward pass, not per step. For per-trial contexts use ``B = 1``.
+
+**Sizes.** ``sizes`` gives each network of a stack its own number of neurons (at most
+``config.n_neurons``): a smaller network is padded with units whose weights, biases, context
+parameters and noise are multiplied by a zero mask, so they never act and never learn, and a
+sweep over network sizes trains as one stack too. ``seeds`` draws each network's initial
+weights from its own seed (drawn at its own size), so that networks of different pathways can
+start from the same weights (a paired comparison).
 
 Noise (design, following Yang et al.): in training mode, Gaussian noise of std
 ``input_noise * sqrt(2 / a)`` is added to the inputs and ``rec_noise * sqrt(2 / a)`` to ``x_t``;
@@ -146,14 +155,53 @@ def _orthogonal(s: int, n: int, generator: torch.Generator) -> torch.Tensor:
     return q * torch.sign(torch.diagonal(r, dim1=-2, dim2=-1)).unsqueeze(-2)
 
 
+def _check_sizes(sizes: Sequence[int] | None, s: int, n: int) -> list[int]:
+    """Each network's number of neurons: ``sizes`` (one per network, each in [1, n]) or ``n`` for all."""
+    if sizes is None:
+        return [n] * s
+    sizes = list(sizes)
+    if len(sizes) != s or any(not is_int(v) or not 1 <= v <= n for v in sizes):
+        raise ValueError(
+            f"sizes={sizes!r} must give each of the {s} networks a number of neurons in [1, n_neurons={n}]"
+        )
+    return [int(v) for v in sizes]
+
+
+def _draw(config: RNNConfig, s: int, n: int, gen: torch.Generator) -> dict[str, torch.Tensor]:
+    """The random initial weights of ``s`` networks of ``n`` neurons, drawn from ``gen`` in a fixed order."""
+    i, o, k = config.n_inputs, config.n_outputs, config.n_contexts
+    out = {
+        "w_in": torch.randn(s, n, i, generator=gen) / math.sqrt(i),
+        "w_rec": config.w_rec_scale * _orthogonal(s, n, gen),
+        "w_out": torch.randn(s, o, n, generator=gen) / math.sqrt(n),
+    }
+    if config.synaptic == "lowrank":
+        out["ctx_u"] = torch.randn(s, k, n, config.rank, generator=gen) / math.sqrt(n)
+    return out
+
+
+#: the neuron axes of each drawn tensor (leading network axis first)
+_NEURON_AXES = {"w_in": (1,), "w_rec": (1, 2), "w_out": (2,), "ctx_u": (2,)}
+
+
+def _pad(name: str, t: torch.Tensor, n: int) -> torch.Tensor:
+    """``t`` (one drawn tensor ``name`` of networks of one size) with its neuron axes zero-padded to ``n``."""
+    pads = [0] * (2 * t.dim())
+    for axis in _NEURON_AXES[name]:
+        pads[2 * (t.dim() - 1 - axis) + 1] = n - t.shape[axis]
+    return torch.nn.functional.pad(t, pads)
+
+
 class ModulatedRNN(nn.Module):
-    """``S`` leaky RNNs of one size, each with its own context pathway; see the module docstring.
+    """``S`` leaky RNNs, each with its own context pathway (and size); see the module docstring.
 
     ``pathways``: one name per network (a single name makes ``S = 1``). Parameters have a
     leading ``S`` dimension: ``w_in (S, N, I)``, ``w_rec (S, N, N)``, ``bias (S, N)``,
     ``w_out (S, O, N)``, ``b_out (S, O)``; context parameters ``ctx_gain``/``ctx_bias``
     ``(S, K, N)`` and ``ctx_scale (S, K, N, N)`` (elementwise) or ``ctx_u``/``ctx_v``
-    ``(S, K, N, rank)`` (low-rank). Initialisation is drawn from ``generator`` on the CPU.
+    ``(S, K, N, rank)`` (low-rank). Initialisation is drawn from ``generator`` on the CPU, or,
+    with ``seeds``, network ``s`` from ``seeds[s]``. ``sizes``: each network's number of neurons
+    (default ``config.n_neurons`` for all).
     """
 
     def __init__(
@@ -161,44 +209,56 @@ class ModulatedRNN(nn.Module):
         config: RNNConfig,
         pathways: str | Sequence[str] = "both",
         generator: torch.Generator | None = None,
+        *,
+        sizes: Sequence[int] | None = None,
+        seeds: Sequence[int] | None = None,
     ) -> None:
         super().__init__()
         self.config, self.pathways = config, check_pathways(pathways)
-        gen = torch.Generator().manual_seed(0) if generator is None else generator
-        s, n, i, o, k = (
-            len(self.pathways),
-            config.n_neurons,
-            config.n_inputs,
-            config.n_outputs,
-            config.n_contexts,
-        )
-        self.w_in = nn.Parameter(torch.randn(s, n, i, generator=gen) / math.sqrt(i))
-        self.w_rec = nn.Parameter(config.w_rec_scale * _orthogonal(s, n, gen))
+        s, n, k = len(self.pathways), config.n_neurons, config.n_contexts
+        self.sizes = _check_sizes(sizes, s, n)
+        if seeds is not None and len(seeds) != s:
+            raise ValueError(
+                f"seeds has {len(seeds)} entries but there are {s} networks; give one per network"
+            )
+        if seeds is None and not any(size < n for size in self.sizes):
+            init = _draw(config, s, n, torch.Generator().manual_seed(0) if generator is None else generator)
+        else:  # one network at a time, each at its own size, from its own seed or the shared generator
+            shared = torch.Generator().manual_seed(0) if generator is None else generator
+            gens = (
+                [torch.Generator().manual_seed(int(x)) for x in seeds] if seeds is not None else [shared] * s
+            )
+            nets = [_draw(config, 1, size, gen) for size, gen in zip(self.sizes, gens, strict=True)]
+            init = {name: torch.cat([_pad(name, net[name], n) for net in nets]) for name in nets[0]}
+        self.w_in = nn.Parameter(init["w_in"])
+        self.w_rec = nn.Parameter(init["w_rec"])
         self.bias = nn.Parameter(torch.zeros(s, n))
-        self.w_out = nn.Parameter(torch.randn(s, o, n, generator=gen) / math.sqrt(n))
-        self.b_out = nn.Parameter(torch.zeros(s, o))
+        self.w_out = nn.Parameter(init["w_out"])
+        self.b_out = nn.Parameter(torch.zeros(s, config.n_outputs))
         self.ctx_gain = nn.Parameter(torch.zeros(s, k, n))
         self.ctx_bias = nn.Parameter(torch.zeros(s, k, n))
         if config.synaptic == "elementwise":
             self.ctx_scale = nn.Parameter(torch.zeros(s, k, n, n))
         else:
-            rank = config.rank
-            self.ctx_u = nn.Parameter(torch.randn(s, k, n, rank, generator=gen) / math.sqrt(n))
-            self.register_buffer("ctx_u0", self.ctx_u.detach().clone())  # tied form: change U U^T - U0 U0^T
-            self.ctx_v = nn.Parameter(torch.zeros(s, k, n, rank))
-        uses = {name: self._uses(name) for name in ("gain", "bias", "synapse", "tied")}
+            self.ctx_u = nn.Parameter(init["ctx_u"])
+            self.register_buffer("ctx_u0", self.ctx_u.detach().clone())  # matched "both": fixed U0, learned V
+            self.ctx_v = nn.Parameter(torch.zeros(s, k, n, config.rank))
+        uses = {name: self._uses(name) for name in ("gain", "bias", "synapse", "fixed_u")}
         for name, flags in uses.items():
             self.register_buffer(f"use_{name}", torch.tensor(flags, dtype=torch.float32), persistent=False)
+        units = torch.arange(n)[None] < torch.tensor(self.sizes)[:, None]
+        self.register_buffer("unit_mask", units.float(), persistent=False)
+        self.padded = any(size < n for size in self.sizes)
 
     # --- which pathway uses what -------------------------------------------------------------
     def _uses(self, part: str) -> list[bool]:
-        """Per network: whether its pathway uses ``part`` (gain, bias, synapse, tied low-rank)."""
+        """Per network: whether its pathway uses ``part`` (gain, bias, synapse, fixed random U)."""
         matched = self.config.matched
         table = {
             "gain": {"excitability", "both"},
             "bias": {"rule", "excitability"} | (set() if matched else {"both"}),
             "synapse": {"synaptic", "both"},
-            "tied": {"both"} if matched else set(),
+            "fixed_u": {"both"} if matched else set(),
         }
         return [p in table[part] for p in self.pathways]
 
@@ -208,19 +268,19 @@ class ModulatedRNN(nn.Module):
 
     def context_parameters(self) -> list[int]:
         """Per network, the number of context-dependent (per-task) parameters its pathway trains."""
-        n, k, r = self.config.n_neurons, self.config.n_contexts, self.config.rank
-        synapse = n * n * k if self.config.synaptic == "elementwise" else 2 * n * k * r
+        k, r = self.config.n_contexts, self.config.rank
         counts = []
-        for gain, bias, syn, tied in zip(
-            *(self._uses(p) for p in ("gain", "bias", "synapse", "tied")), strict=True
+        for n, gain, bias, syn, fixed_u in zip(
+            self.sizes, *(self._uses(p) for p in ("gain", "bias", "synapse", "fixed_u")), strict=True
         ):
-            counts.append(n * k * (gain + bias) + syn * (synapse // 2 if tied else synapse))
+            synapse = n * n * k if self.config.synaptic == "elementwise" else 2 * n * k * r
+            counts.append(n * k * (gain + bias) + syn * (synapse // 2 if fixed_u else synapse))
         return counts
 
-    def shared_parameters(self) -> int:
-        """Parameters every network trains whatever its pathway (W_in, W_rec, biases, readout)."""
+    def shared_parameters(self) -> list[int]:
+        """Per network, the parameters it trains whatever its pathway (W_in, W_rec, biases, readout)."""
         c = self.config
-        return c.n_neurons * (c.n_inputs + c.n_neurons + 1) + c.n_outputs * (c.n_neurons + 1)
+        return [n * (c.n_inputs + n + 1) + c.n_outputs * (n + 1) for n in self.sizes]
 
     # --- the effective network for a context -------------------------------------------------
     def _context(self, context: torch.Tensor) -> torch.Tensor:
@@ -235,31 +295,41 @@ class ModulatedRNN(nn.Module):
             )
         return c
 
+    def _units(self, t: torch.Tensor, *dims: int) -> torch.Tensor:
+        """``t`` with its neuron axes ``dims`` (negative) multiplied by the unit mask (padded sizes)."""
+        if not self.padded:
+            return t
+        for d in dims:
+            shape = [1] * t.dim()
+            shape[0], shape[d] = self.n_networks, t.shape[d]
+            t = t * self.unit_mask.reshape(shape)
+        return t
+
     def effective(self, context: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """The gain ``(S, G, N)``, total bias ``(S, G, N)`` and ``W_rec(c)`` ``(S, G|1, N, N)`` per group.
 
         Gain ``1 + G c`` and context bias ``B c`` are :func:`~neuromod_lib.modulation.excitability_terms`
         (the rule pathway is its bias alone); ``W_rec(c)`` is
         :func:`~neuromod_lib.modulation.elementwise_scaling` or ``W_rec +``
-        :func:`~neuromod_lib.modulation.lowrank_change`. A network's unused parts are masked to 0.
+        :func:`~neuromod_lib.modulation.lowrank_change`. A network's unused parts are masked to 0,
+        and so are the padded units of a smaller network.
         """
         c = self._context(context)
         gain, ctx_bias = excitability_terms(
-            c, self.ctx_gain * self.use_gain[:, None, None], self.ctx_bias * self.use_bias[:, None, None]
+            c,
+            self._units(self.ctx_gain * self.use_gain[:, None, None], -1),
+            self._units(self.ctx_bias * self.use_bias[:, None, None], -1),
         )
-        bias = self.bias[:, None] + ctx_bias
-        w = self.w_rec[:, None]
+        bias = self._units(self.bias, -1)[:, None] + ctx_bias
+        w = self._units(self.w_rec, -1, -2)[:, None]
         if bool(self.use_synapse.any()):
             on = self.use_synapse[:, None, None, None]
             if self.config.synaptic == "elementwise":
                 w = elementwise_scaling(w, c, self.ctx_scale * on)
             else:
-                tied = self.use_tied[:, None, None, None]
-                v = tied * self.ctx_u + (1 - tied) * self.ctx_v
-                w = w + lowrank_change(c, self.ctx_u * on, v)
-                if bool(self.use_tied.any()):  # U U^T - U0 U0^T: no modulation at initialisation
-                    u0 = self.ctx_u0 * (tied * on)
-                    w = w - lowrank_change(c, u0, u0)
+                fixed = self.use_fixed_u[:, None, None, None]
+                u = fixed * self.ctx_u0 + (1 - fixed) * self.ctx_u
+                w = w + lowrank_change(c, self._units(u * on, -2), self._units(self.ctx_v, -2))
         return gain, bias, w
 
     # --- dynamics ----------------------------------------------------------------------------
@@ -275,7 +345,8 @@ class ModulatedRNN(nn.Module):
         """
         gain, bias, w = self.effective(context)
         inputs = inputs.to(self.w_in.device)
-        drive = torch.einsum("spi,sni->spn", inputs.expand(self.n_networks, *inputs.shape[-2:]), self.w_in)
+        w_in = self._units(self.w_in, -2)
+        drive = torch.einsum("spi,sni->spn", inputs.expand(self.n_networks, *inputs.shape[-2:]), w_in)
         act, a = ACTIVATIONS[self.config.activation], self.config.alpha
 
         def F(r: torch.Tensor) -> torch.Tensor:
@@ -291,11 +362,14 @@ class ModulatedRNN(nn.Module):
         *,
         noise: bool | None = None,
         generator: torch.Generator | None = None,
+        paired_noise: bool = False,
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """Run every network on its trials: ``inputs`` ``(S, G, B, T, I)`` or ``(G, B, T, I)``.
 
         Returns ``(outputs (S, G, B, T, O), states (S, G, B, T, N))``; the state starts at 0.
-        ``noise``: add input and recurrent noise (default: in training mode only).
+        ``noise``: add input and recurrent noise (default: in training mode only); ``paired_noise``:
+        draw it once and give every group the same draw (the same trials under several contexts
+        then differ by the context alone).
         """
         cfg, s = self.config, self.n_networks
         if inputs.dim() == 4:
@@ -312,18 +386,26 @@ class ModulatedRNN(nn.Module):
         noise = self.training if noise is None else noise
         inputs = inputs.to(self.w_in.device)
         if noise and cfg.input_noise > 0:
-            inputs = inputs + self._noise(inputs.shape, cfg.input_noise, generator)
-        drive = torch.einsum("sgbti,sni->tsgbn", inputs, self.w_in)  # time first: one slice per step
+            shape = (s, 1, *inputs.shape[2:]) if paired_noise else inputs.shape
+            inputs = inputs + self._noise(shape, cfg.input_noise, generator)
+        drive = torch.einsum(
+            "sgbti,sni->tsgbn", inputs, self._units(self.w_in, -2)
+        )  # time first: one slice per step
         drive = film(drive, gain[None, :, :, None], bias[None, :, :, None])  # excitability of the input drive
         if noise and cfg.rec_noise > 0:
-            drive = drive + self._noise(drive.shape, cfg.rec_noise, generator)
+            shape = (t, s, 1, b, drive.shape[-1]) if paired_noise else drive.shape
+            rec_noise = self._noise(shape, cfg.rec_noise, generator).expand(drive.shape)
+            drive = drive + (rec_noise * self.unit_mask[None, :, None, None] if self.padded else rec_noise)
         # the same gain on the recurrent drive, folded into W's rows: g * (W r) = (diag(g) W) r
         w_eff = (gain[..., None] * w).transpose(-1, -2)  # (S, G|1, N, N), acting on row vectors
         w_eff = w_eff.expand(s, g, -1, -1).reshape(s * g, *w_eff.shape[2:])
         drive = drive.reshape(t, s * g, b, -1)
         states = self._run(drive, w_eff).reshape(t, s, g, b, -1).permute(1, 2, 3, 0, 4)
+        if self.padded:  # padded units never reach a real one; report them silent (softplus(0) > 0)
+            states = states * self.unit_mask[:, None, None, None]
         outputs = torch.sigmoid(
-            torch.einsum("sgbtn,son->sgbto", states, self.w_out) + self.b_out[:, None, None, None]
+            torch.einsum("sgbtn,son->sgbto", states, self._units(self.w_out, -1))
+            + self.b_out[:, None, None, None]
         )
         return outputs, states
 
@@ -364,12 +446,21 @@ class ModulatedRNN(nn.Module):
         )
 
 
-def masked_mse(outputs: torch.Tensor, targets: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-    """Per-network cost ``(S,)``: squared error weighted by the cost mask, averaged as in Yang et al.
+#: Yang et al.'s extra weight of the fixation output (output 0) in the cost ("fixation is important")
+FIXATION_COST = 2.0
 
-    ``outputs``/``targets`` ``(S, G, B, T, O)``, ``mask`` ``(S, G, B, T)`` (or broadcastable):
-    ``sum(mask * err²) / (sum(mask) * O)`` per network.
+
+def masked_mse(outputs: torch.Tensor, targets: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """Per-network cost ``(S,)``: Yang et al.'s masked squared error.
+
+    ``outputs``/``targets`` ``(S, G, B, T, O)``, ``mask`` ``(S, G, B, T)`` (or broadcastable): the
+    per-step cost weights (:class:`~neuromod_lib.data.tasks.TrialBatch`'s ``mask``), which, as in
+    Yang's ``square((y - y_hat) * c_mask)``, multiply the error *before* it is squared, with the
+    fixation output's weight doubled (:data:`FIXATION_COST`). Averaged over the weighted steps
+    (``mask > 0``) and the outputs, so that padding a batch with unweighted steps changes nothing.
     """
-    err = (outputs - targets).pow(2).mean(-1) * mask
+    weights = torch.ones(outputs.shape[-1], device=outputs.device, dtype=outputs.dtype)
+    weights[0] = FIXATION_COST
+    err = ((outputs - targets) * weights).pow(2).mean(-1) * mask.pow(2)
     dims = tuple(range(1, err.dim()))
-    return err.sum(dims) / mask.expand_as(err).sum(dims).clamp(min=1e-12)
+    return err.sum(dims) / (mask > 0).expand_as(err).sum(dims).clamp(min=1)
