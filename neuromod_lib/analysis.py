@@ -19,12 +19,11 @@ any device. Every computation is batched: no Python loop runs over samples, poin
 steps. Eigen-decompositions and covariances are computed in float64 (on the CPU where the
 device has no float64, e.g. ``mps``), and results come back in the input's dtype and device.
 
-Notebook 05 compares *groups* of networks (the replicates of each context pathway) with these
-views; the second half of the module holds that comparison: values grouped by label
-(:func:`by_group`, :func:`mean_sd`), how networks follow an ambiguous context
-(:func:`dominant_context`, :func:`noise_score`), the λ at which their fixed points switch task
-(:func:`switch_lambdas`), the tables of the notebook and its computed answer
-(:func:`ambiguity_answer`).
+Notebook 05 looks at *groups* of networks (the replicates of each context pathway) with these
+views; the second half of the module holds the grouping: values grouped by label
+(:func:`by_group`, :func:`mean_sd`, :func:`first_rows`), the λ at which their fixed points switch
+task (:func:`switch_lambdas`) and the notebook's tables. Its robustness measures and their tests
+are :mod:`neuromod_lib.ambiguity`.
 """
 
 from __future__ import annotations
@@ -48,22 +47,16 @@ __all__ = [
     "jacobian_eigenvalues",
     "unique_points",
     "by_group",
-    "group_means",
+    "first_rows",
     "mean_sd",
-    "most_robust",
     "circular_distance",
-    "dominant_context",
-    "noise_score",
     "fixed_point_status",
     "switch_lambdas",
     "stable_directions",
     "state_space_panels",
     "performance_table",
-    "mean_sd_table",
     "curve_table",
     "replicate_table",
-    "ambiguity_verdicts",
-    "ambiguity_answer",
 ]
 
 #: how often (in optimisation steps) find_fixed_points checks whether every row has converged
@@ -409,11 +402,12 @@ def by_group(
     return {g: values[[s for s, q in enumerate(labels) if q == g]] for g in _groups(labels, groups)}
 
 
-def group_means(
-    values: torch.Tensor, labels: Sequence[str], groups: Sequence[str] | None = None
-) -> dict[str, torch.Tensor]:
-    """The mean over the rows of each group of ``values (S, ...)``: ``{g: (...)}``."""
-    return {g: v.mean(0) for g, v in by_group(values, labels, groups).items()}
+def first_rows(labels: Sequence[str], rows: Sequence[int]) -> dict[str, int]:
+    """``{label: the first of rows with it}``, labels in the order they first appear among ``rows``."""
+    out: dict[str, int] = {}
+    for s in rows:
+        out.setdefault(labels[s], s)
+    return out
 
 
 def mean_sd(
@@ -426,47 +420,11 @@ def mean_sd(
     }
 
 
-def most_robust(summary: Mapping[str, tuple[float, float]]) -> str:
-    """The group with the largest mean in a :func:`mean_sd` summary (the first one on a tie)."""
-    if not summary:
-        raise ValueError("summary is empty; allowed: {group: (mean, sd)} with at least one group")
-    best = max(mean for mean, _ in summary.values())
-    return next(g for g, (mean, _) in summary.items() if mean == best)
-
-
 def circular_distance(x: torch.Tensor, y: torch.Tensor | float, period: float = 360.0) -> torch.Tensor:
     """The distance between angles ``x`` and ``y`` on a circle of ``period`` (360: degrees), in
     ``[0, period / 2]``."""
     d = torch.remainder(x - y, period)
     return torch.minimum(d, period - d)
-
-
-def dominant_context(
-    on_a: torch.Tensor, on_b: torch.Tensor, lambdas: Sequence[float], *, window: float = 0.25
-) -> tuple[torch.Tensor, torch.Tensor]:
-    """How well each network follows the *dominant* context of the mixtures ``(1 - λ) e_A + λ e_B``.
-
-    ``on_a``, ``on_b`` ``(S, L)``: performance scored against task A's and task B's answer at each
-    of the ``L`` values of ``lambdas``. Returns ``(dominant, near)``, both ``(S,)``: the mean over
-    λ < 0.5 of ``on_a`` and λ > 0.5 of ``on_b`` (λ = 0.5 has no dominant task and is left out), and
-    the same over the λ within ``window`` of 0.5 only (the ambiguous middle).
-    """
-    lam = torch.tensor(list(lambdas))
-    if on_a.shape != on_b.shape or on_a.ndim != 2 or on_a.shape[1] != len(lam):
-        raise ValueError(
-            f"on_a {tuple(on_a.shape)} and on_b {tuple(on_b.shape)} must both be (S, {len(lam)}): "
-            "one column per lambda"
-        )
-    dominant = torch.cat([on_a[:, lam < 0.5], on_b[:, lam > 0.5]], dim=1).mean(1)
-    near = (lam - 0.5).abs() <= window
-    mid = torch.cat([on_a[:, near & (lam < 0.5)], on_b[:, near & (lam > 0.5)]], dim=1).mean(1)
-    return dominant, mid
-
-
-def noise_score(noisy: torch.Tensor) -> torch.Tensor:
-    """One robustness score per network from ``noisy (S, len(sigmas))`` (performance at each noise
-    level, the first σ = 0): the mean over the noisy levels, or the one column if there is no other."""
-    return noisy[:, 1:].mean(1) if noisy.shape[1] > 1 else noisy[:, 0]
 
 
 def fixed_point_status(points: FixedPoints) -> torch.Tensor:
@@ -559,21 +517,6 @@ def performance_table(
     )
 
 
-def mean_sd_table(
-    columns: Mapping[str, torch.Tensor],
-    labels: Sequence[str],
-    *,
-    groups: Sequence[str] | None = None,
-    caption: str = "",
-) -> Table:
-    """One row per group, one ``mean ± sd`` cell (over its replicates, :func:`mean_sd`) per column:
-    ``columns`` is ``{header: values (S,)}``."""
-    stats = {header: mean_sd(values, labels, groups) for header, values in columns.items()}
-    order = _groups(labels, groups)
-    rows = [[g, *(f"{s[g][0]:.2f} ± {s[g][1]:.2f}" for s in stats.values())] for g in order]
-    return table(rows, ["pathway", *columns], caption=caption)
-
-
 def curve_table(
     curves: Mapping[str, torch.Tensor],
     xs: Sequence[float],
@@ -615,74 +558,3 @@ def replicate_table(
             ]  # fmt: skip
         )
     return table(rows, ["pathway", "replicates", "mean"], formats={"mean": fmt}, caption=caption)
-
-
-def ambiguity_verdicts(
-    dominant: Mapping[str, tuple[float, float]],
-    noise: Mapping[str, tuple[float, float]],
-    performance: Mapping[str, tuple[float, float]],
-) -> dict[str, bool]:
-    """Notebook 05's verdicts from the :func:`mean_sd` summaries per pathway of following the dominant
-    context, of the noise score and of the trained performance.
-
-    With excitability and synaptic both present: ``pathways_differ_in_ambiguity`` / ``_in_noise`` —
-    their means differ by more than the sum of their sds (the spread between replicates); with
-    ``both`` present too: ``both_most_robust_to_ambiguity``, ``both_most_robust_to_noise``,
-    ``both_best_performance`` — both pathways together at least as good as either alone.
-    """
-    verdicts: dict[str, bool] = {}
-    e, s = "excitability", "synaptic"
-    if not {e, s} <= set(dominant):
-        return verdicts
-    for key, summary in (("ambiguity", dominant), ("noise", noise)):
-        gap, spread = summary[e][0] - summary[s][0], summary[e][1] + summary[s][1]
-        verdicts[f"pathways_differ_in_{key}"] = abs(gap) > spread
-    if "both" in dominant:
-        for key, summary in (("most_robust_to_ambiguity", dominant), ("most_robust_to_noise", noise),
-                             ("best_performance", performance)):  # fmt: skip
-            verdicts[f"both_{key}"] = summary["both"][0] >= max(summary[e][0], summary[s][0])
-    return verdicts
-
-
-def ambiguity_answer(
-    dominant: Mapping[str, tuple[float, float]],
-    noise: Mapping[str, tuple[float, float]],
-    performance: Mapping[str, tuple[float, float]],
-):
-    """Notebook 05's answer in sentences (:class:`IPython.display.Markdown`), every number and verdict
-    computed by :func:`ambiguity_verdicts` and :func:`most_robust` from the summaries."""
-    from IPython.display import Markdown
-
-    verdicts = ambiguity_verdicts(dominant, noise, performance)
-    lines = []
-    e, s = "excitability", "synaptic"
-    for key, summary, what in (("ambiguity", dominant, "following the dominant context"),
-                               ("noise", noise, "under context noise")):  # fmt: skip
-        if f"pathways_differ_in_{key}" not in verdicts:
-            continue
-        gap, spread = summary[e][0] - summary[s][0], summary[e][1] + summary[s][1]
-        found = (
-            "**a difference**" if verdicts[f"pathways_differ_in_{key}"] else "no difference beyond the spread"
-        )
-        lines.append(
-            f"- Excitability vs synaptic, {what}: {summary[e][0]:.2f} vs {summary[s][0]:.2f} "
-            f"(difference {gap:+.2f}, replicate spread {spread:.2f}): {found}."
-        )
-    if "both_best_performance" in verdicts:
-        lines.append(
-            f"- Both pathways together follow the dominant context {dominant['both'][0]:.2f}, keep "
-            f"{noise['both'][0]:.2f} under noise and reach a trained performance of "
-            f"{performance['both'][0]:.2f}. At least as good as either single pathway — on ambiguity: "
-            f"{_yes(verdicts['both_most_robust_to_ambiguity'])}, on noise: "
-            f"{_yes(verdicts['both_most_robust_to_noise'])}, on performance: "
-            f"{_yes(verdicts['both_best_performance'])}."
-        )
-    lines.append(
-        f"- Most robust to a mixed context: **{most_robust(dominant)}**; to a noisy context: "
-        f"**{most_robust(noise)}**."
-    )
-    return Markdown("\n".join(lines))
-
-
-def _yes(value: bool) -> str:
-    return "yes" if value else "no"

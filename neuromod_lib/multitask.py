@@ -5,11 +5,11 @@ The protocol of Vedovati & Ching (2024) on the tasks of :mod:`neuromod_lib.data.
 - :func:`train_networks` trains a stack of networks (:class:`~neuromod_lib.models.rnn.ModulatedRNN`,
   one pathway each), each on its own list of tasks, in one batched forward pass per step,
   with :func:`neuromod_lib.training.fit` (an "epoch" is ``eval_every`` steps). Network ``s``
-  learns task ``j`` of its list under the one-hot context ``e_j``. Training stops when every
-  network performs at criterion on every one of its tasks, or after ``steps``.
-- :func:`packing_sweep`: the largest number of tasks K each network size and pathway
-  packs with every task at criterion (the *packing* experiment); :class:`PackingSweep` lays
-  out its tables and :func:`packing_answer` computes what notebook 04 concludes and records.
+  learns task ``j`` of its list under the one-hot context ``e_j``. It trains the whole budget,
+  or (``stop_when_solved``) until every network is at criterion on every task, and scores the
+  verdict on a large evaluation at the end and at 2/3 of the budget (the saturation check).
+  The packing experiment built on it is :mod:`neuromod_lib.packing`; the ambiguity analysis
+  :mod:`neuromod_lib.ambiguity`.
 - :func:`mixture_performance` and :func:`noise_performance`: performance under an ambiguous
   context ``(1 - lam) e_A + lam e_B`` or a noisy one ``e_A + sigma * xi`` (the *ambiguity*
   experiment).
@@ -24,17 +24,16 @@ from __future__ import annotations
 import math
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from typing import Any
 
 import torch
-from IPython.display import Markdown
 
 from .analysis import FixedPoints, find_fixed_points
 from .checks import Check, check_fields, is_int, is_number
 from .data.tasks import TASKS, TaskConfig, TrialBatch, generate, performance, task_index
 from .models.rnn import ModulatedRNN, RNNConfig, check_pathways, masked_mse
-from .tables import Table, format_value, table
+from .tables import Table, table
 from .training import FitConfig, fit
 
 
@@ -43,8 +42,13 @@ class TrainConfig:
     """How :func:`train_networks` trains (defaults follow Yang et al.: Adam, lr 1e-3, batch 64).
 
     ``batch``: trials per network per step, spread evenly over its tasks; ``eval_every``: steps
-    between evaluations on ``eval_trials`` fixed trials per task; ``criterion``: the performance
-    every task must reach for a network to count as having learned its tasks.
+    between evaluations on ``eval_trials`` fixed trials per task (the learning curves and the
+    steps to criterion); ``criterion``: the performance every task must reach for a network to
+    count as having learned its tasks. The verdict "solved" comes from a larger evaluation,
+    ``final_trials`` fixed trials per task, at the end of training; the same evaluation at
+    :attr:`check_step` (about 2/3 of the budget) says whether that verdict was already reached
+    there (the saturation check). ``stop_when_solved``: stop as soon as every network is at
+    criterion on every task (on the small evaluation); else train the whole budget.
     """
 
     steps: int = 2000
@@ -55,6 +59,8 @@ class TrainConfig:
     eval_trials: int = 64
     criterion: float = 0.9
     seed: int = 0
+    final_trials: int = 256
+    stop_when_solved: bool = True
 
     def __post_init__(self) -> None:
         def count(name: str) -> Check:
@@ -67,23 +73,31 @@ class TrainConfig:
         check_fields(
             self,
             [
-                *(count(n) for n in ("steps", "batch", "eval_every", "eval_trials")),
+                *(count(n) for n in ("steps", "batch", "eval_every", "eval_trials", "final_trials")),
                 ("steps", divides, "a multiple of eval_every", multiple),
                 ("lr", is_number(self.lr) and 0 < self.lr <= 1, "a number in (0, 1]"),
                 ("grad_clip", is_number(self.grad_clip) and self.grad_clip > 0, "a finite number > 0"),
                 ("criterion", is_number(self.criterion) and 0 < self.criterion <= 1, "a number in (0, 1]"),
                 ("seed", is_int(self.seed) and self.seed >= 0, "an integer >= 0"),
+                ("stop_when_solved", isinstance(self.stop_when_solved, bool), "True or False"),
             ],
         )
+
+    @property
+    def check_step(self) -> int:
+        """The evaluation step nearest 2/3 of the budget, where the saturation check is made."""
+        return self.eval_every * max(1, round(2 * self.steps / (3 * self.eval_every)))
 
 
 @dataclass
 class TrainResult:
-    """What :func:`train_networks` returns; ``perf`` and ``history`` are NaN beyond a network's K.
+    """What :func:`train_networks` returns; performances are NaN beyond a network's K.
 
-    ``perf`` ``(S, Kmax)``: final performance per network and task position; ``history``
-    ``(E, S, Kmax)`` after each of the ``steps`` in ``history_steps``; ``solved_at`` ``(S,)``:
-    the first evaluated step at which every task was at criterion (NaN if never).
+    ``perf`` ``(S, Kmax)``: performance per network and task position on ``final_trials`` trials
+    at the end, which the verdict ``solved`` reads; ``at_check``: the same at ``check_step`` (NaN
+    if training stopped earlier); ``history`` ``(E, S, Kmax)`` on ``eval_trials`` trials after each
+    of the steps in ``history_steps``; ``solved_at`` ``(S,)``: the first evaluated step at which
+    every task was at criterion (NaN if never): the steps to criterion.
     """
 
     pathways: tuple[str, ...]
@@ -94,12 +108,25 @@ class TrainResult:
     solved_at: torch.Tensor
     criterion: float
     seconds: float
+    at_check: torch.Tensor
+    check_step: int
     losses: list[float] = field(default_factory=list)
 
     @property
     def solved(self) -> torch.Tensor:
-        """``(S,)`` bool: every task of the network at criterion at the end."""
+        """``(S,)`` bool: every task of the network at criterion at the end (large evaluation)."""
         return _solved(self.perf, self.criterion)
+
+    @property
+    def solved_at_check(self) -> torch.Tensor:
+        """``(S,)`` bool: the same verdict at ``check_step`` (False where it was not evaluated)."""
+        return _solved(self.at_check, self.criterion) & ~self.at_check.isnan().all(-1)
+
+    @property
+    def saturated(self) -> torch.Tensor:
+        """``(S,)`` bool: the verdict at the end is the one at ``check_step`` (more steps changed nothing)."""
+        checked = ~self.at_check.isnan().all(-1)
+        return checked & (self.solved == self.solved_at_check)
 
     @property
     def n_tasks(self) -> torch.Tensor:
@@ -142,22 +169,76 @@ def _solved(perf: torch.Tensor, criterion: float) -> torch.Tensor:
     return (perf.nan_to_num(1.0) >= criterion).all(-1)
 
 
+@dataclass
+class Evaluation:
+    """Fixed evaluation trials shared by every network of a stack: ``trials`` per task of the union
+    of their task lists, ``batch`` ``(U, trials)``; ``context`` ``(S, U)``: each task's position in
+    network ``s``'s list (0 where it is not one of its tasks); ``where`` ``(S, Kmax)``: the index
+    into the union of each network's task position; ``valid`` ``(S, Kmax)``: positions below K."""
+
+    batch: TrialBatch
+    context: torch.Tensor
+    where: torch.Tensor
+    valid: torch.Tensor
+
+
 def evaluation_batch(
     table: torch.Tensor, k: torch.Tensor, trials: int, task_config: TaskConfig, seed: int
-) -> tuple[TrialBatch, torch.Tensor]:
-    """The fixed evaluation trials: ``trials`` per task position, as ``(S, Kmax, trials)``, and positions."""
-    return _group_trials(table, k, trials, task_config, torch.Generator().manual_seed(seed))
+) -> Evaluation:
+    """The fixed evaluation trials of the task ``table`` ``(S, Kmax)`` (``k`` tasks each), from ``seed``."""
+    kmax = table.shape[1]
+    valid = torch.arange(kmax)[None] < k[:, None]
+    union = torch.unique(table[valid])
+    where = (table[..., None] == union).float().argmax(-1)
+    context = torch.zeros(table.shape[0], len(union), dtype=torch.long)
+    rows = torch.arange(table.shape[0])[:, None].expand(-1, kmax)
+    context[rows[valid], where[valid]] = torch.arange(kmax).expand_as(table)[valid]
+    ids = union[:, None].expand(-1, trials).contiguous()
+    batch = generate(ids, task_config, torch.Generator().manual_seed(seed))
+    return Evaluation(batch, context, where, valid)
 
 
-def evaluate_networks(
-    model: ModulatedRNN, batch: TrialBatch, positions: torch.Tensor, k: torch.Tensor
-) -> torch.Tensor:
-    """Performance ``(S, Kmax)`` of each network on its evaluation trials (NaN beyond its K)."""
+#: floats of the largest hidden-state tensor an evaluation chunk may make (about 100 MB)
+_EVAL_CHUNK = 25_000_000
+
+
+def evaluate_networks(model: ModulatedRNN, evaluation: Evaluation) -> torch.Tensor:
+    """Performance ``(S, Kmax)`` of each network on the evaluation trials of its tasks (NaN beyond its K).
+
+    Run with the networks' noise, as in training (Yang et al. evaluate with noise too), in chunks of
+    trials so that memory stays bounded whatever the stack.
+    """
     device = model.w_in.device
+    batch = evaluation.batch
+    u, trials = batch.shape
+    per_trial = batch.steps * model.n_networks * u * model.config.n_neurons
+    chunk = max(1, min(trials, _EVAL_CHUNK // max(1, per_trial)))
+    context = evaluation.context.to(device)
+    scores = []
     with torch.no_grad():
-        outputs, _ = model(batch.inputs.to(device), positions.to(device), noise=True)
-        perf = performance(outputs, batch.to(device)).mean(-1).cpu()
-    return perf.masked_fill(torch.arange(perf.shape[1])[None] >= k[:, None], math.nan)
+        for start in range(0, trials, chunk):
+            part = _trials_slice(batch, start, start + chunk)
+            outputs, _ = model(part.inputs.to(device), context, noise=True)
+            scores.append(performance(outputs, part.to(device)).sum(-1).cpu())
+    perf = torch.stack(scores).sum(0) / trials  # (S, U)
+    perf = perf.gather(1, evaluation.where)
+    return perf.masked_fill(~evaluation.valid, math.nan)
+
+
+def _trials_slice(batch: TrialBatch, start: int, stop: int) -> TrialBatch:
+    """Trials ``start:stop`` of the last batch axis of ``batch`` (every field sliced alike)."""
+    moved = {}
+    for f in fields(batch):
+        value = getattr(batch, f.name)
+        if f.name == "config":
+            moved[f.name] = value
+        elif value.dim() == batch.task.dim():
+            moved[f.name] = value[..., start:stop]
+        else:  # (*shape, T[, units])
+            extra = value.dim() - batch.task.dim()
+            index = (slice(None),) * (batch.task.dim() - 1) + (slice(start, stop),) + (slice(None),) * extra
+            moved[f.name] = value[index]
+    return TrialBatch(**moved)
 
 
 def train_networks(
@@ -176,11 +257,12 @@ def train_networks(
     table, k = _task_table(task_lists)
     check_model(model, task_config, n_networks=len(task_lists), n_contexts=int(k.max()))
     device = model.w_in.device
-    eval_batch, eval_pos = evaluation_batch(table, k, config.eval_trials, task_config, config.seed + 1)
+    routine = evaluation_batch(table, k, config.eval_trials, task_config, config.seed + 1)
+    large = evaluation_batch(table, k, config.final_trials, task_config, config.seed + 2)
     per_group = math.ceil(config.batch / table.shape[1])
     epochs = config.steps // config.eval_every
     history: list[torch.Tensor] = []
-    state = {"step": 0}
+    state: dict[str, Any] = {"step": 0, "at_check": None}
 
     def batches(gen: torch.Generator):
         for _ in range(config.eval_every):
@@ -194,8 +276,10 @@ def train_networks(
         return masked_mse(outputs, batch.targets, batch.mask).sum()
 
     def evaluate(net: ModulatedRNN) -> dict[str, float]:
-        perf = evaluate_networks(net, eval_batch, eval_pos, k)
+        perf = evaluate_networks(net, routine)
         history.append(perf)
+        if state["step"] == config.check_step:
+            state["at_check"] = evaluate_networks(net, large)
         return {"solved": float(_solved(perf, config.criterion).float().mean())}
 
     start = time.perf_counter()
@@ -204,7 +288,7 @@ def train_networks(
         epochs,
         monitor="solved",
         mode="max",
-        target=1.0,
+        target=1.0 if config.stop_when_solved else None,
         restore_best=False,
         grad_clip=config.grad_clip,
         progress=progress,
@@ -218,20 +302,24 @@ def train_networks(
         fit_config,
         generator=torch.Generator().manual_seed(config.seed),
     )
+    final = evaluate_networks(model, large)
     hist = torch.stack(history)
     steps = [config.eval_every * (e + 1) for e in range(len(history))]
     solved = _solved(hist, config.criterion)  # (E, S)
     first = torch.where(solved.any(0), solved.float().argmax(0).float(), torch.tensor(math.nan))
     solved_at = torch.where(first.isnan(), first, (first + 1) * config.eval_every)
+    at_check = state["at_check"] if state["at_check"] is not None else torch.full_like(final, math.nan)
     return TrainResult(
         model.pathways,
         [tuple(t) for t in task_lists],
-        hist[-1],
+        final,
         hist,
         steps,
         solved_at,
         config.criterion,
         time.perf_counter() - start,
+        at_check,
+        config.check_step,
         [row["train_loss"] for row in result.history],
     )
 
@@ -294,6 +382,8 @@ def rnn_setup(cfg) -> RNNSetup:
         eval_trials=cfg.eval_trials,
         criterion=cfg.criterion,
         seed=cfg.seed,
+        final_trials=cfg.final_trials,
+        stop_when_solved=not cfg.full_budget,
     )
     rnn_kw = {
         "tau": cfg.tau,
@@ -309,319 +399,54 @@ def rnn_setup(cfg) -> RNNSetup:
     return setup
 
 
-# --- packing --------------------------------------------------------------------------------
-@dataclass
-class PackingSweep:
-    """One row per trained network: its size, pathway, replicate, K, context parameters, outcome."""
-
-    rows: list[dict]
-    criterion: float
-
-    def capacity(self) -> dict[tuple[int, str], list[int]]:
-        """``(N, pathway) -> [capacity per replicate]``: the largest K solved (0 if none).
-
-        "Largest K for which every task reaches criterion", over the K values trained.
-        """
-        out: dict[tuple[int, str], dict[int, int]] = {}
-        for row in self.rows:
-            best = out.setdefault((row["n_neurons"], row["pathway"]), {})
-            rep = row["replicate"]
-            best[rep] = max(best.get(rep, 0), row["k"] if row["solved"] else 0)
-        return {key: [reps[r] for r in sorted(reps)] for key, reps in out.items()}
-
-    @property
-    def sizes(self) -> list[int]:
-        """The network sizes N, in the order they were trained."""
-        return list(dict.fromkeys(row["n_neurons"] for row in self.rows))
-
-    @property
-    def pathways(self) -> list[str]:
-        """The pathways, in the order they were given."""
-        return list(dict.fromkeys(row["pathway"] for row in self.rows))
-
-    @property
-    def ks(self) -> list[int]:
-        """The task counts K, in the order they were given."""
-        return list(dict.fromkeys(row["k"] for row in self.rows))
-
-    @property
-    def replicates(self) -> int:
-        """Networks per (N, pathway, K)."""
-        return len({row["replicate"] for row in self.rows})
-
-    def solved_count(self, n_neurons: int, pathway: str, k: int) -> int:
-        """How many of the replicates of size ``n_neurons`` and ``pathway`` solved all ``k`` tasks."""
-        return sum(
-            r["solved"]
-            for r in self.rows
-            if (r["n_neurons"], r["pathway"], r["k"]) == (n_neurons, pathway, k)
-        )
-
-    def capacity_table(self) -> Table:
-        """Size N (rows) × pathway (columns): the mean capacity over replicates and, in brackets,
-        each replicate's capacity (:meth:`capacity`)."""
-        capacity = self.capacity()
-        rows = [
-            [
-                n,
-                *(
-                    f"{sum(capacity[(n, p)]) / len(capacity[(n, p)]):.2f} {capacity[(n, p)]}"
-                    for p in self.pathways
-                ),
-            ]
-            for n in self.sizes
-        ]
-        return table(
-            rows, ["N", *self.pathways], caption="capacity: the mean over replicates [and per replicate]"
-        )
-
-    def solved_table(self) -> Table:
-        """The fraction of networks that solved each K (columns), per size and pathway (rows):
-        where the packing stops, and whether it stops at one K or fails at some task on the way."""
-        rows = [
-            [n, p, *(self.solved_count(n, p, k) / self.replicates for k in self.ks)]
-            for n in self.sizes
-            for p in self.pathways
-        ]
-        columns = ["N", "pathway", *(f"K={k}" for k in self.ks)]
-        return table(
-            rows,
-            columns,
-            formats={f"K={k}": ".2f" for k in self.ks},
-            caption="fraction of the networks that solved all K tasks",
-        )
-
-    def training_check(self) -> tuple[bool, str]:
-        """``(passed, what was checked)`` for :func:`neuromod_lib.results.record`: at the largest N,
-        at least half the networks of every pathway solve the smallest K. A verdict is judged only
-        from runs that pass it."""
-        k_min, n_max, reps = min(self.ks), max(self.sizes), self.replicates
-        solved_first = {p: self.solved_count(n_max, p, k_min) for p in self.pathways}
-        return (
-            all(2 * v >= reps for v in solved_first.values()),
-            f"at N = {n_max}, at least half the networks of every pathway solve K = {k_min}: "
-            + ", ".join(f"{p} {v}/{reps}" for p, v in solved_first.items()),
-        )
-
-
-@dataclass(frozen=True)
-class PackingAnswer:
-    """Notebook 04's answer: which pathway packs the most tasks, whether both pathways together
-    pack at least as many as the better single one, and whether capacity grows with N.
-
-    ``capacity``: ``(N, pathway) -> [capacity per replicate]`` (:meth:`PackingSweep.capacity`);
-    ``mean_capacity``: pathway -> mean over sizes of the mean over replicates; ``synergy``: None
-    when the sweep lacks ``both`` or the single pathways.
-    """
-
-    capacity: dict[tuple[int, str], list[int]]
-    sizes: list[int]
-    pathways: list[str]
-    replicates: int
-    mean_capacity: dict[str, float]
-    best: str
-    synergy: bool | None
-    grows: bool
-
-    @property
-    def singles(self) -> list[str]:
-        """The single modulated pathways of the sweep (``excitability``, ``synaptic``)."""
-        return [p for p in ("excitability", "synaptic") if p in self.pathways]
-
-    def mean_capacity_table(self) -> Table:
-        """``pathway | mean capacity over sizes``."""
-        rows = list(self.mean_capacity.items())
-        return table(
-            rows, ["pathway", "mean capacity over sizes"], formats={"mean capacity over sizes": ".2f"}
-        )
-
-    def conclusions(self) -> Markdown:
-        """The answer in sentences, every one computed."""
-        lines = [f"Packs the most tasks: {self.best}."]
-        if self.synergy is not None:
-            lines.append(
-                "Both pathways together pack at least as many tasks as the better single pathway at "
-                f"every N: **{format_value(self.synergy)}**."
-            )
-        lines.append(
-            f"Capacity grows (never shrinks) with N for every pathway: **{format_value(self.grows)}**."
-        )
-        return Markdown("\n\n".join(lines))
-
-    def metrics(self) -> dict[str, Any]:
-        """The headline numbers recorded: capacity per size and pathway, mean per pathway, the answer."""
-        metrics: dict[str, Any] = {
-            f"capacity_N{n}_{p}": round(sum(self.capacity[(n, p)]) / self.replicates, 2)
-            for n in self.sizes
-            for p in self.pathways
-        }
-        metrics.update({f"mean_capacity_{p}": round(v, 2) for p, v in self.mean_capacity.items()})
-        metrics.update(
-            {
-                "best_pathway": self.best,
-                "both_at_least_best_single": self.synergy,
-                "capacity_grows_with_n": self.grows,
-            }
-        )
-        return metrics
-
-    def samples(self) -> dict[str, list[float]]:
-        """Per replicate, what the report's verdict is judged from: ``both`` minus the better single
-        pathway's capacity, averaged over sizes (none without ``both`` and a single pathway)."""
-        if "both" not in self.pathways or not self.singles:
-            return {}
-        cap = self.capacity
-        return {
-            "both_minus_best_single_capacity": [
-                sum(cap[(n, "both")][r] - max(cap[(n, p)][r] for p in self.singles) for n in self.sizes)
-                / len(self.sizes)
-                for r in range(self.replicates)
-            ]
-        }
-
-
-def packing_answer(sweep: PackingSweep) -> PackingAnswer:
-    """:class:`PackingAnswer` of a :class:`PackingSweep`.
-
-    Mean capacity: per pathway, the mean over sizes of the mean capacity over replicates; the best
-    pathway has the largest (the first on a tie). *Synergy*: at every N, the summed capacity of
-    ``both`` over replicates is at least that of the better single pathway. *Grows*: for every
-    pathway, the summed capacity never drops from one size to the next (in the order trained).
-    """
-    capacity, sizes, pathways, reps = sweep.capacity(), sweep.sizes, sweep.pathways, sweep.replicates
-    if not sizes:
-        raise ValueError("sweep has no rows: nothing was trained")
-    mean_capacity = {p: sum(sum(capacity[(n, p)]) / reps for n in sizes) / len(sizes) for p in pathways}
-    singles = [p for p in ("excitability", "synaptic") if p in mean_capacity]
-    synergy = None
-    if "both" in mean_capacity and singles:
-        synergy = all(
-            sum(capacity[(n, "both")]) >= max(sum(capacity[(n, p)]) for p in singles) for n in sizes
-        )
-    grows = all(
-        sum(capacity[(a, p)]) <= sum(capacity[(b, p)])
-        for p in pathways
-        for a, b in zip(sizes, sizes[1:], strict=False)
-    )
-    return PackingAnswer(
-        capacity,
-        sizes,
-        pathways,
-        reps,
-        mean_capacity,
-        max(mean_capacity, key=mean_capacity.get),
-        synergy,
-        grows,
-    )
-
-
 def context_parameter_table(model: ModulatedRNN) -> Table:
     """What each network of ``model`` (one per pathway) learns per task set: its context parameters,
     with the shared parameters (the same for every pathway) in the caption."""
     c = model.config
     rows = list(zip(model.pathways, model.context_parameters(), strict=True))
-    caption = f"N = {c.n_neurons}, K = {c.n_contexts}: shared parameters {model.shared_parameters():,}"
+    caption = f"N = {c.n_neurons}, K = {c.n_contexts}: shared parameters {model.shared_parameters()[0]:,}"
     return table(rows, ["pathway", "context parameters"], caption=caption)
 
 
-def training_time_table(stacks: dict[int, tuple[ModulatedRNN, TrainResult]]) -> Table:
-    """Per size N of a :func:`packing_sweep`: how many networks trained together, for how many
-    steps, in how many seconds (machine-dependent)."""
-    rows = [
-        [n, model.n_networks, result.history_steps[-1], result.seconds]
-        for n, (model, result) in stacks.items()
-    ]
-    return table(rows, ["N", "networks trained together", "steps", "seconds"], formats={"seconds": ".0f"})
-
-
-def largest_task_network(result: TrainResult, pathway: str) -> tuple[int, tuple[str, ...]]:
-    """The first network of ``pathway`` among those trained on the most tasks: its index in the
-    stack and its task list (a network worth looking inside)."""
+def largest_task_network(
+    result: TrainResult, pathway: str, *, sizes: Sequence[int] | None = None, n_neurons: int | None = None
+) -> tuple[int, tuple[str, ...]]:
+    """The first network of ``pathway`` (and, given each network's ``sizes``, of ``n_neurons``) among
+    those trained on the most tasks: its index in the stack and its task list."""
     if pathway not in result.pathways:
         raise ValueError(
             f"pathway={pathway!r} is not in the stack; it has: {', '.join(dict.fromkeys(result.pathways))}"
         )
-    most = max(len(t) for p, t in zip(result.pathways, result.tasks, strict=True) if p == pathway)
-    for i, (p, t) in enumerate(zip(result.pathways, result.tasks, strict=True)):
-        if p == pathway and len(t) == most:
-            return i, t
-    raise AssertionError("unreachable")  # pragma: no cover
-
-
-def packing_sweep(
-    sizes: Sequence[int],
-    ks: Sequence[int],
-    pathways: Sequence[str],
-    replicates: int,
-    task_config: TaskConfig,
-    config: TrainConfig,
-    *,
-    order: Sequence[str] | None = None,
-    device: torch.device | str = "cpu",
-    rnn_kw: dict | None = None,
-    progress: bool | None = None,
-) -> tuple[PackingSweep, dict[int, tuple[ModulatedRNN, TrainResult]]]:
-    """Train every (pathway, replicate, K) for each size N as one stack; see :class:`PackingSweep`.
-
-    Network with K tasks learns the first K of ``order`` (default
-    :data:`neuromod_lib.data.tasks.PACKING_ORDER`). Returns the sweep and, per N, the trained
-    stack and its :class:`TrainResult` (for figures and widgets).
-    """
-    from .data.tasks import PACKING_ORDER
-
-    order = tuple(PACKING_ORDER if order is None else order)
-    pathways = check_pathways(pathways)
-    check_grid(sizes, ks, replicates, len(order))
-    combos = [(p, r, kk) for kk in ks for r in range(replicates) for p in pathways]
-    rows, stacks = [], {}
-    for n in sizes:
-        gen = torch.Generator().manual_seed(config.seed * 1000 + n)
-        model = ModulatedRNN(
-            rnn_config(task_config, n, max(ks), **(rnn_kw or {})), [c[0] for c in combos], gen
-        ).to(device)
-        result = train_networks(
-            model, [order[: c[2]] for c in combos], task_config, config, progress=progress
+    rows = [
+        i
+        for i, p in enumerate(result.pathways)
+        if p == pathway and (sizes is None or n_neurons is None or sizes[i] == n_neurons)
+    ]
+    if not rows:
+        raise ValueError(
+            f"n_neurons={n_neurons!r}: no {pathway} network of that size; sizes: {sorted(set(sizes))}"
         )
-        counts = model.context_parameters()
-        for s, (p, r, kk) in enumerate(combos):
-            rows.append(
-                {
-                    "n_neurons": n,
-                    "pathway": p,
-                    "replicate": r,
-                    "k": kk,
-                    "context_params": counts[s] * kk // max(ks),
-                    "shared_params": model.shared_parameters(),
-                    "solved": bool(result.solved[s]),
-                    "min_perf": float(result.perf[s].nan_to_num(1.0).min()),
-                    "solved_at": float(result.solved_at[s]),
-                }
-            )
-        stacks[n] = (model, result)
-    return PackingSweep(rows, config.criterion), stacks
-
-
-def check_grid(sizes: Sequence[int], ks: Sequence[int], replicates: int, n_available: int) -> None:
-    if not sizes or any(not isinstance(n, int) or isinstance(n, bool) or n < 1 for n in sizes):
-        raise ValueError(f"sizes={list(sizes)!r} must be network sizes N >= 1")
-    if not ks or any(not isinstance(k, int) or isinstance(k, bool) or k < 1 for k in ks):
-        raise ValueError(f"ks={list(ks)!r} must be task counts K >= 1")
-    if max(ks) > n_available:
-        raise ValueError(f"K={max(ks)} is larger than the {n_available} tasks available")
-    if not isinstance(replicates, int) or isinstance(replicates, bool) or replicates < 1:
-        raise ValueError(f"replicates={replicates!r} must be an integer >= 1")
+    most = max(len(result.tasks[i]) for i in rows)
+    first = next(i for i in rows if len(result.tasks[i]) == most)
+    return first, result.tasks[first]
 
 
 # --- ambiguity ------------------------------------------------------------------------------
 def _score(
     model: ModulatedRNN, task: str, contexts: torch.Tensor, trials: int, task_config: TaskConfig, seed: int
 ) -> torch.Tensor:
-    """Mean performance ``(S, C)`` on ``trials`` trials of ``task`` under each context ``(C, K)``."""
-    ids = task_index(task).expand(contexts.shape[0], trials).contiguous()
-    batch = generate(ids, task_config, torch.Generator().manual_seed(seed))
+    """Mean performance ``(S, C)`` on ``trials`` trials of ``task`` under each context ``(C, K)``.
+
+    Paired: the same trials (drawn from ``seed``) and the same network noise under every context.
+    """
+    batch = generate(
+        task_index(task).expand(trials).contiguous(), task_config, torch.Generator().manual_seed(seed)
+    )
     device = model.w_in.device
+    inputs = batch.inputs.to(device)[None].expand(contexts.shape[0], -1, -1, -1)
+    noise = torch.Generator().manual_seed(seed + 1)
     with torch.no_grad():
-        outputs, _ = model(batch.inputs.to(device), contexts.to(device), noise=True)
+        outputs, _ = model(inputs, contexts.to(device), noise=True, generator=noise, paired_noise=True)
     return performance(outputs, batch.to(device)).mean(-1).cpu()
 
 
@@ -643,11 +468,15 @@ def mixture_performance(
     trials: int = 64,
     seed: int = 0,
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """Performance ``(S, L)`` on task ``tasks[a]`` and on ``tasks[b]`` under ``(1-lam) e_a + lam e_b``."""
+    """Performance ``(S, L)`` on task ``tasks[a]`` and on ``tasks[b]`` under ``(1-lam) e_a + lam e_b``.
+
+    Paired: every λ sees the same trials and the same network noise; both tasks' trials come from
+    the same draws (so two tasks of one family, such as Go and Anti, see the very same stimuli).
+    """
     contexts = mixtures(model.config.n_contexts, a, b, lambdas)
     return (
         _score(model, tasks[a], contexts, trials, task_config, seed),
-        _score(model, tasks[b], contexts, trials, task_config, seed + 1),
+        _score(model, tasks[b], contexts, trials, task_config, seed),
     )
 
 
@@ -658,25 +487,25 @@ def noise_performance(
     task_config: TaskConfig,
     *,
     draws: int = 16,
-    trials: int = 8,
+    trials: int = 16,
     seed: int = 0,
 ) -> torch.Tensor:
     """Performance ``(S, len(sigmas))`` averaged over the tasks, with contexts ``e_j + sigma * xi``.
 
-    For each task and sigma, ``draws`` noisy contexts (Gaussian ``xi`` over all K entries) are
-    drawn and ``trials`` trials run under each.
+    For each task, ``draws`` Gaussian directions ``xi`` (over all K entries) are drawn once and
+    scaled by each sigma, and the same ``trials`` trials run under each of them with the same
+    network noise: the levels differ by sigma alone.
     """
     k = model.config.n_contexts
     gen = torch.Generator().manual_seed(seed)
     xi = torch.randn(len(tasks), draws, k, generator=gen)
-    out = []
-    for sigma in sigmas:
-        scores = [
-            _score(model, task, torch.eye(k)[j] + sigma * xi[j], trials, task_config, seed + j).mean(1)
-            for j, task in enumerate(tasks)
-        ]
-        out.append(torch.stack(scores, 1).mean(1))
-    return torch.stack(out, 1)
+    sig = torch.tensor([float(v) for v in sigmas])
+    scores = []
+    for j, task in enumerate(tasks):
+        contexts = (torch.eye(k)[j] + sig[:, None, None] * xi[j]).reshape(-1, k)  # (len(sigmas) * draws, K)
+        score = _score(model, task, contexts, trials, task_config, seed + 1 + j)
+        scores.append(score.reshape(-1, len(sig), draws).mean(-1))
+    return torch.stack(scores, 1).mean(1)
 
 
 def network_trials(
@@ -767,24 +596,20 @@ def fixed_points(
 
 __all__ = [
     "TASKS",
-    "PackingAnswer",
-    "PackingSweep",
     "RNNSetup",
     "TrainConfig",
     "TrainResult",
+    "Evaluation",
     "evaluate_networks",
+    "evaluation_batch",
     "fixed_points",
     "mixture_performance",
-    "check_grid",
     "context_parameter_table",
     "largest_task_network",
-    "packing_answer",
-    "training_time_table",
     "mixtures",
     "network_trials",
     "noise_performance",
     "rnn_setup",
-    "packing_sweep",
     "rnn_config",
     "train_networks",
     "trajectories",

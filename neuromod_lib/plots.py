@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import math
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -412,23 +412,36 @@ def task_trials(batch, names: list[str], *, columns: int = 5) -> Figure:
     return fig
 
 
-def capacity_figure(capacity: dict, sizes: list[int], pathways: list[str], *, max_k: int) -> Figure:
-    """Packing capacity (largest K solved) vs network size N: mean over replicates, dots per replicate."""
+def capacity_figure(
+    capacity: dict, sizes: list[int], pathways: list[str], *, max_k: int, limited: Iterable = ()
+) -> Figure:
+    """Packing capacity (largest K solved) vs network size N: mean over replicates, dots per replicate.
+
+    ``limited``: the ``(N, pathway)`` whose capacity rests on a budget-limited cell (more training
+    might change it): drawn hollow over a hatched band, and left out of the verdicts.
+    """
+    limited = set(limited)
     fig, ax = plt.subplots(figsize=(5.5, 3.6))
     width = 0.06 * len(pathways)
     for j, p in enumerate(pathways):
         shift = (j - (len(pathways) - 1) / 2) * width / len(pathways)
+        colour = PATHWAY_COLOURS.get(p)
         means = [sum(capacity[(n, p)]) / len(capacity[(n, p)]) for n in sizes]
         xs = [math.log2(n) + shift for n in sizes]
-        ax.plot(xs, means, marker="o", color=PATHWAY_COLOURS.get(p), label=label(p))
-        for x, n in zip(xs, sizes, strict=True):
-            ax.scatter(
-                [x] * len(capacity[(n, p)]), capacity[(n, p)], s=8, color=PATHWAY_COLOURS.get(p), alpha=0.5
-            )
+        ax.plot(xs, means, color=colour, label=label(p))
+        for x, n, mean in zip(xs, sizes, means, strict=True):
+            hollow = (n, p) in limited
+            if hollow:
+                ax.bar(x, max_k + 0.3, bottom=-0.3, width=width / len(pathways), fill=False, hatch="///",
+                       edgecolor=colour, linewidth=0, alpha=0.6)  # fmt: skip
+            ax.plot([x], [mean], marker="o", color=colour, mfc="white" if hollow else colour)
+            ax.scatter([x] * len(capacity[(n, p)]), capacity[(n, p)], s=8, color=colour, alpha=0.5)
     ax.set_xticks([math.log2(n) for n in sizes], [str(n) for n in sizes])
     ax.set_ylim(-0.3, max_k + 0.3)
     ax.set_xlabel("neurons N")
     ax.set_ylabel("capacity: largest K with every task solved")
+    title = "hatched, hollow: budget-limited (left out of the verdicts)" if limited else ""
+    ax.set_title(title, fontsize=8)
     ax.legend(fontsize=7)
     fig.tight_layout()
     return fig
@@ -463,8 +476,22 @@ def trial_output(outputs: torch.Tensor, batch, index: int = 0, *, title: str = "
     return fig
 
 
+def _nothing_to_show(text: str) -> Figure:
+    """A small figure that says why it is empty (a run in which no network qualified)."""
+    fig, ax = plt.subplots(figsize=(4, 1.2))
+    ax.text(0.5, 0.5, text, ha="center", va="center")
+    ax.set_axis_off()
+    return fig
+
+
 def ambiguity_curves(
-    lambdas, perf_a: torch.Tensor, perf_b: torch.Tensor, pathways: list[str], names: tuple[str, str]
+    lambdas,
+    perf_a: torch.Tensor,
+    perf_b: torch.Tensor,
+    pathways: list[str],
+    names: tuple[str, str],
+    *,
+    ylabel: str = "performance",
 ) -> Figure:
     """Performance on task A and task B under ``(1 - lam) e_A + lam e_B``, one panel per pathway.
 
@@ -472,6 +499,8 @@ def ambiguity_curves(
     the networks of each pathway.
     """
     kinds = list(dict.fromkeys(pathways))
+    if not kinds:
+        return _nothing_to_show("no network to show (none solved its tasks)")
     fig, axes = plt.subplots(1, len(kinds), figsize=(3.0 * len(kinds), 2.8), sharey=True, squeeze=False)
     lam = torch.as_tensor(list(lambdas))
     for ax, kind in zip(axes[0], kinds, strict=True):
@@ -483,7 +512,7 @@ def ambiguity_curves(
         ax.axvline(0.5, **_BASELINE)
         ax.set(title=label(kind), xlabel="λ (0: context A, 1: context B)", ylim=(-0.03, 1.03))
         ax.legend(fontsize=7)
-    axes[0, 0].set_ylabel("performance")
+    axes[0, 0].set_ylabel(ylabel)
     fig.tight_layout()
     return fig
 

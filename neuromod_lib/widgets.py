@@ -175,26 +175,21 @@ def sigma_widget(couplings: tuple[float, ...] = (0.5, 1.0, 2.0)) -> widgets.inte
     return _panel(draw, sigma_m=_slider("sigma_m", 0.0, 0.5, 0.01, 0.1))
 
 
-def packing_widget(stacks: dict, task_config) -> widgets.interactive:
+def packing_widget(model, result, task_config) -> widgets.interactive:
     """Pick N, pathway and task: one trial's output of that trained network against the target.
 
-    ``stacks``: ``{N: (model, TrainResult)}`` from :func:`neuromod_lib.multitask.packing_sweep`;
-    the network shown is the first replicate trained on the most tasks.
+    ``model``, ``result``: the stack and :class:`~neuromod_lib.multitask.TrainResult` of
+    :func:`neuromod_lib.packing.packing_sweep`; the network shown is the first replicate of that
+    size and pathway trained on the most tasks.
     """
-    from .multitask import network_trials
+    from .multitask import largest_task_network, network_trials
 
-    sizes = sorted(stacks)
-    model, result = stacks[sizes[0]]
+    sizes = sorted(set(model.sizes))
     tasks = max(result.tasks, key=len)
     pathways = list(dict.fromkeys(result.pathways))
 
     def draw(n: int, pathway: str, task: str) -> Figure:
-        model, result = stacks[n]
-        s = next(
-            i
-            for i, (p, t) in enumerate(zip(result.pathways, result.tasks, strict=True))
-            if p == pathway and t == tasks
-        )
+        s, _ = largest_task_network(result, pathway, sizes=model.sizes, n_neurons=n)
         batch, outputs = network_trials(model, s, task, tasks.index(task), task_config)
         return plots.trial_output(outputs, batch, title=f"N={n}, {pathway} pathway, task {task}")
 

@@ -370,9 +370,14 @@ def test_by_group_keeps_row_order_and_the_groups_order():
         analysis.by_group(values, LABELS, ["film"])
 
 
-def test_group_means_and_mean_sd_over_replicates():
+def test_mean_sd_over_replicates_and_the_first_row_of_each_label():
     values = torch.tensor([1.0, 2.0, 3.0, 4.0, 3.0, 2.0, 5.0, 4.0])
-    assert analysis.group_means(values, LABELS)["rule"].item() == 2.0
+    first = analysis.first_rows(LABELS, [5, 2, 1, 6, 0])
+    assert first == {"excitability": 5, "synaptic": 2, "rule": 0} and list(first) == [
+        "excitability",
+        "synaptic",
+        "rule",
+    ]
     summary = analysis.mean_sd(values, LABELS, GROUPS)
     assert summary["rule"] == pytest.approx((2.0, math.sqrt(2.0)))
     assert summary["both"] == pytest.approx((4.0, 0.0))
@@ -380,35 +385,11 @@ def test_group_means_and_mean_sd_over_replicates():
     assert single == {"a": (0.5, 0.0), "b": pytest.approx((0.7, 0.0))}  # one replicate: sd 0, not NaN
 
 
-def test_most_robust_is_the_largest_mean_and_the_first_on_a_tie():
-    assert analysis.most_robust({"a": (0.5, 0.1), "b": (0.9, 0.0), "c": (0.9, 0.3)}) == "b"
-    with pytest.raises(ValueError, match="summary is empty"):
-        analysis.most_robust({})
-
-
 def test_circular_distance_wraps_around_the_circle():
     x = torch.tensor([350.0, 10.0, 180.0, 90.0])
     assert analysis.circular_distance(x, 10.0).tolist() == [20.0, 0.0, 170.0, 80.0]
     radians = analysis.circular_distance(torch.tensor([0.1], dtype=torch.float64), 6.2, period=2 * math.pi)
     assert radians.item() == pytest.approx(2 * math.pi - 6.1)
-
-
-def test_dominant_context_scores_a_then_b_and_the_middle():
-    lambdas = [0.0, 0.25, 0.5, 0.75, 1.0]
-    on_a = torch.tensor([[1.0, 0.8, 0.5, 0.2, 0.0], [1.0, 1.0, 1.0, 1.0, 1.0]])
-    on_b = 1 - on_a
-    dominant, near = analysis.dominant_context(on_a, on_b, lambdas)
-    # A counts at lambda 0 and 0.25, B at 0.75 and 1; 0.5 has no dominant task
-    assert dominant.tolist() == pytest.approx([(1.0 + 0.8 + 0.8 + 1.0) / 4, 0.5])
-    assert near.tolist() == pytest.approx([0.8, 0.5])  # only lambda 0.25 and 0.75 (within 0.25 of 0.5)
-    with pytest.raises(ValueError, match="one column per lambda"):
-        analysis.dominant_context(on_a, on_b, lambdas[:3])
-
-
-def test_noise_score_leaves_the_clean_level_out():
-    noisy = torch.tensor([[1.0, 0.5, 0.3], [0.9, 0.9, 0.6]])
-    assert analysis.noise_score(noisy).tolist() == pytest.approx([0.4, 0.75])
-    assert analysis.noise_score(noisy[:, :1]).tolist() == pytest.approx([1.0, 0.9])
 
 
 def test_fixed_point_status_marks_stable_unstable_and_unconverged():
@@ -472,9 +453,6 @@ def test_tables_of_notebook_05():
     assert t.header == ("pathway", "go", "anti", "solved")
     assert t.rows[0] == ("rule", "1.00", "0.50", "2/2") and t.rows[1][-1] == "1/2"
     assert "300 steps" in t.caption
-    values = torch.tensor([0.1, 0.2, 0.3, 0.4, 0.3, 0.2, 0.3, 0.4])
-    t = analysis.mean_sd_table({"follows dominant": values}, LABELS, caption="c")
-    assert t.column("follows dominant")[0] == "0.20 ± 0.14" and t.column("pathway") == GROUPS
     curves = {"rule": torch.tensor([0.9, 0.5, 0.1]), "both": torch.tensor([1.0, 0.75, 0.5])}
     t = analysis.curve_table(curves, [0.0, 0.5, 1.0], symbol="σ")
     assert t.header == ("pathway", "σ=0", "σ=0.5", "σ=1") and t.rows[1] == ("both", "1.00", "0.75", "0.50")
@@ -486,41 +464,3 @@ def test_tables_of_notebook_05():
     t = analysis.replicate_table(switch, LABELS, groups=GROUPS)
     assert t.rows[0] == ("rule", "0.60, 0.70", "0.65")
     assert t.rows[1] == ("excitability", "—, —", "—") and t.rows[2] == ("synaptic", "0.50, —", "0.50")
-
-
-def _summaries(e: float, s: float, both: float, sd: float = 0.01):
-    dom = {"rule": (0.5, sd), "excitability": (e, sd), "synaptic": (s, sd), "both": (both, sd)}
-    return dom, {k: (v[0] / 2, sd) for k, v in dom.items()}, dom
-
-
-def test_ambiguity_verdicts_count_a_difference_only_beyond_the_spread():
-    dom, noi, perf = _summaries(0.9, 0.7, 0.95)
-    v = analysis.ambiguity_verdicts(dom, noi, perf)
-    assert v == {
-        "pathways_differ_in_ambiguity": True,  # 0.2 > 0.02
-        "pathways_differ_in_noise": True,  # 0.1 > 0.02
-        "both_most_robust_to_ambiguity": True,
-        "both_most_robust_to_noise": True,
-        "both_best_performance": True,
-    }
-    dom, noi, perf = _summaries(0.9, 0.7, 0.8, sd=0.15)
-    v = analysis.ambiguity_verdicts(dom, noi, perf)
-    assert not v["pathways_differ_in_ambiguity"] and not v["pathways_differ_in_noise"]  # 0.2 < 0.3
-    assert not v["both_most_robust_to_ambiguity"] and not v["both_best_performance"]
-    no_both = {k: val for k, val in dom.items() if k != "both"}
-    assert set(analysis.ambiguity_verdicts(no_both, no_both, no_both)) == {
-        "pathways_differ_in_ambiguity",
-        "pathways_differ_in_noise",
-    }
-    assert analysis.ambiguity_verdicts({"rule": (1.0, 0.0)}, {"rule": (1.0, 0.0)}, {"rule": (1.0, 0.0)}) == {}
-
-
-def test_ambiguity_answer_states_the_verdicts_and_the_most_robust_pathways():
-    dom, noi, perf = _summaries(0.9, 0.7, 0.8, sd=0.15)
-    noi["rule"] = (0.99, 0.0)
-    text = analysis.ambiguity_answer(dom, noi, perf).data
-    assert "0.90 vs 0.70 (difference +0.20, replicate spread 0.30): no difference beyond the spread" in text
-    assert "on ambiguity: no, on noise: no, on performance: no" in text
-    assert "Most robust to a mixed context: **excitability**; to a noisy context: **rule**" in text
-    dom, noi, perf = _summaries(0.9, 0.7, 0.95)
-    assert "**a difference**" in analysis.ambiguity_answer(dom, noi, perf).data

@@ -53,30 +53,28 @@ def test_trial_output_plots_the_network_against_the_target():
     np.testing.assert_allclose(fig.axes[2].images[0].get_array(), outputs[1, :, 1:].T.numpy())
 
 
-def _stacks() -> dict:
-    """Two sizes of an untrained stack, with the bookkeeping the widget reads from a TrainResult."""
-    pathways = ["rule", "both", "rule", "both"]
-    tasks = [("go",), ("go",), ("go", "anti"), ("go", "anti")]
-    out = {}
-    for n in (4, 6):
-        model = ModulatedRNN(rnn_config(TASK_CONFIG, n, 2), pathways, torch.Generator().manual_seed(n)).eval()
-        out[n] = (model, SimpleNamespace(pathways=tuple(pathways), tasks=tasks))
-    return out
+def _stack():
+    """An untrained stack of two sizes (4 and 6, padded to 6), with the bookkeeping the widget reads."""
+    pathways = ["rule", "both", "rule", "both"] * 2
+    tasks = [("go",), ("go",), ("go", "anti"), ("go", "anti")] * 2
+    sizes = [4] * 4 + [6] * 4
+    model = ModulatedRNN(rnn_config(TASK_CONFIG, 6, 2), pathways, sizes=sizes, seeds=list(range(8))).eval()
+    return model, SimpleNamespace(pathways=tuple(pathways), tasks=tasks)
 
 
 def test_packing_widget_shows_the_chosen_network_task_and_size(caplog):
-    stacks = _stacks()
-    w = widgets.packing_widget(stacks, TASK_CONFIG)
+    model, result = _stack()
+    w = widgets.packing_widget(model, result, TASK_CONFIG)
     n, pathway, task = (c for c in w.children if isinstance(c, ipywidgets.Dropdown))
     assert list(n.options) == [4, 6] and list(pathway.options) == ["rule", "both"]
     assert list(task.options) == ["go", "anti"]
     with caplog.at_level(logging.WARNING):
-        n.value, pathway.value, task.value = 4, "rule", "anti"
+        n.value, pathway.value, task.value = 6, "rule", "anti"
         w.update()
     assert not [r for r in caplog.records if "Exception in interact callback" in r.getMessage()]
     fig = w.result
-    assert fig._suptitle.get_text() == "N=4, rule pathway, task anti"
-    batch, expected = network_trials(stacks[4][0], 2, "anti", 1, TASK_CONFIG)  # network 2: rule, K=2
+    assert fig._suptitle.get_text() == "N=6, rule pathway, task anti"
+    batch, expected = network_trials(model, 6, "anti", 1, TASK_CONFIG)  # network 6: N = 6, rule, K = 2
     np.testing.assert_allclose(fig.axes[2].images[0].get_array(), expected[0, :, 1:].T.numpy())
     assert plt.get_fignums() == []
 
@@ -122,9 +120,19 @@ def test_ambiguity_noise_capacity_and_direction_figures_show_their_data():
     fig = plots.noise_curves([0.0, 1.0, 2.0], on_a, pathways)
     assert len(fig.axes[0].containers) == 2
     capacity = {(8, "rule"): [1, 2], (8, "both"): [2, 2], (16, "rule"): [3, 3], (16, "both"): [4, 2]}
-    fig = plots.capacity_figure(capacity, [8, 16], ["rule", "both"], max_k=4)
-    means = [line.get_ydata() for line in fig.axes[0].lines]
+    fig = plots.capacity_figure(capacity, [8, 16], ["rule", "both"], max_k=4, limited={(16, "both")})
+    means = [line.get_ydata() for line in fig.axes[0].lines if len(line.get_ydata()) > 1]
     np.testing.assert_allclose(means, [[1.5, 3.0], [2.0, 3.0]])
+    hatched = [patch for patch in fig.axes[0].patches if patch.get_hatch()]
+    assert len(hatched) == 1  # the one budget-limited capacity, drawn hatched
+    hollow = [
+        line
+        for line in fig.axes[0].lines
+        if len(line.get_ydata()) == 1 and line.get_markerfacecolor() == "white"
+    ]
+    assert [float(line.get_ydata()[0]) for line in hollow] == [3.0]
+    fig = plots.ambiguity_curves(lambdas, on_a[:0], on_a[:0], [], ("go", "anti"))
+    assert "none solved" in fig.axes[0].texts[0].get_text()
     fig = plots.fixed_point_directions(
         lambdas,
         {"rule": [torch.tensor([10.0]), torch.tensor([]), torch.tensor([170.0, 190.0])]},
