@@ -198,8 +198,15 @@ def evaluation_batch(
     return Evaluation(batch, context, where, valid)
 
 
-#: floats of the largest hidden-state tensor an evaluation chunk may make (about 100 MB)
-_EVAL_CHUNK = 25_000_000
+#: floats an evaluation chunk may hold in inputs, states and outputs together (about 60 MB each)
+_EVAL_CHUNK = 15_000_000
+
+
+def _floats_per_trial(model: ModulatedRNN, steps: int, groups: int) -> int:
+    """Floats one trial costs in a forward pass of every network under ``groups`` contexts: the
+    inputs (expanded per network), the hidden states and the outputs, all ``steps`` long."""
+    c = model.config
+    return steps * model.n_networks * groups * (c.n_inputs + c.n_neurons + c.n_outputs)
 
 
 def evaluate_networks(model: ModulatedRNN, evaluation: Evaluation) -> torch.Tensor:
@@ -211,8 +218,7 @@ def evaluate_networks(model: ModulatedRNN, evaluation: Evaluation) -> torch.Tens
     device = model.w_in.device
     batch = evaluation.batch
     u, trials = batch.shape
-    per_trial = batch.steps * model.n_networks * u * model.config.n_neurons
-    chunk = max(1, min(trials, _EVAL_CHUNK // max(1, per_trial)))
+    chunk = max(1, min(trials, _EVAL_CHUNK // _floats_per_trial(model, batch.steps, u)))
     context = evaluation.context.to(device)
     scores = []
     with torch.no_grad():
@@ -437,17 +443,21 @@ def _score(
 ) -> torch.Tensor:
     """Mean performance ``(S, C)`` on ``trials`` trials of ``task`` under each context ``(C, K)``.
 
-    Paired: the same trials (drawn from ``seed``) and the same network noise under every context.
+    Paired: the same trials (drawn from ``seed``) and the same network noise under every context
+    (contexts run in chunks, each with the noise generator seeded alike, so memory stays bounded).
     """
-    batch = generate(
-        task_index(task).expand(trials).contiguous(), task_config, torch.Generator().manual_seed(seed)
-    )
-    device = model.w_in.device
-    inputs = batch.inputs.to(device)[None].expand(contexts.shape[0], -1, -1, -1)
-    noise = torch.Generator().manual_seed(seed + 1)
+    ids = task_index(task).expand(trials).contiguous()
+    batch = generate(ids, task_config, torch.Generator().manual_seed(seed)).to(model.w_in.device)
+    chunk = max(1, _EVAL_CHUNK // (_floats_per_trial(model, batch.steps, 1) * trials))
+    scores = []
     with torch.no_grad():
-        outputs, _ = model(inputs, contexts.to(device), noise=True, generator=noise, paired_noise=True)
-    return performance(outputs, batch.to(device)).mean(-1).cpu()
+        for start in range(0, contexts.shape[0], chunk):
+            part = contexts[start : start + chunk].to(model.w_in.device)
+            inputs = batch.inputs[None].expand(part.shape[0], -1, -1, -1)
+            noise = torch.Generator().manual_seed(seed + 1)
+            outputs, _ = model(inputs, part, noise=True, generator=noise, paired_noise=True)
+            scores.append(performance(outputs, batch).mean(-1).cpu())
+    return torch.cat(scores, 1)
 
 
 def mixtures(k: int, a: int, b: int, lambdas: Sequence[float]) -> torch.Tensor:

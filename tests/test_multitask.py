@@ -363,3 +363,18 @@ def test_fixed_points_of_a_contracting_network():
         settled[:, 0], settled[:, 1], atol=1e-3
     )  # contexts differ, so the order is checked
     assert not torch.allclose(settled[0], settled[1], atol=1e-3)
+
+
+def test_paired_scores_run_in_chunks_of_contexts_with_the_same_noise(seeded):
+    """Memory stays bounded: contexts run a few at a time, each chunk with identically seeded noise,
+    which gives what one pass gives."""
+    seeded(0)
+    model = tiny_model().eval()
+    lambdas = [0.0, 0.25, 0.5, 0.75, 1.0]
+    whole = mixture_performance(model, ["go", "anti"], 0, 1, lambdas, TASK_CONFIG, trials=16)
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(mt, "_EVAL_CHUNK", 1)  # one context per chunk
+        chunked = mixture_performance(model, ["go", "anti"], 0, 1, lambdas, TASK_CONFIG, trials=16)
+    for a, b in zip(whole, chunked, strict=True):
+        torch.testing.assert_close(a, b, rtol=0, atol=1 / 16 + 1e-6)  # at most one trial on a knife edge
+        assert float((a - b).abs().mean()) < 0.02
