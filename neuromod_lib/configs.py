@@ -317,9 +317,11 @@ class ArchitectureConfig(_Adaptation):
 class _Recurrent(NotebookConfig):
     """Tasks, network dynamics and training budget shared by notebooks 04–05.
 
-    quick: dt = 100 ms steps (T ~ 20-35), ReLU, no input noise, a 16-unit ring, batch 32 and a
-    larger learning rate, so that dozens of networks train together in about two minutes on a
-    laptop CPU; paper: Yang et al.'s dt = 20 ms, tau = 100 ms, softplus, 32-unit rings, batch 64.
+    quick: dt = 100 ms steps (T ~ 20-35), ReLU, no input noise, a 16-unit ring, small batches and
+    a larger learning rate, so that a few hundred small networks train together in about three
+    minutes on a laptop CPU, long enough for their verdicts to saturate (measured: every network
+    that solves its tasks at N <= 8 does so within about 2 000 steps); paper: Yang et al.'s
+    dt = 20 ms, tau = 100 ms, softplus, 32-unit rings, batch 64.
     """
 
     pathways: list[str] = param(
@@ -327,13 +329,20 @@ class _Recurrent(NotebookConfig):
         "list of context pathways: rule, excitability, synaptic, both",
         item={"choices": PATHWAYS},
     )
-    replicates: int = param(3, "networks (seeds) per condition", low=1, high=20)
-    steps: int = param(1500, "training steps at most (a multiple of eval_every)", low=1, high=MAX_STEPS)
-    eval_every: int = param(100, "steps between evaluations", low=1)
-    batch: int = param(32, "trials per network per step", low=1, high=65536)
-    lr: float = param(0.003, "Adam learning rate", above=0.0, high=1.0)
+    replicates: int = param(3, "networks (seeds) per condition", low=1, high=64)
+    steps: int = param(3600, "training steps (a multiple of eval_every)", low=1, high=MAX_STEPS)
+    eval_every: int = param(200, "steps between evaluations", low=1)
+    batch: int = param(12, "trials per network per step", low=1, high=65536)
+    lr: float = param(0.01, "Adam learning rate", above=0.0, high=1.0)
     criterion: float = param(0.9, "performance every task must reach", above=0.0, high=1.0)
-    eval_trials: int = param(64, "evaluation trials per task", low=1, high=65536)
+    eval_trials: int = param(64, "evaluation trials per task for the learning curves", low=1, high=65536)
+    final_trials: int = param(
+        256,
+        "evaluation trials per task for the verdict (at the end and at 2/3 of the steps)",
+        low=1,
+        high=65536,
+    )
+    full_budget: bool = param(True, "train every network all the steps (no stop at criterion)")
     dt: float = param(100.0, "time step (ms)", above=0.0, high=500.0)
     tau: float = param(200.0, "neuronal time constant (ms), at least dt", above=0.0)
     n_ring: int = param(16, "units per stimulus / response ring", low=4, high=256)
@@ -342,7 +351,7 @@ class _Recurrent(NotebookConfig):
     input_noise: float = param(0.0, "input noise sigma_x", low=0.0)
     synaptic: str = param("lowrank", "form of the synaptic pathway", choices=("lowrank", "elementwise"))
     rank: int = param(1, "rank of the low-rank synaptic change per task", low=1, high=64)
-    matched: bool = param(False, "give every modulated pathway the same 2NK context parameters")
+    matched: bool = param(True, "give every modulated pathway the same 2NK context parameters")
 
     def check_together(self) -> None:
         """``steps`` a multiple of ``eval_every``; ``tau`` at least ``dt``."""
@@ -360,9 +369,9 @@ class PackingConfig(_Recurrent):
 
     NOTEBOOK: ClassVar[str] = "04_rnn_task_packing"
 
-    sizes: list[int] = param([8, 16, 32], "list of network sizes N", item={"low": 1, "high": 4096})
+    sizes: list[int] = param([4, 6, 8], "list of network sizes N", item={"low": 1, "high": 4096})
     ks: list[int] = param(
-        [1, 2, 3, 4],
+        [1, 2, 3, 4, 5, 6],
         "list of task counts K (first K tasks of the packing order)",
         item={"low": 1, "high": len(TASKS)},
     )
@@ -374,10 +383,14 @@ class AmbiguityConfig(_Recurrent):
 
     NOTEBOOK: ClassVar[str] = "05_rnn_ambiguity_and_dynamics"
 
-    n_neurons: int = param(64, "network size N", low=1, high=4096)
-    tasks: list[str] = param(
-        ["go", "anti", "dm1", "dly_go"], "list of the tasks every network learns", item={"choices": TASKS}
+    n_neurons: int = param(
+        8, "network size N (near the capacity for the tasks: notebook 04)", low=1, high=4096
     )
+    tasks: list[str] = param(
+        ["go", "anti"], "list of the tasks every network learns", item={"choices": TASKS}
+    )
+    replicates: int = param(16, "networks (seeds) per pathway", low=1, high=64)
+    steps: int = param(6000, "training steps (a multiple of eval_every)", low=1, high=MAX_STEPS)
     task_a: str = param("go", "first task of the ambiguous pair (one of tasks)", choices=TASKS)
     task_b: str = param("anti", "second task of the ambiguous pair (one of tasks)", choices=TASKS)
     n_lambdas: int = param(11, "mixture levels", low=2, high=1001)

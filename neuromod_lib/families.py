@@ -732,7 +732,7 @@ def plan(cfg: Any) -> Plan:
         "05_rnn_ambiguity_and_dynamics", cfg.profile, seed=cfg.seed, pathways=list(RNN_PATHWAYS),
         steps=cfg.rnn_steps, eval_every=math.gcd(cfg.rnn_steps, 100), replicates=cfg.rnn_replicates,
         n_neurons=cfg.rnn_neurons, tasks=list(cfg.rnn_tasks), task_a=cfg.rnn_tasks[0],
-        task_b=cfg.rnn_tasks[1],
+        task_b=cfg.rnn_tasks[1], full_budget=False,
     )  # fmt: skip
     task_sets, families, rnn_tasks = tuple(cfg.task_sets), tuple(cfg.families), tuple(cfg.rnn_tasks)
     common = {

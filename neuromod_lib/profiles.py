@@ -68,7 +68,14 @@ _CELEBA = {
     "n_adapt": 0,
     "n_seeds": 5,
 }  # fmt: skip
-_RNN_SMOKE = {"replicates": 2, "steps": 40, "eval_every": 20, "batch": 16, "eval_trials": 16}
+_RNN_SMOKE = {
+    "replicates": 2,
+    "steps": 40,
+    "eval_every": 20,
+    "batch": 16,
+    "eval_trials": 16,
+    "final_trials": 16,
+}
 #: Yang et al.'s dynamics and a GPU budget
 _RNN_PAPER = {
     "replicates": 5, "steps": 20000, "eval_every": 500, "batch": 64, "lr": 0.001, "eval_trials": 256,
@@ -105,7 +112,9 @@ PROFILE_VALUES: dict[str, dict[str, dict[str, Any]]] = {
         "smoke": {**_RNN_SMOKE, "n_neurons": 16, "n_lambdas": 3, "sigmas": [0.0, 1.0], "fp_steps": 50},
         "paper": {
             **_RNN_PAPER,
-            "n_neurons": 256,
+            "replicates": 16,
+            "n_neurons": 32,
+            "tasks": ["go", "anti", "dm1", "dly_go", "rt_go", "dm2"],
             "n_lambdas": 21,
             "sigmas": [0.0, 0.25, 0.5, 0.75, 1.0, 1.5, 2.0],
             "fp_steps": 5000,

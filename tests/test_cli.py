@@ -47,9 +47,9 @@ BAD_INPUTS = [
     (["run", "07", "-p", "task_sets=images"], ["task_sets='images'", "attributes"]),
     # parameters checked together
     (["run", "05", "-p", "task_a=foo"], ["task_a='foo'", "one of go"]),
-    (["run", "05", "-p", "task_a=dm2"], ["task_a='dm2'", "not one of tasks=['go', 'anti', 'dm1', 'dly_go']"]),
+    (["run", "05", "-p", "task_a=dm2"], ["task_a='dm2'", "not one of tasks=['go', 'anti']"]),
     (["run", "05", "-p", "task_b=go"], ["task_b='go'", "the same task as task_a"]),
-    (["run", "04", "-p", "steps=45"], ["steps=45", "not a multiple of eval_every=100"]),
+    (["run", "04", "-p", "steps=45"], ["steps=45", "not a multiple of eval_every=200"]),
     (["run", "05", "-p", "tau=50"], ["tau=50.0", "shorter than the time step dt=100.0"]),
     (["run", "06", "-p", "inputs_per_unit=100"], ["inputs_per_unit=100", "more than the 64 inputs"]),
     (["run", "01", "-p", "gain_sites=block9"], ["gain_sites='block9'", "block1, block2, block3"]),
@@ -142,9 +142,9 @@ def test_list_one_notebook_shows_every_parameter_with_type_values_and_allowed(ca
     header = next(line for line in out.splitlines() if line.startswith("parameter"))
     assert header.split() == ["parameter", "type", "smoke", "quick", "paper", "allowed", "description"]
     tasks = next(line for line in out.splitlines() if line.startswith("tasks "))
-    assert "list[str]" in tasks and "['go', 'anti', 'dm1', 'dly_go']" in tasks and "dnms" in tasks
+    assert "list[str]" in tasks and "['go', 'anti']" in tasks and "dnms" in tasks
     n = next(line for line in out.splitlines() if line.startswith("n_neurons "))
-    assert n.split()[1:5] == ["int", "16", "64", "256"] and "<= 4096" in n
+    assert n.split()[1:5] == ["int", "16", "8", "32"] and "<= 4096" in n
 
 
 @pytest.mark.parametrize("extra", [["-p", "seed=3"], ["--profile", "smoke"]])
