@@ -20,8 +20,9 @@ look more robust:
 - **noise retention**: performance at each σ > 0 divided by the network's own performance at
   σ = 0, averaged over the noisy levels.
 
-Pathways are compared with two-sample permutation tests and bootstrap intervals
-(:mod:`neuromod_lib.stats`), Holm-corrected over the comparisons of one measure.
+Pathways are compared with paired sign-flip permutation tests over replicates (networks of one
+replicate start from the same weights) and bootstrap intervals (:mod:`neuromod_lib.stats`),
+Holm-corrected over the comparisons of one measure.
 """
 
 from __future__ import annotations
@@ -207,7 +208,8 @@ class AmbiguityAnswer:
         return out
 
     def most_robust(self, measure: str = "tolerance") -> str:
-        means = {p: sum(x for x in v if x == x) / len(v) for p, v in self.measures[measure].items() if v}
+        finite = {p: [x for x in v if x == x] for p, v in self.measures[measure].items()}
+        means = {p: sum(v) / len(v) for p, v in finite.items() if v}
         return max(means, key=means.get) if means else "none"
 
     def conclusions(self) -> Markdown:

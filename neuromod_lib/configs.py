@@ -383,9 +383,7 @@ class AmbiguityConfig(_Recurrent):
 
     NOTEBOOK: ClassVar[str] = "05_rnn_ambiguity_and_dynamics"
 
-    n_neurons: int = param(
-        8, "network size N (near the capacity for the tasks: notebook 04)", low=1, high=4096
-    )
+    n_neurons: int = param(8, "network size N", low=1, high=4096)
     tasks: list[str] = param(
         ["go", "anti"], "list of the tasks every network learns", item={"choices": TASKS}
     )

@@ -286,7 +286,7 @@ class PackingAnswer:
             key = name.replace(" - ", "_minus_").replace(" ", "_")
             metrics[f"{key}_mean"] = round(c.mean, 3)
             metrics[f"{key}_p"] = round(c.p, 4)
-        metrics.update(self.verdicts())
+        metrics.update({k: v for k, v in self.verdicts().items() if v is not None})
         return metrics
 
     def samples(self) -> dict[str, list[float]]:

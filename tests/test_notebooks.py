@@ -107,7 +107,7 @@ def _consistent_04(m: dict) -> None:
     mean = _by_pathway(m, "mean_capacity_")
     assert m["saturated_cells"] >= 0 and m["budget_limited_cells"] >= 0
     for p, value in mean.items():
-        sizes = [int(n) for n in m[f"saturated_sizes_{p}"].split(",") if n]
+        sizes = [int(n) for n in re.findall(r"\d+", str(m[f"saturated_sizes_{p}"]))]
         assert abs(value - sum(m[f"capacity_N{n}_{p}"] for n in sizes) / len(sizes)) <= 0.011
     if "excitability_minus_synaptic_p" in m:
         said = _significant(m["excitability_minus_synaptic_p"])
@@ -120,7 +120,8 @@ def _consistent_04(m: dict) -> None:
 def _consistent_05(m: dict) -> None:
     tolerance = {k.removeprefix("tolerance_"): v for k, v in m.items()
                  if k.startswith("tolerance_") and not k.endswith("_p")}  # fmt: skip
-    assert m["most_robust_to_mixture"] == max(tolerance, key=tolerance.get)
+    if tolerance:
+        assert m["most_robust_to_mixture"] == max(tolerance, key=tolerance.get)
     for value in tolerance.values():
         assert 0.0 <= value <= 0.5
     if "ambiguity_test_p" in m:
@@ -284,6 +285,9 @@ def _md_rows(md: str, header: str) -> dict[str, list[str]]:
 
 
 def _answers_05(md: str, m: dict) -> None:
+    if m["most_robust_to_mixture"] == "none":  # no network solved its tasks (the smoke runs)
+        assert "**No verdict**" in md
+        return
     assert f"Highest mean tolerance: **{m['most_robust_to_mixture']}**;" in md
     for key, what in (
         ("ambiguity", "ambiguity tolerance"),
