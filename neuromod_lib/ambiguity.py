@@ -109,13 +109,11 @@ def tolerance(on_a: torch.Tensor, on_b: torch.Tensor, lambdas: Sequence[float]) 
 
 
 def crossing(on_a: torch.Tensor, on_b: torch.Tensor, lambdas: Sequence[float]) -> torch.Tensor:
-    """``(S,)`` the first λ where ``follow_a - follow_b`` changes sign (interpolated; NaN if never)."""
+    """``(S,)`` the first λ where ``follow_a - follow_b`` changes sign (interpolated). The gap is +1 at
+    λ = 0 and -1 at λ = 1 by the normalisation, so it always does; NaN where the endpoints do not differ."""
     lam = _check_curves(on_a, on_b, lambdas)
     follow_a, follow_b = normalised(on_a, on_b, lambdas)
-    gap = follow_a - follow_b  # +1 at λ = 0, -1 at λ = 1
-    out = _first_below(gap, lam, 0.0)
-    never = ~(gap < 0).any(1)
-    return out.masked_fill(never, math.nan)
+    return _first_below(follow_a - follow_b, lam, 0.0)
 
 
 def noise_retention(noisy: torch.Tensor) -> torch.Tensor:

@@ -76,9 +76,13 @@ def bootstrap_ci(
     x = _values(values, "values")
     gen = torch.Generator().manual_seed(seed)
     index = torch.randint(0, x.numel(), (n_resamples, x.numel()), generator=gen)
-    means = x[index].mean(1)
+    return _percentile_interval(x[index].mean(1), level)
+
+
+def _percentile_interval(resampled: torch.Tensor, level: float) -> tuple[float, float]:
+    """The central ``level`` interval of bootstrap ``resampled`` statistics."""
     tail = (1 - level) / 2
-    low, high = torch.quantile(means, torch.tensor([tail, 1 - tail], dtype=torch.float64))
+    low, high = torch.quantile(resampled, torch.tensor([tail, 1 - tail], dtype=torch.float64))
     return float(low), float(high)
 
 
@@ -140,12 +144,10 @@ def compare(
     gen = torch.Generator().manual_seed(seed)
     ia = torch.randint(0, a.numel(), (10000, a.numel()), generator=gen)
     ib = torch.randint(0, b.numel(), (10000, b.numel()), generator=gen)
-    diffs = a[ia].mean(1) - b[ib].mean(1)
-    low, high = torch.quantile(diffs, torch.tensor([0.025, 0.975], dtype=torch.float64))
     return Comparison(
         name,
         float(a.mean() - b.mean()),
-        (float(low), float(high)),
+        _percentile_interval(a[ia].mean(1) - b[ib].mean(1), 0.95),
         permutation_test(a.tolist(), b.tolist(), seed=seed),
         a.numel() + b.numel(),
         False,
