@@ -80,21 +80,14 @@ def normalised(
 
 def _first_below(values: torch.Tensor, xs: torch.Tensor, level: float) -> torch.Tensor:
     """Per row, where ``values`` (starting at or above ``level``) first fall below it, interpolated; the
-    last x if never."""
-    out = torch.full((values.shape[0],), float(xs[-1]), dtype=torch.float64)
-    for s, row in enumerate(values):
-        if bool(row.isnan().any()):
-            out[s] = math.nan
-            continue
-        below = (row < level).nonzero()
-        if len(below):
-            i = int(below[0])
-            if i == 0:
-                out[s] = float(xs[0])
-            else:
-                frac = float((row[i - 1] - level) / (row[i - 1] - row[i]))
-                out[s] = float(xs[i - 1] + frac * (xs[i] - xs[i - 1]))
-    return out
+    last x if never; NaN for a row holding NaN."""
+    below = values < level
+    i = torch.where(below.any(1), below.int().argmax(1), values.shape[1] - 1)
+    prev = (i - 1).clamp(min=0)
+    v0, v1 = values.gather(1, prev[:, None])[:, 0], values.gather(1, i[:, None])[:, 0]
+    frac = ((v0 - level) / (v0 - v1)).where(below.any(1) & (i > 0), torch.ones_like(v0))
+    out = xs[prev] + frac * (xs[i] - xs[prev])
+    return out.where(~values.isnan().any(1), math.nan)
 
 
 def tolerance(on_a: torch.Tensor, on_b: torch.Tensor, lambdas: Sequence[float]) -> torch.Tensor:
@@ -133,7 +126,9 @@ class AmbiguityAnswer:
 
     ``measures``: ``{measure: {pathway: values over the solved networks}}`` for "tolerance",
     "crossing" and "noise retention"; ``tests``: ``{measure: {comparison: Comparison}}`` with
-    Holm-adjusted p-values; ``solved``: pathway -> (solved, trained) networks.
+    Holm-adjusted p-values; ``solved``: pathway -> (solved, trained) networks;
+    ``min_replicates``: the fewest replicate pairs behind a tolerance comparison; ``pairs``: the
+    paired differences tested, ``"<measure> <x> - <y>"`` -> one value per replicate pair.
     """
 
     measures: dict[str, dict[str, list[float]]]
@@ -143,21 +138,22 @@ class AmbiguityAnswer:
     pairs: dict[str, list[float]]
 
     def samples(self) -> dict[str, list[float]]:
-        """Per replicate pair, what the report judges: excitability − synaptic tolerance, and both
-        minus the better single pathway (replicates where all three solved)."""
-        names = {
-            "tolerance excitability - synaptic": "excitability_minus_synaptic_tolerance",
-            "tolerance both - best single": "both_minus_best_single_tolerance",
+        """Per replicate pair, what the report judges: the tolerance differences excitability −
+        synaptic, both − excitability and both − synaptic (replicates where the two sides solved)."""
+        return {
+            f"{key.removeprefix('tolerance ').replace(' - ', '_minus_')}_tolerance": d
+            for key, d in self.pairs.items()
+            if key.startswith("tolerance ") and d
         }
-        return {out: self.pairs[key] for key, out in names.items() if self.pairs.get(key)}
 
     def training_check(self) -> tuple[bool, str]:
-        """``(passed, what was checked)`` for :func:`neuromod_lib.results.record`: at least
-        :data:`MIN_SOLVED` solved networks in every compared pathway."""
+        """``(passed, what was checked)`` for :func:`neuromod_lib.results.record`: every comparison
+        rests on at least :data:`MIN_SOLVED` replicate pairs whose two networks solved their tasks."""
         counts = ", ".join(f"{p} {done}/{total}" for p, (done, total) in self.solved.items())
+        pairs = ", ".join(f"{c.name} {c.n}" for c in self.tests.get("tolerance", {}).values()) or "none"
         return (
             self.min_replicates >= MIN_SOLVED,
-            f"at least {MIN_SOLVED} solved networks per pathway compared: {counts}",
+            f"at least {MIN_SOLVED} replicate pairs per comparison: {pairs} (solved networks: {counts})",
         )
 
     def summary_table(self) -> Table:
@@ -312,17 +308,7 @@ def ambiguity_answer(
             if len(d) >= 2:
                 raw[f"{x} - {y}"] = stats.compare(f"{x} - {y}", d, paired=True, seed=seed)
                 pairs[f"{m} {x} - {y}"] = d
-        adjusted = stats.holm([c.p for c in raw.values()])
-        tests[m] = {
-            name: stats.Comparison(c.name, c.mean, c.ci, p, c.n, c.paired)
-            for (name, c), p in zip(raw.items(), adjusted, strict=True)
-        }
-    if {"both", "excitability", "synaptic"} <= set(keep):
-        t = per_network["tolerance"]
-        common = sorted(set(keep["both"]) & set(keep["excitability"]) & set(keep["synaptic"]))
-        best = [max(float(t[keep["excitability"][r]]), float(t[keep["synaptic"][r]])) for r in common]
-        d = [float(t[keep["both"][r]]) - b for r, b in zip(common, best, strict=True)]
-        pairs["tolerance both - best single"] = [v for v in d if v == v]
+        tests[m] = stats.holm_adjusted(raw)
     counts = {p: (len(keep[p]), sum(q == p for q in pathways)) for p in order}
-    compared = [p for p in ("excitability", "synaptic", "both") if p in order] or order
-    return AmbiguityAnswer(measures, tests, counts, min(counts[p][0] for p in compared), pairs)
+    tested = [c.n for c in tests["tolerance"].values()]
+    return AmbiguityAnswer(measures, tests, counts, min(tested, default=0), pairs)

@@ -33,6 +33,7 @@ from .multitask import TrainConfig, TrainResult, rnn_config, train_networks
 from .tables import Table, format_value, table
 
 __all__ = [
+    "COMPARISONS",
     "PackingAnswer",
     "PackingSweep",
     "check_grid",
@@ -183,18 +184,30 @@ class PackingSweep:
         )
 
 
+#: the pathway comparisons of notebook 04, tested together (Holm)
+COMPARISONS = (("excitability", "synaptic"), ("both", "excitability"), ("both", "synaptic"))
+
+
 @dataclass(frozen=True)
 class PackingAnswer:
     """Notebook 04's answer, from saturated cells only.
 
     ``determined``: pathway -> the sizes at which its capacity rests on saturated cells only;
-    ``mean_capacity``: pathway -> mean over those sizes and replicates. ``comparisons``: paired
-    tests over the networks of the (N, K) cells saturated for both sides, every replicate — networks
-    that started from the same weights and learned the same tasks — of whether one pathway solved
-    where the other did not: excitability − synaptic, and both − the better single pathway (an
-    exact sign-flip test on the solved outcomes, i.e. McNemar's test). ``growth``: per pathway,
-    its capacity at its largest minus its smallest determined size, over replicates; ``grows``: the
-    same pooled over (pathway, replicate) pairs, the test of "capacity rises with N".
+    ``mean_capacity``: pathway -> mean over those sizes and replicates.
+
+    ``comparisons``: whether one pathway solves tasks where another does not. The unit is an
+    (N, replicate): its networks start from the same weights whatever their pathway and K, so
+    the K cells of one unit are not independent, while units are. Per unit, the mean over the K
+    cells saturated for both pathways of solved(x) − solved(y); an exact sign-flip test over the
+    units and a bootstrap interval, Holm-adjusted over :data:`COMPARISONS` (excitability −
+    synaptic, both − excitability, both − synaptic). ``pairs``: those per-unit differences.
+
+    ``growth``: per pathway, its capacity at its largest minus its smallest determined size, per
+    replicate; ``grows``: the test of "capacity rises with N", stated before the run, so
+    one-sided: per replicate, the capacity at the largest minus the smallest size of the sweep,
+    averaged over the pathways whose capacity is determined at both (networks of different sizes
+    start from different draws, so replicates are independent; the pathways of one replicate are
+    not, hence the mean).
     """
 
     capacity: dict[tuple[int, str], list[int]]
@@ -216,24 +229,32 @@ class PackingAnswer:
                      formats={"mean capacity": ".2f"})  # fmt: skip
 
     def comparison_table(self) -> Table:
-        """Every tested difference: mean, 95 % bootstrap interval, p-value, number of pairs."""
+        """Every tested difference: mean, 95 % bootstrap interval, p-value, number of units."""
         named = [(f"solved: {c.name}", c) for c in self.comparisons.values()]
         named += [(f"capacity: {c.name}", c) for c in self.growth.values()]
         if self.grows is not None:
             named.append((f"capacity: {self.grows.name}", self.grows))
-        rows = [[name, c.mean, f"[{c.ci[0]:+.2f}, {c.ci[1]:+.2f}]", c.p, c.n] for name, c in named]
+        rows = [
+            [name, c.mean, f"[{c.ci[0]:+.2f}, {c.ci[1]:+.2f}]", c.p, c.alternative, c.n] for name, c in named
+        ]
         return table(
-            rows, ["difference", "mean", "95% CI", "p", "pairs"], formats={"mean": "+.2f", "p": ".3g"}
+            rows,
+            ["difference", "mean", "95% CI", "p", "test", "units"],
+            formats={"mean": "+.2f", "p": ".3g"},
+            caption="solved: per (N, replicate), mean over saturated K, p Holm-adjusted over the three "
+            "comparisons; capacity: per replicate",
         )
 
     def verdicts(self) -> dict[str, bool | None]:
         """The computed answers (None where the sweep lacks what a question needs)."""
         c = self.comparisons
-        e_s, b_s = c.get("excitability - synaptic"), c.get("both - best single")
+        e_s = c.get("excitability - synaptic")
+        b = [c[k] for k in ("both - excitability", "both - synaptic") if k in c]
+        both = len(b) == 2
         return {
             "pathways_differ_in_capacity": e_s.significant() if e_s else None,
-            "both_beats_best_single": (b_s.significant() and b_s.mean > 0) if b_s else None,
-            "both_at_least_best_single": b_s.ci[1] >= 0 if b_s else None,
+            "both_beats_each_single": all(x.significant() and x.mean > 0 for x in b) if both else None,
+            "both_at_least_each_single": all(x.ci[1] >= 0 for x in b) if both else None,
             "capacity_grows_with_n": (self.grows.significant() and self.grows.mean > 0)
             if self.grows
             else None,
@@ -244,19 +265,20 @@ class PackingAnswer:
         if not any(self.determined.values()):
             return Markdown("**No verdict**: no pathway has a size whose capacity is saturated.")
         v = self.verdicts()
-        lines = ["Verdicts from saturated cells only."]
+        lines = ["Verdicts from saturated cells only (p Holm-adjusted over the three pathway comparisons)."]
         c = self.comparisons
         if "excitability - synaptic" in c:
             said = "a difference" if v["pathways_differ_in_capacity"] else "no significant difference"
             lines.append(
-                "Excitability vs synaptic, tasks solved by the same network: "
+                "Excitability vs synaptic, tasks solved by networks of the same start: "
                 f"{c['excitability - synaptic'].text()}: **{said}**."
             )
-        if "both - best single" in c:
+        if v["both_beats_each_single"] is not None:
             lines.append(
-                f"Both pathways vs the better single one: {c['both - best single'].text()}: "
-                f"both pack more: **{format_value(v['both_beats_best_single'])}**; at least as many "
-                f"(interval reaches 0 or above): **{format_value(v['both_at_least_best_single'])}**."
+                f"Both pathways vs excitability: {c['both - excitability'].text()}; vs synaptic: "
+                f"{c['both - synaptic'].text()}. Both pack more than each: "
+                f"**{format_value(v['both_beats_each_single'])}**; at least as many (both intervals reach 0 "
+                f"or above): **{format_value(v['both_at_least_each_single'])}**."
             )
         if self.grows is not None:
             grow = "; ".join(
@@ -264,8 +286,8 @@ class PackingAnswer:
                 for p, g in self.growth.items()
             )
             lines.append(
-                f"Capacity from the smallest to the largest saturated size: {grow}; pooled over pathways "
-                f"and replicates {self.grows.text()}: rises with N: "
+                f"Capacity from the smallest to the largest saturated size: {grow}; per replicate, "
+                f"averaged over pathways, {self.grows.text()}: rises with N: "
                 f"**{format_value(v['capacity_grows_with_n'])}**."
             )
         return Markdown("\n\n".join(lines))
@@ -290,23 +312,49 @@ class PackingAnswer:
         return metrics
 
     def samples(self) -> dict[str, list[float]]:
-        """Per (N, K, replicate) network pair, what the report's verdict is judged from: whether
-        ``both`` solved (1) or not (0) minus the same for the better single pathway."""
-        if not self.pairs.get("both - best single"):
-            return {}
-        return {"both_minus_best_single_solved": self.pairs["both - best single"]}
+        """Per (N, replicate) unit, what the report's verdicts are judged from: the mean over
+        saturated K of whether ``both`` solved (1) or not (0) minus the same for each single pathway."""
+        return {
+            f"{name.replace(' - ', '_minus_')}_solved": self.pairs[name]
+            for name in ("both - excitability", "both - synaptic")
+            if self.pairs.get(name)
+        }
 
 
-def _outcomes(sweep: PackingSweep, cells: list[tuple[int, int]], pathway: str) -> list[int]:
-    """1 / 0: whether each network of ``pathway`` in ``cells`` ((N, K), every replicate) solved its tasks."""
-    return [int(r["solved"]) for n, k in cells for r in sweep.cell(n, pathway, k)]
+def _unit_differences(sweep: PackingSweep, x: str, y: str) -> list[float]:
+    """Per (N, replicate): the mean of solved(x) − solved(y) over the K cells saturated for both."""
+    cells = sweep.saturated_cells(x, y)
+    out = []
+    for n in sweep.sizes:
+        ks = [k for m, k in cells if m == n]
+        if not ks:
+            continue
+        for r in range(sweep.replicates):
+            d = [int(sweep.cell(n, x, k)[r]["solved"]) - int(sweep.cell(n, y, k)[r]["solved"]) for k in ks]
+            out.append(sum(d) / len(ks))
+    return out
 
 
-def _differences(sweep: PackingSweep, first: str, others: list[str]) -> list[float]:
-    """Paired solved outcomes of ``first`` minus the best of ``others`` over cells saturated for all."""
-    cells = sweep.saturated_cells(first, *others)
-    best = [max(v) for v in zip(*(_outcomes(sweep, cells, p) for p in others), strict=True)]
-    return [float(a - b) for a, b in zip(_outcomes(sweep, cells, first), best, strict=True)]
+def _growth(
+    capacity: dict[tuple[int, str], list[int]], determined: dict[str, list[int]], seed: int
+) -> tuple[dict[str, stats.Comparison], stats.Comparison | None]:
+    """Per pathway, and averaged over pathways per replicate (one-sided), largest − smallest size."""
+    growth = {}
+    for p, sizes in determined.items():
+        if len(sizes) > 1:
+            lo, hi = sizes[0], sizes[-1]
+            growth[p] = stats.compare(f"{p}: N={hi} - N={lo}", capacity[(hi, p)], capacity[(lo, p)],
+                                      paired=True, alternative="greater", seed=seed)  # fmt: skip
+    lo, hi = min(capacity)[0], max(capacity)[0]
+    both_ends = [p for p, sizes in determined.items() if lo in sizes and hi in sizes]
+    if lo == hi or not both_ends:
+        return growth, None
+    per_replicate = [
+        statistics.mean(capacity[(hi, p)][r] - capacity[(lo, p)][r] for p in both_ends)
+        for r in range(len(capacity[(lo, both_ends[0])]))
+    ]
+    name = f"mean over {', '.join(both_ends)}: N={hi} - N={lo}"
+    return growth, stats.compare(name, per_replicate, paired=True, alternative="greater", seed=seed)
 
 
 def packing_answer(sweep: PackingSweep, *, seed: int = 0) -> PackingAnswer:
@@ -319,33 +367,20 @@ def packing_answer(sweep: PackingSweep, *, seed: int = 0) -> PackingAnswer:
         p: statistics.mean(c for n in determined[p] for c in capacity[(n, p)]) if determined[p] else math.nan
         for p in pathways
     }
-    pairs: dict[str, list[float]] = {}
-    singles = [p for p in ("excitability", "synaptic") if p in pathways]
-    if len(singles) == 2:
-        pairs["excitability - synaptic"] = _differences(sweep, "excitability", ["synaptic"])
-    if "both" in pathways and singles:
-        pairs["both - best single"] = _differences(sweep, "both", singles)
-    comparisons = {name: stats.compare(name, d, paired=True, seed=seed) for name, d in pairs.items() if d}
-    growth: dict[str, stats.Comparison] = {}
-    pooled: list[float] = []
-    for p in pathways:
-        if len(determined[p]) > 1:
-            lo, hi = determined[p][0], determined[p][-1]
-            growth[p] = stats.compare(f"{p}: N={hi} - N={lo}", capacity[(hi, p)], capacity[(lo, p)],
-                                      paired=True, seed=seed)  # fmt: skip
-            pooled += [float(a - b) for a, b in zip(capacity[(hi, p)], capacity[(lo, p)], strict=True)]
-    grows = (
-        stats.compare("every pathway: largest - smallest N", pooled, paired=True, seed=seed)
-        if pooled
-        else None
-    )
+    pairs = {
+        f"{x} - {y}": _unit_differences(sweep, x, y)
+        for x, y in COMPARISONS
+        if x in pathways and y in pathways
+    }
+    raw = {name: stats.compare(name, d, paired=True, seed=seed) for name, d in pairs.items() if d}
+    growth, grows = _growth(capacity, determined, seed)
     return PackingAnswer(
         capacity,
         determined,
         list(pathways),
         sweep.replicates,
         mean_capacity,
-        comparisons,
+        stats.holm_adjusted(raw),
         growth,
         grows,
         pairs,

@@ -14,11 +14,19 @@ from __future__ import annotations
 import itertools
 import math
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import torch
 
-__all__ = ["Comparison", "bootstrap_ci", "compare", "holm", "permutation_test", "sign_flip_test"]
+__all__ = [
+    "Comparison",
+    "bootstrap_ci",
+    "compare",
+    "holm",
+    "holm_adjusted",
+    "permutation_test",
+    "sign_flip_test",
+]
 
 
 def _values(values: Sequence[float], name: str, least: int = 1) -> torch.Tensor:
@@ -28,12 +36,29 @@ def _values(values: Sequence[float], name: str, least: int = 1) -> torch.Tensor:
     return x
 
 
-def sign_flip_test(differences: Sequence[float], *, n_resamples: int = 20000, seed: int = 0) -> float:
-    """Two-sided p-value that paired ``differences`` have mean 0 (each sign equally likely under H0).
+ALTERNATIVES = ("two-sided", "greater")
 
-    The statistic is ``|mean|``; p counts the sign patterns at least as extreme, the observed one
-    included, so p is never 0.
+
+def _check_alternative(alternative: str) -> None:
+    if alternative not in ALTERNATIVES:
+        raise ValueError(f"alternative={alternative!r} must be one of {', '.join(ALTERNATIVES)}")
+
+
+def sign_flip_test(
+    differences: Sequence[float],
+    *,
+    alternative: str = "two-sided",
+    n_resamples: int = 20000,
+    seed: int = 0,
+) -> float:
+    """p-value that paired ``differences`` have mean 0 (each sign equally likely under H0).
+
+    The statistic is ``|mean|`` (``alternative="greater"``: the mean itself, for a hypothesis
+    stated in advance as "x exceeds y"); p counts the sign patterns at least as extreme, the
+    observed one included, so p is never 0. Zero differences never change sign: they leave p as
+    it is without them.
     """
+    _check_alternative(alternative)
     d = _values(differences, "differences")
     n = d.numel()
     if 2**n <= n_resamples:
@@ -42,8 +67,9 @@ def sign_flip_test(differences: Sequence[float], *, n_resamples: int = 20000, se
         gen = torch.Generator().manual_seed(seed)
         signs = torch.randint(0, 2, (n_resamples, n), generator=gen).double() * 2 - 1
         signs = torch.cat([torch.ones(1, n, dtype=torch.float64), signs])
-    stats = (signs * d).mean(1).abs()
-    return float((stats >= d.mean().abs() - 1e-12).double().mean())
+    if alternative == "greater":
+        return float(((signs * d).mean(1) >= d.mean() - 1e-12).double().mean())
+    return float(((signs * d).mean(1).abs() >= d.mean().abs() - 1e-12).double().mean())
 
 
 def permutation_test(
@@ -107,6 +133,7 @@ class Comparison:
     p: float
     n: int
     paired: bool
+    alternative: str = "two-sided"
 
     def significant(self, alpha: float = 0.05) -> bool:
         """Whether the test rejects "no difference" at ``alpha``."""
@@ -115,19 +142,37 @@ class Comparison:
     def text(self) -> str:
         """``+0.12 [+0.03, +0.20], p = 0.008 (n = 9 pairs)``."""
         unit = "pairs" if self.paired else "networks"
+        side = "" if self.alternative == "two-sided" else " (one-sided)"
         return (
-            f"{self.mean:+.3f} [{self.ci[0]:+.3f}, {self.ci[1]:+.3f}], p = {self.p:.3g} (n = {self.n} {unit})"
+            f"{self.mean:+.3f} [{self.ci[0]:+.3f}, {self.ci[1]:+.3f}], p = {self.p:.3g}{side} "
+            f"(n = {self.n} {unit})"
         )
 
 
+def holm_adjusted(comparisons: dict[str, Comparison]) -> dict[str, Comparison]:
+    """The same comparisons with Holm-adjusted p-values: one family, tested together."""
+    adjusted = holm([c.p for c in comparisons.values()])
+    return {name: replace(c, p=p) for (name, c), p in zip(comparisons.items(), adjusted, strict=True)}
+
+
 def compare(
-    name: str, x: Sequence[float], y: Sequence[float] | None = None, *, paired: bool, seed: int = 0
+    name: str,
+    x: Sequence[float],
+    y: Sequence[float] | None = None,
+    *,
+    paired: bool,
+    alternative: str = "two-sided",
+    seed: int = 0,
 ) -> Comparison:
     """Test ``mean(x) - mean(y)`` (or, ``paired``, the mean of ``x - y``; ``y=None``: of ``x``).
 
-    Paired: sign-flip test and bootstrap interval of the differences. Independent: two-sample
-    permutation test, and the bootstrap interval of the difference of means (each group resampled).
+    Paired: sign-flip test (``alternative`` as :func:`sign_flip_test`) and bootstrap interval of the
+    differences. Independent: two-sided two-sample permutation test, and the bootstrap interval of
+    the difference of means (each group resampled).
     """
+    _check_alternative(alternative)
+    if not (paired or y is None) and alternative != "two-sided":
+        raise ValueError(f"alternative={alternative!r}: independent groups are tested two-sided only")
     if paired or y is None:
         if y is not None and len(x) != len(y):
             raise ValueError(f"paired samples must have equal lengths; got {len(x)} and {len(y)}")
@@ -136,9 +181,10 @@ def compare(
             name,
             float(d.mean()),
             bootstrap_ci(d.tolist(), seed=seed),
-            sign_flip_test(d.tolist(), seed=seed),
+            sign_flip_test(d.tolist(), alternative=alternative, seed=seed),
             d.numel(),
             True,
+            alternative,
         )
     a, b = _values(x, "x"), _values(y, "y")
     gen = torch.Generator().manual_seed(seed)

@@ -24,6 +24,12 @@
 # performance at λ = 0 and λ = 1, and pathways are compared by paired permutation tests over
 # replicates (networks of one replicate start from the same weights).
 #
+# **Hyperparameters.** Every pathway trains with the same learning rate (0.01), batch and step
+# budget, fixed while designing these notebooks from learning-speed measurements of all four
+# pathways together; there is no per-pathway search, so a pathway whose best
+# learning rate lies elsewhere could be at a disadvantage (`lr` is a parameter: try it). The
+# trials are drawn afresh for every evaluation, so no measure is made on trials seen in training.
+#
 # Then we look at the **dynamics**: trajectories in PCA space, their dimensionality (participation
 # ratio), and the fixed points of the network during the response, as λ moves from A to B.
 
@@ -109,6 +115,7 @@ fig = plots.ambiguity_curves(lambdas, follow_a[solved_rows], follow_b[solved_row
 plots.save_figure(fig, cfg, "ambiguity_curves")
 plt.show()
 
+# %% [markdown]
 # ## Ambiguity: a noisy context
 #
 # Gaussian noise of std σ is added to every entry of the one-hot context (16 draws per task and

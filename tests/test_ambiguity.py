@@ -113,9 +113,10 @@ def test_the_answer_pairs_replicates_and_tests_with_holm_correction():
     assert m["n_replicates"] == 8 and m["ambiguity_test_p"] == round(t["excitability - synaptic"].p, 4)
     assert m["most_robust_to_mixture"] == "both" and m["tolerance_synaptic"] < m["tolerance_excitability"]
     assert answer.training_check()[0]
-    assert set(answer.samples()) == {
-        "excitability_minus_synaptic_tolerance",
-        "both_minus_best_single_tolerance",
+    assert answer.samples() == {
+        "excitability_minus_synaptic_tolerance": d,
+        "both_minus_excitability_tolerance": answer.pairs["tolerance both - excitability"],
+        "both_minus_synaptic_tolerance": answer.pairs["tolerance both - synaptic"],
     }
     text = answer.conclusions().data
     assert "Excitability − synaptic, ambiguity tolerance: +" in text and "**a difference**" in text
@@ -130,6 +131,17 @@ def test_unsolved_networks_are_left_out_and_too_few_fail_the_training_check():
     assert answer.tests["tolerance"]["excitability - synaptic"].n == 5  # only replicates solved in both
     assert answer.min_replicates == 5
     ok, text = answer.training_check()
-    assert not ok and "synaptic 5/8" in text
+    assert not ok and "synaptic 5/8" in text and "excitability - synaptic 5" in text
     rows = {r[0]: r for r in answer.summary_table().rows}
     assert rows["synaptic"][1] == "5/8"
+
+
+def test_the_training_check_counts_replicate_pairs_not_networks_per_pathway():
+    """8 solved networks in each pathway, but only 6 replicates where both solved: too few pairs."""
+    ats = {"excitability": [0.45] * 10, "synaptic": [0.25] * 10}
+    solved = {"excitability": [True] * 8 + [False] * 2, "synaptic": [False] * 2 + [True] * 8}
+    pathways, reps, done, on_a, on_b, noisy = networks(ats, solved)
+    answer = ambiguity.ambiguity_answer(pathways, reps, done, on_a, on_b, LAMBDAS, noisy)
+    assert answer.solved == {"excitability": (8, 10), "synaptic": (8, 10)}
+    assert answer.min_replicates == 6 and answer.metrics()["n_replicates"] == 6
+    assert not answer.training_check()[0]

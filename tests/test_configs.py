@@ -60,6 +60,9 @@ def test_values_are_converted_and_checked_when_made():
             configs.AmbiguityConfig(**kwargs)
     with pytest.raises(ParameterError, match="inputs_per_unit=65 is not allowed: more than the 64 inputs"):
         configs.ContinualNotebookConfig(inputs_per_unit=65)
+    with pytest.raises(ParameterError, match="full_budget=False is not allowed: the saturation check needs"):
+        configs.PackingConfig(full_budget=False)
+    assert not configs.AmbiguityConfig(full_budget=False).full_budget  # notebook 07 trains to criterion
     with pytest.raises(ParameterError, match="gain_sites='block9' names no sites"):
         configs.GainModulationConfig(gain_sites="block9")
 

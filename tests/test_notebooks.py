@@ -112,9 +112,14 @@ def _consistent_04(m: dict) -> None:
     if "excitability_minus_synaptic_p" in m:
         said = _significant(m["excitability_minus_synaptic_p"])
         assert said is None or m["pathways_differ_in_capacity"] == said
-    if "growth_p" in m:  # pooled over pathways and replicates
+    if "growth_p" in m:  # per replicate, averaged over pathways, one-sided
         said = _significant(m["growth_p"])
         assert said is None or m["capacity_grows_with_n"] == (said and m["growth_mean"] > 0)
+    if "both_minus_excitability_p" in m and "both_minus_synaptic_p" in m:
+        said = {p: _significant(m[f"both_minus_{p}_p"]) for p in ("excitability", "synaptic")}
+        if None not in said.values():
+            beats = all(s and m[f"both_minus_{p}_mean"] > 0 for p, s in said.items())
+            assert m["both_beats_each_single"] == beats
 
 
 def _consistent_05(m: dict) -> None:
@@ -262,13 +267,16 @@ def _answers_04(md: str, m: dict) -> None:
     if not any(v for k, v in m.items() if k.startswith("saturated_sizes_")):
         assert "**No verdict**" in md
         return
-    assert "Verdicts from saturated cells only." in md
+    assert "Verdicts from saturated cells only (p Holm-adjusted over the three pathway comparisons)." in md
     if m.get("pathways_differ_in_capacity") is not None:
         said = "**a difference**" if m["pathways_differ_in_capacity"] else "**no significant difference**"
-        assert f"tasks solved by the same network: {m['excitability_minus_synaptic_mean']:+.3f}" in md
+        start = f"tasks solved by networks of the same start: {m['excitability_minus_synaptic_mean']:+.3f}"
+        assert start in md
         assert said in md
     if m.get("capacity_grows_with_n") is not None:
         assert f"rises with N: {_yes(m['capacity_grows_with_n'])}." in md
+    if m.get("both_beats_each_single") is not None:
+        assert f"Both pack more than each: {_yes(m['both_beats_each_single'])};" in md
 
 
 def _md_rows(md: str, header: str) -> dict[str, list[str]]:

@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from neuromod_lib import multitask as mt
-from neuromod_lib import packing, stats
+from neuromod_lib import packing
 from neuromod_lib.data.tasks import TaskConfig
 from neuromod_lib.multitask import TrainConfig
 from neuromod_lib.packing import PackingSweep, packing_answer, packing_sweep
@@ -57,9 +57,12 @@ def test_a_verdict_that_changes_after_the_check_step_makes_its_cell_budget_limit
     assert table["synaptic"] == ("synaptic", "3", "1", "N=16 K=2") and table["rule"][2] == "0"
     answer = packing_answer(sweep)
     assert answer.determined["synaptic"] == [8] and answer.mean_capacity["synaptic"] == 2.0
-    # the budget-limited cell (16, K = 2) is left out of the paired comparison: 3 cells x 3 replicates
-    assert answer.pairs["excitability - synaptic"] == [0.0] * 9
+    # the budget-limited cell (16, K = 2) is left out of the paired comparison: per (N, replicate) the
+    # mean over K = 1, 2 at N = 8 and over K = 1 alone at N = 16
+    assert answer.pairs["excitability - synaptic"] == [0.0] * 6
     assert "synaptic" not in answer.growth and answer.growth["both"].n == 3
+    # growth pooled over the pathways determined at both ends, per replicate
+    assert answer.grows.name == "mean over rule, excitability, both: N=16 - N=8" and answer.grows.n == 3
     metrics = answer.metrics()
     assert metrics["saturated_sizes_synaptic"] == "8" and metrics["capacity_N16_synaptic"] == 1.67
 
@@ -74,42 +77,52 @@ def test_no_verdict_when_no_capacity_is_saturated():
     assert not sweep.training_check()[0]
 
 
-def test_the_answer_tests_paired_outcomes_and_pooled_growth():
+def test_the_answer_tests_paired_units_with_holm_and_one_sided_growth():
     # excitability solves K = 2 where synaptic does not, in every (size, replicate); both = synaptic
     solved = {}
     for n in (8, 16):
-        for r in range(3):
+        for r in range(5):
             solved[(n, "excitability", r)] = (1, 2)
             solved[(n, "synaptic", r)] = (1,)
             solved[(n, "both", r)] = (1,)
             solved[(n, "rule", r)] = (1,) if n == 8 else (1, 2)
-    sweep = sweep_of(solved)
+    sweep = sweep_of(solved, reps=5)
     answer = packing_answer(sweep, seed=0)
-    # one pair per (N, K, replicate) network: 2 sizes x 2 Ks x 3 replicates
-    assert answer.pairs["excitability - synaptic"] == [0.0, 0.0, 0.0, 1.0, 1.0, 1.0] * 2
+    # one value per (N, replicate) unit, the mean over K = 1, 2 of the solved difference: 2 sizes x 5
+    assert answer.pairs["excitability - synaptic"] == [0.5] * 10
+    assert answer.pairs["both - excitability"] == [-0.5] * 10
+    assert answer.pairs["both - synaptic"] == [0.0] * 10
     c = answer.comparisons["excitability - synaptic"]
-    assert c.paired and c.n == 12 and c.mean == 0.5 and c.p == pytest.approx(2 / 64)  # McNemar: 6 discordant
-    assert c == stats.compare("excitability - synaptic", answer.pairs["excitability - synaptic"], paired=True)
-    d = answer.comparisons["both - best single"]
-    assert d.mean == -0.5 and answer.samples() == {
-        "both_minus_best_single_solved": answer.pairs["both - best single"]
+    # exact sign-flip: 2 of 1024 patterns as extreme; Holm over three comparisons (the third has p = 1)
+    assert c.paired and c.n == 10 and c.mean == 0.5 and c.p == pytest.approx(3 * 2 / 1024)
+    assert answer.comparisons["both - synaptic"].p == 1.0
+    assert answer.samples() == {
+        "both_minus_excitability_solved": [-0.5] * 10,
+        "both_minus_synaptic_solved": [0.0] * 10,
     }
     v = answer.verdicts()
     assert v["pathways_differ_in_capacity"] is True
-    assert v["both_beats_best_single"] is False and v["both_at_least_best_single"] is False
+    assert v["both_beats_each_single"] is False and v["both_at_least_each_single"] is False
     assert answer.growth["rule"].mean == 1.0 and answer.growth["excitability"].mean == 0.0
-    # pooled over pathways and replicates: +1 for rule's 3 replicates, 0 elsewhere: p = 2/8
-    assert answer.grows.n == 12 and answer.grows.mean == 0.25 and answer.grows.p == pytest.approx(0.25)
-    assert v["capacity_grows_with_n"] is False
+    # per replicate, the mean over the four pathways: +1/4 in each of 5 replicates; one-sided 1/32
+    assert answer.grows.n == 5 and answer.grows.mean == 0.25 and answer.grows.p == pytest.approx(1 / 32)
+    assert answer.grows.alternative == "greater" and v["capacity_grows_with_n"] is True
     assert answer.mean_capacity == {"rule": 1.5, "excitability": 2.0, "synaptic": 1.0, "both": 1.0}
     text = answer.conclusions().data
-    assert "Excitability vs synaptic, tasks solved by the same network: +0.500" in text
-    assert "**a difference**" in text and "rises with N: **no**" in text
+    assert "Excitability vs synaptic, tasks solved by networks of the same start: +0.500" in text
+    assert "**a difference**" in text and "(one-sided)" in text and "rises with N: **yes**" in text
     m = answer.metrics()
-    assert m["excitability_minus_synaptic_mean"] == 0.5 and m["excitability_minus_synaptic_p"] == 0.0312
-    assert m["growth_p"] == 0.25 and m["pathways_differ_in_capacity"] is True
+    assert m["excitability_minus_synaptic_mean"] == 0.5 and m["excitability_minus_synaptic_p"] == 0.0059
+    assert m["growth_p"] == 0.0312 and m["pathways_differ_in_capacity"] is True
     rows = answer.comparison_table().rows
-    assert rows[0][0] == "solved: excitability - synaptic" and len(rows) == 2 + 4 + 1
+    assert rows[0][0] == "solved: excitability - synaptic" and len(rows) == 3 + 4 + 1
+
+
+def test_three_replicates_cannot_show_growth_even_when_every_one_grows():
+    solved = {(n, p, r): (1,) if n == 8 else (1, 2) for n in (8, 16) for p in PATHWAYS for r in range(3)}
+    answer = packing_answer(sweep_of(solved))
+    assert answer.grows.mean == 1.0 and answer.grows.p == pytest.approx(1 / 8)
+    assert answer.verdicts()["capacity_grows_with_n"] is False
 
 
 def test_training_check_needs_a_verdict_size_and_half_the_largest_networks_solving_the_smallest_k():

@@ -18,6 +18,29 @@ def test_sign_flip_test_counts_every_sign_pattern_exactly():
     assert stats.sign_flip_test([1.0] * 6) == pytest.approx(2 / 64)
 
 
+def test_one_sided_sign_flip_counts_patterns_with_a_mean_as_large():
+    # by hand: of the 8 patterns of (1, 2, 3) only +++ has a mean >= 2; of (1, 1, -1) the means >= 1/3
+    # are +++ (1), ++- (1/3), +-+ (1/3) and -++ (1/3)
+    assert stats.sign_flip_test([1.0, 2.0, 3.0], alternative="greater") == pytest.approx(1 / 8)
+    assert stats.sign_flip_test([1.0, 1.0, -1.0], alternative="greater") == pytest.approx(4 / 8)
+    assert stats.sign_flip_test([-1.0, -2.0], alternative="greater") == 1.0
+    # zeros never change sign: p is the same with or without them
+    assert stats.sign_flip_test([1.0, 2.0, 0.0, 0.0]) == stats.sign_flip_test([1.0, 2.0])
+    c = stats.compare("growth", [1.0] * 5, paired=True, alternative="greater")
+    assert c.p == pytest.approx(1 / 32) and "(one-sided)" in c.text()
+
+
+def test_holm_adjusted_keeps_names_and_everything_but_p():
+    raw = {
+        name: stats.compare(name, d, paired=True)
+        for name, d in (("a", [1.0, 2.0, 3.0]), ("b", [1.0] * 6), ("c", [0.5, -0.5]))
+    }
+    out = stats.holm_adjusted(raw)
+    assert list(out) == ["a", "b", "c"]
+    assert [c.p for c in out.values()] == pytest.approx(stats.holm([c.p for c in raw.values()]))
+    assert all(out[k].mean == raw[k].mean and out[k].ci == raw[k].ci and out[k].n == raw[k].n for k in raw)
+
+
 def test_sign_flip_test_monte_carlo_is_close_to_the_exact_value():
     d = [0.3, 1.1, -0.2, 0.8, 0.5, 0.9, 0.4, 1.3, -0.1, 0.7, 0.6, 0.2]
     exact = stats.sign_flip_test(d, n_resamples=10**6)
@@ -73,6 +96,8 @@ def test_compare_paired_and_independent():
         (lambda: stats.permutation_test([], [1.0]), "x"),
         (lambda: stats.bootstrap_ci([float("inf")]), "values"),
         (lambda: stats.compare("d", [1.0, 2.0], [1.0], paired=True), "equal lengths"),
+        (lambda: stats.sign_flip_test([1.0], alternative="less"), "alternative='less'.*two-sided, greater"),
+        (lambda: stats.compare("d", [1.0], [2.0], paired=False, alternative="greater"), "two-sided only"),
     ],
 )
 def test_bad_samples_are_rejected_naming_them(call, words):
