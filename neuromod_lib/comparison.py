@@ -54,6 +54,7 @@ __all__ = [
     "family_table",
     "family_timing_table",
     "family_timings",
+    "readout_table",
     "family_verdicts",
     "forgetting_answer",
     "forgetting_note",
@@ -145,27 +146,27 @@ def reference_check(results: Mapping[str, Any], n_classes: int) -> tuple[bool, s
     )
 
 
-def _random_vs_dense(results: Mapping[str, Any], dense_bytes: int) -> tuple[str, float, float] | None:
-    """``(best dense method, its accuracy lead over random weights in points, storage ratio)``."""
+def _random_vs_dense(results: Mapping[str, Any]) -> tuple[str, float, float] | None:
+    """``(best dense method, its accuracy lead over random weights in points, storage ratio)``: the
+    ratio of the bytes one more task adds, the best dense baseline's (a head) over random weights'."""
     rw, best = results.get("random_weights"), best_dense(results)
     if rw is None or best is None:
         return None
     gap = 100 * (results[best].average_accuracy - rw.average_accuracy)
-    return best, gap, dense_bytes / rw.bytes_per_task
+    return best, gap, results[best].bytes_per_task / rw.bytes_per_task
 
 
-def continual_verdicts(
-    results: Mapping[str, Any], dense_bytes: int, zero_forgetting: bool | None
-) -> dict[str, bool | None]:
+def continual_verdicts(results: Mapping[str, Any], zero_forgetting: bool | None) -> dict[str, bool | None]:
     """Notebook 06's verdicts on random weights against the dense continual baselines.
 
     ``zero_forgetting_random_weights`` (given: :func:`forgets_nothing`); with random weights and a
     dense baseline: ``random_weights_within_5_points_of_best_dense`` (average accuracy),
     ``random_weights_forget_less_than_finetune`` (if finetune ran) and
-    ``storage_ratio_at_least_100`` (``dense_bytes``, a dense network's, over the bytes stored per task).
+    ``storage_ratio_at_least_100`` (the bytes one more task adds: the best dense baseline's over
+    random weights'; the dense baselines keep one trunk, not one per task).
     """
     verdicts: dict[str, bool | None] = {"zero_forgetting_random_weights": zero_forgetting}
-    compared = _random_vs_dense(results, dense_bytes)
+    compared = _random_vs_dense(results)
     if compared is None:
         return verdicts
     _, gap, storage = compared
@@ -182,7 +183,7 @@ def continual_answer(results: Mapping[str, Any], dense_bytes: int, zero_forgetti
     """Notebook 06's answer: random weights against the best dense baseline in sentences, then every
     verdict of :func:`continual_verdicts`."""
     lines = []
-    compared = _random_vs_dense(results, dense_bytes)
+    compared = _random_vs_dense(results)
     if compared is not None:
         best, gap, storage = compared
         rw = results["random_weights"]
@@ -193,20 +194,23 @@ def continual_answer(results: Mapping[str, Any], dense_bytes: int, zero_forgetti
             f"{best} {100 * results[best].forgetting:.1f}."
         )
         lines.append(
-            f"Stored per extra task: {rw.bytes_per_task:,} bytes, {storage:.0f}x less than a dense "
-            f"network's {dense_bytes:,}."
+            f"What one more task adds to storage: {rw.bytes_per_task:,} bytes for random weights, "
+            f"{storage:.1f}x less than {best}'s {results[best].bytes_per_task:,} (a head); stored once: "
+            f"{rw.fixed_bytes or 0:,} bytes (the seed) against {results[best].fixed_bytes or 0:,}. A copy "
+            f"of the whole dense network per task ({dense_bytes:,} bytes) would be "
+            f"{dense_bytes / rw.bytes_per_task:.0f}x, but no continual baseline here stores one."
         )
-    verdicts = continual_verdicts(results, dense_bytes, zero_forgetting)
+    verdicts = continual_verdicts(results, zero_forgetting)
     return Markdown("\n\n".join([*lines, _verdict_lines(verdicts)]))
 
 
-def continual_samples(results: Mapping[str, Any], dense_bytes: int) -> dict[str, list[float]]:
+def continual_samples(results: Mapping[str, Any]) -> dict[str, list[float]]:
     """The compared quantities of notebook 06, one value (this seed) each, for the record's ``samples``."""
     rw = results.get("random_weights")
     if rw is None:
         return {}
     samples = {"random_weights_forgetting": [100 * rw.forgetting]}
-    compared = _random_vs_dense(results, dense_bytes)
+    compared = _random_vs_dense(results)
     if compared is not None:
         samples["best_dense_minus_random_weights_accuracy"] = [compared[1]]
         samples["storage_ratio"] = [compared[2]]
@@ -221,31 +225,53 @@ def continual_table(results: Mapping[str, Any]) -> Table:
         forgetting = None if math.isnan(r.forgetting) else 100 * r.forgetting
         bwt = None if math.isnan(r.backward_transfer) else 100 * r.backward_transfer
         rows.append(
-            [m, 100 * r.average_accuracy, forgetting, bwt, r.learned_params_per_task, r.bytes_per_task]
-        )
+            [m, 100 * r.average_accuracy, forgetting, bwt, r.learned_params_per_task, r.bytes_per_task,
+             r.fixed_bytes]
+        )  # fmt: skip
     return table(
         rows,
-        ["method", "avg acc %", "forgetting", "BWT", "params/task", "bytes/task"],
+        ["method", "avg acc %", "forgetting", "BWT", "params/task", "bytes added/task", "fixed bytes"],
         formats=dict.fromkeys(["avg acc %", "forgetting", "BWT"], ".1f"),
         caption="Accuracy after the last task, averaged over tasks; forgetting and backward transfer (BWT) "
-        "in accuracy points (—: joint training learns every task at once, nothing to forget).",
+        "in accuracy points (—: joint training learns every task at once, nothing to forget). Storage "
+        "as the field counts it: what one more task adds, and what is stored once (the dense trunk, "
+        "EWC's Fisher and anchor, SI's importance and anchor; the seed of fixed random weights).",
     )
 
 
+#: the task-id protocols of notebook 06 and the continual-learning scenario each one amounts to
+INFERENCE_PROTOCOLS = (
+    ("per test batch", "batch_task_inference_accuracy", "batch_inferred_accuracy",
+     "task-incremental, task id inferred per batch (SupSup)"),
+    ("per sample", "task_inference_accuracy", "inferred_accuracy",
+     "close to domain-incremental: each sample on its own"),
+)  # fmt: skip
+
+
 def inference_table(results: Mapping[str, Any]) -> Table:
-    """When the task is not given: how often each method infers it, and its accuracy then (%)."""
+    """When the task is not given: how often each method infers it, and its accuracy then (%), under
+    both protocols (:data:`INFERENCE_PROTOCOLS`), each labelled with its scenario."""
     rows = [
-        [m, 100 * r.task_inference_accuracy, 100 * r.inferred_accuracy]
+        [m, protocol, 100 * getattr(r, task_key), 100 * getattr(r, acc_key), scenario]
         for m, r in results.items()
-        if r.inferred_accuracy is not None
+        for protocol, task_key, acc_key, scenario in INFERENCE_PROTOCOLS
+        if getattr(r, acc_key, None) is not None
     ]
-    headers = ["method", "task inferred correctly %", "accuracy with inferred task %"]
-    return table(rows, headers, formats=dict.fromkeys(headers[1:], ".1f"))
+    headers = ["method", "task inferred", "task inferred correctly %", "accuracy with inferred task %",
+               "scenario"]  # fmt: skip
+    return table(
+        rows,
+        headers,
+        formats=dict.fromkeys(headers[2:4], ".1f"),
+        caption="Not comparable with domain- or class-incremental results of methods trained for those "
+        "scenarios: every method here was trained with the task id given.",
+    )
 
 
 def seconds_per_task(results: Mapping[str, Any]) -> dict[str, float]:
-    """Mean training seconds per task of each method (this machine)."""
-    return {m: sum(r.seconds_per_task) / len(r.seconds_per_task) for m, r in results.items()}
+    """Training seconds per task of each method, the median over the tasks after the first (warmed
+    up; this machine; see :attr:`~neuromod_lib.continual.ContinualResult.typical_seconds_per_task`)."""
+    return {m: r.typical_seconds_per_task for m, r in results.items()}
 
 
 def continual_timings(results: Mapping[str, Any]) -> dict[str, float]:
@@ -263,7 +289,9 @@ def continual_timings(results: Mapping[str, Any]) -> dict[str, float]:
 def continual_timing_table(results: Mapping[str, Any]) -> Table:
     """Seconds per task of each method; the caption compares random weights with fine-tuning."""
     timing = continual_timings(results)
-    caption = "Training time per task (this machine)."
+    caption = (
+        "Training time per task (this machine): the median over the tasks after the first, which warms up."
+    )
     ratio = timing.get("random_weights_over_finetune_time")
     if ratio is not None:
         caption += (
@@ -284,8 +312,12 @@ def continual_metrics(results: Mapping[str, Any]) -> dict[str, Any]:
             metrics[f"{m}_forgetting"] = round(100 * r.forgetting, 2)
         metrics[f"{m}_params_per_task"] = r.learned_params_per_task
         metrics[f"{m}_bytes_per_task"] = r.bytes_per_task
+        if r.fixed_bytes is not None:
+            metrics[f"{m}_fixed_bytes"] = r.fixed_bytes
         if r.inferred_accuracy is not None:
             metrics[f"{m}_inferred_accuracy"] = round(100 * r.inferred_accuracy, 2)
+        if getattr(r, "batch_inferred_accuracy", None) is not None:
+            metrics[f"{m}_batch_inferred_accuracy"] = round(100 * r.batch_inferred_accuracy, 2)
     return metrics
 
 
@@ -399,7 +431,8 @@ def family_table(rows: Sequence[Any], plan: Any) -> Table:
         "family": "family",
         "accuracy": "accuracy %",
         "params_per_task": "values/task",
-        "bytes_per_task": "bytes/task",
+        "bytes_per_task": "bytes added/task",
+        "fixed_bytes": "fixed bytes",
         "forgetting": "forgetting",
         "ambiguity": "ambiguous",
         "noise": "noisy",
@@ -411,6 +444,25 @@ def family_table(rows: Sequence[Any], plan: Any) -> Table:
         caption=f"Forgetting in accuracy points; ambiguous / noisy: fraction of the accuracy kept at "
         f"λ = {plan.ambiguity_at:g} / σ = {plan.sigmas[-1]:g}; —: does not apply. "
         "Training time in the next cell.",
+    )
+
+
+def readout_table(by_readout: Mapping[str, Sequence[Any]]) -> Table:
+    """Accuracy (%) of every feedforward family under each readout protocol, ``{readout: rows}``: one
+    line per task set and family, one column per protocol."""
+    readouts = list(by_readout)
+    accuracy = {(r.task_set, r.family, k): r.accuracy for k, rows in by_readout.items() for r in rows}
+    keys = dict.fromkeys((r.task_set, r.family) for rows in by_readout.values() for r in rows)
+    lines = [[s, f, *(accuracy.get((s, f, k)) for k in readouts)] for s, f in keys if s != "cognitive"]
+    headers = ["task set", "family", *(f"{k} readout %" for k in readouts)]
+    return table(
+        lines,
+        headers,
+        formats=dict.fromkeys(headers[2:], ".1f"),
+        caption="shared: one readout learned on the first task, then frozen (the context alone tells the "
+        "tasks apart); per_task: a head per task, which carries part of the task. Each with its own "
+        "learning rates, chosen on validation. Random weights and fine-tuning have readouts of their "
+        "own, the same under both.",
     )
 
 
@@ -538,25 +590,31 @@ def family_answer(
     lines = [f"- One family is the most accurate on every task set: **{one}**."]
     for need in best:
         won = wins(need, best, rows, families)
-        lines.append(
-            f"- {need}: "
-            + (
-                f"**{', '.join(won)}** wins on every task set it ran on"
-                if won
-                else "no family wins everywhere"
-            )
-        )
+        if won:
+            said = f"**{', '.join(won)}** wins on every task set it ran on"
+        elif best[need] and not any(best[need].values()):
+            said = "**no family qualifies** on any task set (see the ranking rule above the table)"
+        else:
+            said = "no family wins everywhere"
+        lines.append(f"- {need}: {said}")
     return Markdown("\n".join(lines))
 
 
 def needs_table(best: Mapping[str, Mapping[str, list[str]]]) -> Table:
-    """For each need (row), the best families on each task set (column); ties share the cell."""
+    """For each need (row), the best families on each task set (column); ties share the cell; "no
+    family qualifies" where a robustness ranking could not separate the families that work."""
     sets = list(dict.fromkeys(s for per_set in best.values() for s in per_set))
     rows = [
-        [need, *(", ".join(per_set[s]) if s in per_set else None for s in sets)]
+        [need, *((", ".join(per_set[s]) or "no family qualifies") if s in per_set else None for s in sets)]
         for need, per_set in best.items()
     ]
-    return table(rows, ["need", *sets])
+    return table(
+        rows,
+        ["need", *sets],
+        caption="Robustness: only families within 10 accuracy points of the best (mean over seeds) compete, "
+        "and one wins only if the 95% interval of its paired difference to every other, over at least "
+        "3 seeds, lies above 0.",
+    )
 
 
 def family_metrics(
@@ -576,7 +634,7 @@ def family_metrics(
         ("robust to an ambiguous context", "ambiguity"),
         ("robust to a noisy context", "noise"),
     ):
-        metrics.update({f"most_robust_{key}_{s}": ",".join(f) for s, f in best[need].items()})
+        metrics.update({f"most_robust_{key}_{s}": ",".join(f) or "none" for s, f in best[need].items()})
     return metrics
 
 

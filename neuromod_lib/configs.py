@@ -481,6 +481,13 @@ class ContinualNotebookConfig(NotebookConfig):
     ewc_lambda: float = param(100.0, "EWC penalty strength", low=0.0)
     si_c: float = param(0.5, "SI penalty strength", low=0.0)
     mask_sparsity: float = param(0.5, "fraction of weights a supermask keeps", above=0.0, high=1.0)
+    search: bool = param(
+        True,
+        "choose each method's searched hyperparameter on validation data (False: use the values above)",
+    )
+    search_tasks: int = param(
+        3, "first tasks the hyperparameter search trains and validates on", low=1, high=100
+    )
 
     def check_together(self) -> None:
         """``inputs_per_unit`` at most the sequence's inputs per sample."""
@@ -560,6 +567,9 @@ class FamiliesConfig(NotebookConfig):
     )
     rw_lr: float = param(0.01, "RMSprop learning rate of the random-weight contexts", above=0.0)
     dense_lr: float = param(0.001, "Adam learning rate of the finetune reference", above=0.0)
+    search: bool = param(
+        True, "choose each family's learning rate on validation data (False: use the values above)"
+    )
     # cognitive tasks: notebook 05's networks (its profile's dynamics and budget)
     rnn_tasks: list[str] = param(
         ["go", "anti", "dm1", "dly_go"], "list of cognitive tasks", item={"choices": TASKS}

@@ -56,14 +56,17 @@ Design choices (marked because the papers leave them open):
 - joint: the union is shuffled together, each sample scored by its own task's head, for
   ``epochs`` passes over the union; only the last row of its accuracy matrix exists, so its
   forgetting and backward transfer are NaN and ``seconds_per_task`` is its total time / T;
-- ``bytes_per_task``: what one more task costs in float32 storage. Random weights: the context
-  (as the network reports it); supermask: one bit per weight; the dense baselines: the whole
-  trunk plus one head, because each task changes every trunk weight, so keeping a task means
-  keeping a copy of the network (EWC's and SI's importance and anchor are one fixed cost, not
-  per task);
-- task-id inference (every method: the dense baselines use the heads of all tasks seen): per
-  test sample, the task whose softmax has the lowest entropy (:func:`infer_task`), then that
-  task's prediction. A prediction counts as correct when it names the right class (``Task.classes``:
+- storage, as the continual-learning literature counts it: ``bytes_per_task``, what one more
+  task *adds* in float32 storage, and ``fixed_bytes``, what is stored once whatever the number of
+  tasks. Random weights: the context and strength per task, and the seed the fixed weights are
+  regenerated from (8 bytes); supermask: one bit per weight per task, and the seed; the dense
+  baselines: one head per task, and the trunk (EWC: plus its Fisher and anchor; SI: plus its
+  importance and anchor, each the trunk's size);
+- task-id inference (every method: the dense baselines use the heads of all tasks seen), two
+  protocols: per test sample, the task whose softmax has the lowest entropy (:func:`infer_task`),
+  then that task's prediction; and per test batch of ``batch`` samples of one task, the task of
+  lowest mean entropy for the whole batch (SupSup's protocol). A prediction counts as correct
+  when it names the right class (``Task.classes``:
   label ``k`` of a task is class ``classes[k]``), so in the split benchmarks a right label under
   the wrong task is wrong.
 """
@@ -71,6 +74,7 @@ Design choices (marked because the papers leave them open):
 from __future__ import annotations
 
 import math
+import statistics
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -106,6 +110,8 @@ LEARNERS: tuple[str, ...] = METHODS + MODULATION_FAMILIES
 #: the readouts of the modulation families: one shared by every task, or a head per task
 READOUTS: tuple[str, ...] = ("shared", "per_task")
 _EVAL_CHUNK = 8192  # test samples per forward pass when evaluating
+#: bytes of the seed that regenerates fixed random weights
+SEED_BYTES = 8
 
 
 # --------------------------------------------------------------------------- configuration
@@ -196,7 +202,11 @@ class ContinualResult:
     given) after training tasks ``0..i``; NaN for ``j > i`` (and, for ``joint``, in every row but
     the last). ``seconds_per_task``: training time of each task. ``inferred_accuracy``: class
     accuracy over all test sets after the last task when the task id is inferred;
-    ``task_inference_accuracy``: the fraction of test samples whose task was inferred correctly.
+    ``task_inference_accuracy``: the fraction of test samples whose task was inferred correctly;
+    both with the task inferred per sample (close to domain-incremental learning: each sample on its
+    own). ``batch_inferred_accuracy`` and ``batch_task_inference_accuracy``: the same with one task
+    inferred per test batch of ``batch`` samples of one task (SupSup's protocol).
+    ``bytes_per_task`` / ``fixed_bytes``: what one more task adds to storage / what is stored once.
     """
 
     method: str
@@ -208,6 +218,20 @@ class ContinualResult:
     bytes_per_task: int
     inferred_accuracy: float | None
     task_inference_accuracy: float | None
+    batch_inferred_accuracy: float | None = None
+    batch_task_inference_accuracy: float | None = None
+    fixed_bytes: int | None = None
+
+    @property
+    def typical_seconds_per_task(self) -> float:
+        """Median training seconds of the tasks after the first: repeated measurements, warmed up.
+
+        The first task pays for first calls (allocations, kernel selection) and, for the modulation
+        families, trains the shared trunk too, so it is left out unless it is the only one; a median
+        is robust to a slow task on a busy machine. ``joint``: its total time / T.
+        """
+        seconds = self.seconds_per_task[1:] or self.seconds_per_task
+        return statistics.median(seconds)
 
     @property
     def average_accuracy(self) -> float:
@@ -252,9 +276,12 @@ class ContinualResult:
             "backward_transfer": r(self.backward_transfer),
             "inferred_accuracy": r(self.inferred_accuracy),
             "task_inference_accuracy": r(self.task_inference_accuracy),
+            "batch_inferred_accuracy": r(self.batch_inferred_accuracy),
+            "batch_task_inference_accuracy": r(self.batch_task_inference_accuracy),
             "seconds_per_task": r(sum(self.seconds_per_task) / len(self.seconds_per_task), 3),
             "learned_params_per_task": self.learned_params_per_task,
             "bytes_per_task": self.bytes_per_task,
+            "fixed_bytes": self.fixed_bytes,
         }
 
 
@@ -364,7 +391,12 @@ class Learner(nn.Module):
 
     @property
     def bytes_per_task(self) -> int:
-        """Bytes that must be stored for one more task (see the module docstring)."""
+        """Bytes that one more task adds to what is stored (see the module docstring)."""
+        raise NotImplementedError
+
+    @property
+    def fixed_bytes(self) -> int:
+        """Bytes stored once, whatever the number of tasks (see the module docstring)."""
         raise NotImplementedError
 
 
@@ -408,6 +440,10 @@ class _RandomWeights(Learner):
     def bytes_per_task(self) -> int:
         return self.net.bytes_per_task()
 
+    @property
+    def fixed_bytes(self) -> int:
+        return SEED_BYTES  # the fixed weights are regenerated from the seed
+
 
 class _Dense(Learner):
     """An MLP ``D-H-C`` (ReLU) with one head per task; trains the trunk and the current head (finetune)."""
@@ -443,17 +479,27 @@ class _Dense(Learner):
         weight, bias = self._heads()
         return torch.einsum("bh,bch->bc", torch.relu(self.trunk(x)), weight[task_ids]) + bias[task_ids]
 
+    #: trunk-sized tensors kept besides the trunk itself (EWC: Fisher and anchor; SI: importance and anchor)
+    trunk_copies = 0
+
     @property
     def learned_params_per_task(self) -> int:
         return _count(list(self.trunk.parameters())) + self.sizes[0] * self.sizes[1] + self.sizes[1]
 
     @property
     def bytes_per_task(self) -> int:
-        return 4 * self.learned_params_per_task
+        """One more head: each task retrains the trunk, which is kept once (its latest state)."""
+        return 4 * (self.sizes[0] * self.sizes[1] + self.sizes[1])
+
+    @property
+    def fixed_bytes(self) -> int:
+        return 4 * (1 + self.trunk_copies) * _count(list(self.trunk.parameters()))
 
 
 class _EWC(_Dense):
     """Finetune + online EWC on the trunk: accumulated diagonal Fisher, anchor = the latest trunk."""
+
+    trunk_copies = 2
 
     def __init__(self, *args: Any, strength: float) -> None:
         super().__init__(*args)
@@ -500,6 +546,8 @@ def _trunk_fisher(model: _Dense, task: int, x: Tensor, y: Tensor, chunk: int = 1
 
 class _SI(_Dense):
     """Finetune + Synaptic Intelligence (Zenke et al. 2017) on the trunk."""
+
+    trunk_copies = 2
 
     def __init__(self, *args: Any, strength: float, xi: float) -> None:
         super().__init__(*args)
@@ -640,6 +688,10 @@ class _Supermask(Learner):
     def bytes_per_task(self) -> int:
         return math.ceil(self.learned_params_per_task / 8)
 
+    @property
+    def fixed_bytes(self) -> int:
+        return SEED_BYTES  # the signed-constant weights are regenerated from the seed
+
 
 def _uniform_scores(shape: torch.Size, gen: torch.Generator) -> Tensor:
     bound = 1 / math.sqrt(shape[1])
@@ -745,26 +797,27 @@ def _accuracy(learner: Learner, x: Tensor, y: Tensor, task: int) -> float:
 
 @torch.no_grad()
 def _inferred(
-    learner: Learner, tests: list[tuple[Tensor, Tensor]], class_table: Tensor
+    learner: Learner, tests: list[tuple[Tensor, Tensor]], class_table: Tensor, batch: int | None = None
 ) -> tuple[float, float]:
     """Class accuracy and task-inference accuracy over every test set, the task id inferred.
 
-    ``class_table`` ``(T, C)``: the class that label ``k`` of task ``t`` stands for.
+    ``class_table`` ``(T, C)``: the class that label ``k`` of task ``t`` stands for. ``batch=None``:
+    the task is inferred per sample; else per test batch of ``batch`` samples of one task, one task
+    for the whole batch (SupSup's protocol; see :func:`infer_task`).
     """
-    x = torch.cat([xt for xt, _ in tests])
-    y = torch.cat([yt for _, yt in tests])
-    true_task = torch.cat([_full(len(yt), t, x.device) for t, (_, yt) in enumerate(tests)])
-    table = class_table.to(x.device)
+    table = class_table.to(tests[0][0].device)
+    chunk = _EVAL_CHUNK if batch is None else batch * max(1, _EVAL_CHUNK // batch)
     right_class = right_task = 0
-    for xb, yb, tb in zip(
-        x.split(_EVAL_CHUNK), y.split(_EVAL_CHUNK), true_task.split(_EVAL_CHUNK), strict=True
-    ):
-        logits = learner.all_task_logits(xb)  # (T, b, C)
-        task = infer_task(logits)  # (b,)
-        pred = logits[task, torch.arange(len(yb), device=x.device)].argmax(-1)
-        right_class += int((table[task, pred] == table[tb, yb]).sum())
-        right_task += int((task == tb).sum())
-    return right_class / len(y), right_task / len(y)
+    for t, (x, y) in enumerate(tests):
+        for xb, yb in zip(x.split(chunk), y.split(chunk), strict=True):
+            logits = learner.all_task_logits(xb)  # (T, b, C)
+            index = torch.arange(len(yb), device=x.device)
+            task = infer_task(logits, None if batch is None else index // batch)  # (b,)
+            pred = logits[task, index].argmax(-1)
+            right_class += int((table[task, pred] == table[t, yb]).sum())
+            right_task += int((task == t).sum())
+    n = sum(len(y) for _, y in tests)
+    return right_class / n, right_task / n
 
 
 def _class_table(sequence: Any) -> Tensor:
@@ -846,7 +899,9 @@ def run_learner(
             seconds.append(_learn_task(learner, sequence.tasks[t], t, config, data_gen, device))
             for j in range(t + 1):
                 accuracy[t, j] = _accuracy(learner, *tests[j], j)
-    inferred, task_inferred = _inferred(learner, tests, _class_table(sequence))
+    classes = _class_table(sequence)
+    inferred, task_inferred = _inferred(learner, tests, classes)
+    batch_inferred, batch_task = _inferred(learner, tests, classes, config.batch)
     return ContinualResult(
         method=name,
         benchmark=str(getattr(sequence, "benchmark", "")),
@@ -857,6 +912,9 @@ def run_learner(
         bytes_per_task=int(learner.bytes_per_task),
         inferred_accuracy=inferred,
         task_inference_accuracy=task_inferred,
+        batch_inferred_accuracy=batch_inferred,
+        batch_task_inference_accuracy=batch_task,
+        fixed_bytes=int(learner.fixed_bytes),
     )
 
 

@@ -7,9 +7,10 @@ otherwise; see :func:`neuromod_lib.modulation.context_vectors`) changes a shared
 with the formula of :mod:`neuromod_lib.modulation` that every model uses:
 
 - ``deterministic_gain`` (Boeshertz et al.): ``h = relu(W x + b) * exp(c G)``;
-- ``stochastic_gain`` (stochastic comodulation): ``h = relu(W x + b) * exp(g m - sigma_m^2 g^2 / 2)``
-  with ``g = c G`` and a shared random modulator ``m ~ N(0, sigma_m^2)`` per sample in training
-  (0 in evaluation), read out by the modulator-guided readout;
+- ``stochastic_gain`` (stochastic comodulation, as notebook 02 runs it): ``h = relu(W x + b) *
+  exp(g m - sigma_m^2 g^2 / 2)`` with couplings ``g = c w²`` (``w`` starts at 1: every unit is
+  coupled from the start) and a shared modulator ``m = 1 + sigma_m xi`` per sample in training
+  (the mean gain ``exp(g)`` in evaluation), read out by the modulator-guided readout;
 - ``excitability`` (Vedovati & Ching): ``h = relu((1 + c G) * (W x + b) + c B)``, a gain and a
   bias on every unit's input (the RNN's excitability, :func:`~neuromod_lib.modulation.excitability`);
 - ``synaptic`` (Vedovati & Ching): ``h = relu((W + sum_k c_k U_k V_k^T) x + b)``, a rank-r change of
@@ -56,6 +57,7 @@ Design choices (ours; the papers do not compare families):
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -88,6 +90,7 @@ from .modulation import (
     stochastic_log_gain,
 )
 from .readout import ModulatorStatistics, TaskHeads
+from .training import TrainingDiverged
 
 __all__ = [
     "FAMILIES",
@@ -236,22 +239,30 @@ class _DeterministicGain(_Family):
 
 
 class _StochasticGain(_Family):
-    """Stochastic comodulation: ``h * exp(g m - sigma_m^2 g^2 / 2)`` with ``g = c G`` and one modulator
-    ``m ~ N(0, sigma_m^2)`` per sample in training (0, its expected value, in evaluation, as in
-    notebooks 01-02), then the guided readout's unit weights, mixed by the context too."""
+    """Stochastic comodulation as notebook 02 runs it (Boeshertz, Haimerl & Savin's reading):
+    couplings ``g = c w²`` with ``w`` starting at 1, so that every unit is coupled to the modulator
+    from the start and a new task's guided-readout statistics are not estimation noise; the gain
+    ``h * exp(g m - sigma_m^2 g^2 / 2)`` with one modulator ``m = 1 + sigma_m xi`` per sample in
+    training, and its mean gain ``exp(g)`` (m = 1, no variance term) in evaluation; then the guided
+    readout's unit weights, mixed by the context too."""
 
     def __init__(self, n_tasks: int, n_inputs: int, hidden: int, *, sigma_m: float, **_: Any) -> None:
         super().__init__()
-        self.log_gain = nn.Parameter(torch.zeros(n_tasks, hidden))
+        self.w = nn.Parameter(torch.ones(n_tasks, hidden))  # coupling w², 1 at start
         self.sigma_m = sigma_m
         self.guide = ModulatorStatistics(n_tasks, hidden)  # per-task unit weights (statistics)
         self.stored_per_task = hidden
 
     def activity(self, h: Tensor, c: Tensor, tasks: Tensor) -> Tensor:
-        m = draw_modulator(len(h), self.sigma_m, draw=self.training, generator=self.noise, device=h.device)
-        h = exp_gain(h, stochastic_log_gain(mix(c, self.log_gain), m, self.sigma_m))
+        coupling = mix(c, self.w.square())
+        m = draw_modulator(
+            len(h), self.sigma_m, draw=self.training, mean=1.0, generator=self.noise, device=h.device
+        )
         if self.training:
+            h = exp_gain(h, stochastic_log_gain(coupling, m, self.sigma_m))
             self.guide.update(h, tasks, m)
+        else:
+            h = exp_gain(h, coupling)  # the mean gain
         return apply_gain(h, mix(c, self.guide.weights))
 
 
@@ -400,6 +411,11 @@ class ContextMLP(Learner):
         """float32 values stored per task: the learned ones, plus the guided readout's unit weights."""
         return 4 * (self.learned_params_per_task + self.modulation.stored_per_task)
 
+    @property
+    def fixed_bytes(self) -> int:
+        """float32 values stored once: the shared trunk (and the shared readout)."""
+        return 4 * sum(p.numel() for p in self._shared())
+
     # --- the family -----------------------------------------------------------------------
     def context_logits(self, x: Tensor, context: Tensor, tasks: Tensor) -> Tensor:
         """Logits ``(B, C)``: inputs ``(B, D)``, context vectors ``(B, T)``, each sample's task ``(B,)``.
@@ -494,6 +510,7 @@ class Row:
     forgetting: float | None = None
     ambiguity: float | None = None
     noise: float | None = None
+    fixed_bytes: int | None = None
     curves: dict[str, list[float]] = field(default_factory=dict, repr=False)
 
     def metrics(self) -> dict[str, Any]:
@@ -503,6 +520,8 @@ class Row:
             "params_per_task": self.params_per_task,
             "bytes_per_task": self.bytes_per_task,
         }
+        if self.fixed_bytes is not None:
+            out["fixed_bytes"] = self.fixed_bytes
         for name in ("forgetting", "ambiguity", "noise"):
             value = getattr(self, name)
             if value is not None:
@@ -550,8 +569,9 @@ def measure_family(
         100 * result.average_accuracy,
         result.learned_params_per_task,
         result.bytes_per_task,
-        sum(result.seconds_per_task) / len(result.seconds_per_task),
+        result.typical_seconds_per_task,
         forgetting=100 * result.forgetting,
+        fixed_bytes=result.fixed_bytes,
     )
     if family in FAMILIES:
         amb = ambiguity_curve(learner, sequence, lambdas, device)
@@ -604,62 +624,126 @@ def cognitive_rows(
     lambdas: Sequence[float] = (0.0, 0.2, 0.4, 0.6, 0.8, 1.0),
     sigmas: Sequence[float] = (0.0, 0.5),
     ambiguity_at: float = 0.4,
+    lrs: dict[str, float] | None = None,
     device: Any = "cpu",
     progress: bool | None = None,
 ) -> list[Row]:
-    """Train ``replicates`` RNNs per family (those in :data:`RNN_PATHWAYS`) on ``tasks`` as one stack; rows.
+    """Train ``replicates`` RNNs per family (those in :data:`RNN_PATHWAYS`) on ``tasks``; one row each.
 
-    Performance (the fraction of correct trials, in %) after training; robustness as for the
-    feedforward sets, with the trials of notebook 05 (:func:`neuromod_lib.multitask.mixture_performance`,
-    :func:`~neuromod_lib.multitask.noise_performance`). Families without an RNN form are skipped.
+    Families that share a learning rate (``lrs``: family -> rate; default the setup's) train as one
+    stack. Accuracy: the fraction of correct trials (%) under each task's own context on test trials
+    (drawn apart from the training trials and from the final evaluation that a learning-rate search
+    reads); robustness as for the feedforward sets, with the trials of notebook 05
+    (:func:`neuromod_lib.multitask.mixture_performance`, :func:`~neuromod_lib.multitask.noise_performance`).
+    Families without an RNN form are skipped.
     """
     names = [f for f in check_families(families) if f in RNN_PATHWAYS]
-    if not names:
-        return []
-    lambdas, sigmas = [float(v) for v in lambdas], [float(v) for v in sigmas]
+    lrs = lrs or {}
+    groups: dict[float, list[str]] = {}
+    for f in names:
+        groups.setdefault(float(lrs.get(f, setup.train_config.lr)), []).append(f)
+    rows: dict[str, Row] = {}
+    for lr, members in groups.items():
+        tuned_setup = dataclasses.replace(setup, train_config=dataclasses.replace(setup.train_config, lr=lr))
+        model, trained = _train_rnns(members, tasks, tuned_setup, n_neurons, replicates, device, progress)
+        rows.update(_rnn_rows(members, tasks, model, trained, tuned_setup, replicates, lambdas, sigmas,
+                              ambiguity_at))  # fmt: skip
+    return [rows[f] for f in names]
+
+
+def _train_rnns(
+    names: Sequence[str],
+    tasks: Sequence[str],
+    setup: multitask.RNNSetup,
+    n_neurons: int,
+    replicates: int,
+    device: Any,
+    progress: bool | None = None,
+) -> tuple[ModulatedRNN, multitask.TrainResult]:
+    """``replicates`` RNNs per family of ``names`` on ``tasks`` as one stack (same start at any rate)."""
     pathways = [RNN_PATHWAYS[f] for f in names for _ in range(replicates)]
-    k = len(tasks)
     gen = torch.Generator().manual_seed(setup.train_config.seed)
-    model = ModulatedRNN(setup.network(n_neurons, k), pathways, gen).to(device)
+    model = ModulatedRNN(setup.network(n_neurons, len(tasks)), pathways, gen).to(device)
     trained = multitask.train_networks(model, [tuple(tasks)] * len(pathways), setup.task_config,
                                        setup.train_config, progress=progress)  # fmt: skip
     model.eval()
-    seed = setup.train_config.seed
+    return model, trained
+
+
+def _rnn_rows(
+    names: Sequence[str],
+    tasks: Sequence[str],
+    model: ModulatedRNN,
+    trained: multitask.TrainResult,
+    setup: multitask.RNNSetup,
+    replicates: int,
+    lambdas: Sequence[float],
+    sigmas: Sequence[float],
+    ambiguity_at: float,
+) -> dict[str, Row]:
+    """The rows of a trained stack: test accuracy, sizes, seconds and robustness per family."""
+    lambdas, sigmas = [float(v) for v in lambdas], [float(v) for v in sigmas]
+    k, seed = len(tasks), setup.train_config.seed
     mixed = torch.stack(
         [
             multitask.mixture_performance(
-                model, tasks, a, (a + 1) % k, lambdas, setup.task_config, seed=seed
+                model, tasks, a, (a + 1) % k, lambdas, setup.task_config, seed=seed + _TEST_TRIALS
             )[0]
             for a in range(k)
         ]
-    ).mean(0)  # (S, L)
+    ).mean(0)  # (S, L); at lambda = 0 each task under its own context: the test accuracy
     noisy = multitask.noise_performance(
-        model, tasks, sigmas, setup.task_config, seed=seed
+        model, tasks, sigmas, setup.task_config, seed=seed + _TEST_TRIALS + 1
     )  # (S, len(sigmas))
     per_task = [n // k for n in model.context_parameters()]
-    rows = []
+    rows = {}
     for i, family in enumerate(names):
         net = slice(i * replicates, (i + 1) * replicates)
         amb, noise = mixed[net].mean(0), noisy[net].mean(0)
-        rows.append(
-            Row(
-                "cognitive",
-                family,
-                100 * float(trained.perf[net].nanmean()),
-                per_task[i * replicates],
-                4 * per_task[i * replicates],
-                trained.seconds / len(pathways) / k,
-                ambiguity=_retained(amb, lambdas.index(ambiguity_at)),
-                noise=_retained(noise, -1),
-                curves={
-                    "lambda": lambdas,
-                    "ambiguity": amb.tolist(),
-                    "sigma": sigmas,
-                    "noise": noise.tolist(),
-                },
-            )
+        rows[family] = Row(
+            "cognitive",
+            family,
+            100 * float(amb[0]),
+            per_task[i * replicates],
+            4 * per_task[i * replicates],
+            trained.seconds / model.n_networks / k,
+            ambiguity=_retained(amb, lambdas.index(ambiguity_at)),
+            noise=_retained(noise, -1),
+            curves={"lambda": lambdas, "ambiguity": amb.tolist(), "sigma": sigmas, "noise": noise.tolist()},
         )
     return rows
+
+
+#: seed offset of the RNNs' test trials: apart from training (seed) and the evaluations (seed + 1, + 2)
+_TEST_TRIALS = 7
+#: learning rates searched for the RNN families (validation: the final evaluation of training)
+RNN_RATES: tuple[float, ...] = (3e-3, 1e-2, 3e-2, 1e-1)
+
+
+def rnn_search(p: Plan, device: Any = "cpu") -> dict[str, Any]:
+    """Family -> :class:`~neuromod_lib.selection.Selection` of its RNN learning rate: the plan's
+    networks trained at every rate of :data:`RNN_RATES`, scored by their mean performance on the
+    final evaluation trials (fresh trials, never the test trials of :func:`cognitive_rows`)."""
+    from .selection import Selection, best_index
+
+    names = [f for f in p.families if f in RNN_PATHWAYS]
+    scores: dict[str, list[float]] = {f: [] for f in names}
+    for lr in RNN_RATES:
+        setup = dataclasses.replace(
+            p.rnn_setup, train_config=dataclasses.replace(p.rnn_setup.train_config, lr=lr)
+        )
+        try:
+            _, trained = _train_rnns(names, p.rnn_tasks, setup, p.rnn_neurons, p.rnn_replicates, device)
+        except TrainingDiverged:  # too fast a rate: it loses the search
+            for f in names:
+                scores[f].append(math.nan)
+            continue
+        for i, f in enumerate(names):
+            scores[f].append(float(trained.perf[i * p.rnn_replicates : (i + 1) * p.rnn_replicates].nanmean()))
+    out = {}
+    for f in names:
+        out[f] = Selection(f, "lr", RNN_RATES, tuple(scores[f]), RNN_RATES[best_index(scores[f])], None)
+    return out
 
 
 # --------------------------------------------------------------------------- what it teaches
@@ -674,8 +758,17 @@ NEEDS: dict[str, tuple[str, bool]] = {
 }
 
 
+#: the needs ranked only with a confidence interval over seeds (:func:`needs`)
+ROBUSTNESS = ("ambiguity", "noise")
+#: fewest seeds a robustness ranking rests on
+MIN_SEEDS = 3
+
+
 def needs(
-    rows: Sequence[Row], include_time: bool = False, margin: float = 10.0
+    rows: Sequence[Row],
+    include_time: bool = False,
+    margin: float = 10.0,
+    seed_rows: Sequence[Row] = (),
 ) -> dict[str, dict[str, list[str]]]:
     """For each need, per task set, the families that do best (ties share the place).
 
@@ -684,6 +777,9 @@ def needs(
     for every need but accuracy only families within ``margin`` accuracy points of that task
     set's most accurate family compete (a family at chance "keeps" its accuracy trivially).
     ``include_time``: also rank by seconds (machine-dependent).
+
+    Robustness is ranked over ``rows`` and ``seed_rows`` (the same runs with other seeds, in seed
+    order) by :func:`robustness_winner`; an empty list there means that no family qualifies.
     """
     out: dict[str, dict[str, list[str]]] = {}
     for need, (name, larger) in NEEDS.items():
@@ -692,6 +788,10 @@ def needs(
         per_set: dict[str, list[str]] = {}
         for task_set in dict.fromkeys(r.task_set for r in rows):
             here = [r for r in rows if r.task_set == task_set and r.family in FAMILIES]
+            if name in ROBUSTNESS:
+                if any(getattr(r, name) is not None for r in here):
+                    per_set[task_set] = robustness_winner([*here, *seed_rows], task_set, name, margin)
+                continue
             if name != "accuracy" and here:
                 top = max(r.accuracy for r in here)
                 here = [r for r in here if r.accuracy >= top - margin]
@@ -701,6 +801,41 @@ def needs(
                 per_set[task_set] = [f for v, f in scored if v == best]
         out[need] = per_set
     return out
+
+
+def robustness_winner(rows: Sequence[Row], task_set: str, measure: str, margin: float) -> list[str]:
+    """``[family]`` that is the most robust on ``measure`` on ``task_set``, or ``[]`` if none qualifies.
+
+    Per family, its rows of that task set, one per seed. A family competes if it ran on at least
+    :data:`MIN_SEEDS` seeds and its mean accuracy is within ``margin`` points of the best mean; at
+    least two must compete (one family that works has nothing to be more robust than). The family
+    of highest mean robustness wins only if, against every other competitor, the 95 % t interval
+    of the paired difference over seeds lies above 0.
+    """
+    from .results import t_quantile
+
+    by_family: dict[str, list[Row]] = {}
+    for r in rows:
+        if r.task_set == task_set and r.family in FAMILIES and getattr(r, measure) is not None:
+            by_family.setdefault(r.family, []).append(r)
+    n = min((len(v) for v in by_family.values()), default=0)
+    if n < MIN_SEEDS:
+        return []
+    mean = {f: sum(r.accuracy for r in v[:n]) / n for f, v in by_family.items()}
+    top = max(mean.values())
+    compete = [f for f in by_family if mean[f] >= top - margin]
+    if len(compete) < 2:
+        return []
+    values = {f: torch.tensor([float(getattr(r, measure)) for r in by_family[f][:n]]) for f in compete}
+    leader = max(compete, key=lambda f: float(values[f].mean()))
+    for other in compete:
+        if other == leader:
+            continue
+        d = values[leader] - values[other]
+        half = t_quantile(n - 1) * float(d.std()) / math.sqrt(n)
+        if float(d.mean()) - half <= 0:
+            return []
+    return [leader]
 
 
 # --------------------------------------------------------------------------- notebook 07
@@ -720,6 +855,47 @@ class Plan:
     lambdas: tuple[float, ...]
     sigmas: tuple[float, ...]
     ambiguity_at: float
+    search: bool = True
+    #: feedforward task set -> family -> its search on validation (filled by :func:`with_search`)
+    selections: dict[str, dict[str, Any]] = field(default_factory=dict)
+
+
+#: :class:`~neuromod_lib.continual.ContinualConfig` fields searched -> the :class:`FamilyConfig` field
+_FAMILY_FIELDS = {"modulation_lr": "lr", "rw_lr": "rw_lr", "dense_lr": "dense_lr"}
+
+
+def tuned(config: FamilyConfig, chosen: Any | None) -> FamilyConfig:
+    """``config`` with the value a :class:`~neuromod_lib.selection.Selection` chose (as is if None)."""
+    if chosen is None:
+        return config
+    return dataclasses.replace(config, **{_FAMILY_FIELDS[chosen.field]: chosen.chosen})
+
+
+def with_readout(p: Plan, readout: str) -> Plan:
+    """``p`` with every feedforward family learning through ``readout`` (one of
+    :data:`~neuromod_lib.continual.READOUTS`); its searches dropped, since the best rates may differ,
+    and the cognitive task set too (an RNN has one readout)."""
+    configs = {name: dataclasses.replace(c, readout=readout) for name, c in p.configs.items()}
+    task_sets = tuple(s for s in p.task_sets if s != "cognitive")
+    return dataclasses.replace(p, configs=configs, selections={}, task_sets=task_sets)
+
+
+def with_search(p: Plan, sequences: dict[str, TaskSequence], device: Any = "cpu") -> Plan:
+    """``p`` with every family's hyperparameter chosen on validation data of each feedforward task set
+    (:func:`neuromod_lib.selection.select`: the same search for every family and the reference) and
+    the RNN families' learning rate on the cognitive tasks (:func:`rnn_search`); ``p`` itself if its
+    ``search`` is off. Other seeds reuse these choices."""
+    from . import selection
+
+    if not p.search:
+        return p
+    chosen = {
+        name: {f: selection.select(f, seq, p.configs[name].continual(), device=device) for f in p.families}
+        for name, seq in sequences.items()
+    }
+    if "cognitive" in p.task_sets and any(f in RNN_PATHWAYS for f in p.families):
+        chosen["cognitive"] = rnn_search(p, device=device)
+    return dataclasses.replace(p, selections=chosen)
 
 
 def plan(cfg: Any) -> Plan:
@@ -756,6 +932,7 @@ def plan(cfg: Any) -> Plan:
         tuple(sorted({0.0, 0.2, lam, 0.5, 0.6, 0.8, 1.0})),
         tuple(cfg.context_noise * f for f in (0.0, 0.25, 0.5, 0.75, 1.0)),  # robustness read at the last
         lam,
+        search=cfg.search,
     )
 
 
@@ -767,11 +944,13 @@ def run_sequence(
     p: Plan,
     device: Any = "cpu",
 ) -> tuple[list[Row], dict[str, ContinualResult]]:
-    """Every family (and reference) of ``families`` on one feedforward task sequence, rows named ``name``."""
+    """Every family (and reference) of ``families`` on one feedforward task sequence, rows named ``name``,
+    each with the hyperparameter the plan's search chose for it on that task set (if any)."""
     rows, results = [], {}
     for family in families:
+        chosen = tuned(config, p.selections.get(name, {}).get(family))
         row, results[family] = measure_family(
-            family, sequence, config, lambdas=p.lambdas, sigmas=p.sigmas, ambiguity_at=p.ambiguity_at,
+            family, sequence, chosen, lambdas=p.lambdas, sigmas=p.sigmas, ambiguity_at=p.ambiguity_at,
             task_set=name, device=device,
         )  # fmt: skip
         rows.append(row)
@@ -779,8 +958,10 @@ def run_sequence(
 
 
 def run_cognitive(p: Plan, families: Sequence[str], device: Any = "cpu") -> list[Row]:
-    """The families that have an RNN form, on the plan's cognitive tasks."""
+    """The families that have an RNN form, on the plan's cognitive tasks, each at the learning rate the
+    plan's search chose for it (if any)."""
+    lrs = {f: chosen.chosen for f, chosen in p.selections.get("cognitive", {}).items()}
     return cognitive_rows(
         families, p.rnn_tasks, p.rnn_setup, n_neurons=p.rnn_neurons, replicates=p.rnn_replicates,
-        lambdas=p.lambdas, sigmas=p.sigmas, ambiguity_at=p.ambiguity_at, device=device,
+        lambdas=p.lambdas, sigmas=p.sigmas, ambiguity_at=p.ambiguity_at, lrs=lrs, device=device,
     )  # fmt: skip

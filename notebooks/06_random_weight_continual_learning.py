@@ -110,11 +110,27 @@ nm.exercises.check("random_weights", yours)
 # **SI** (synaptic intelligence), **supermasks** (fixed random dense weights, a learned binary mask
 # per task, in the spirit of Supermasks in Superposition), and **joint** training on all tasks at
 # once (an upper bound, not a continual method).
+#
+# **Hyperparameters, chosen on validation data.** A ranking means little if one method runs at its
+# best setting and another at a default (untuned, SI at c = 0.5 behaves like fine-tuning). Every
+# method gets the same search (`neuromod_lib.selection`): four values of one hyperparameter — the
+# contexts' learning rate (random weights), the dense network's (fine-tuning, joint), EWC's λ, SI's
+# c, the supermask's sparsity — each trained on the first three tasks with 80 % of their training
+# sets and scored on the other 20 %: the average accuracy after the third task, so that learning
+# and keeping both count (the protocol of Chaudhry et al. 2019). EWC and SI are fine-tuning plus a
+# penalty: they train at fine-tuning's chosen learning rate and search their strength. The test sets are not touched
+# until the chosen settings learn the whole sequence. Epochs and batch are the same for all.
 
 # %%
-from neuromod_lib import comparison
+from neuromod_lib import comparison, selection
 
-results = {m: continual.learn_sequence(m, sequence, budget, device=dev) for m in method_list}
+selections = selection.select_all(method_list, sequence, budget, n_tasks=cfg.search_tasks,
+                                  device=dev) if cfg.search else {}
+configs = {m: selections[m].config if m in selections else budget for m in method_list}
+selection.search_table(selections, n_tasks=cfg.search_tasks)
+
+# %%
+results = {m: continual.learn_sequence(m, sequence, configs[m], device=dev) for m in method_list}
 fig = plots.accuracy_matrices(results)
 plots.save_figure(fig, cfg, "accuracy_matrices")
 plt.show()
@@ -144,8 +160,18 @@ comparison.forgetting_note(rw)
 # ## When the task is not given
 #
 # At test time the network may not be told the task. SupSup's trick: run every task's context and
-# pick the one whose prediction is most confident (lowest entropy). This is where random-weight
-# contexts are tested hardest: all tasks share the same features, so only the contexts tell them apart.
+# pick the one whose prediction is most confident (lowest entropy). Two protocols, which answer
+# different questions:
+#
+# - **per test batch** (SupSup's own): a batch of test samples comes from one task, and one task is
+#   inferred for the whole batch from the mean entropy. The scenario is still task-incremental —
+#   the task changes between batches, not within one;
+# - **per sample**: each test sample on its own, which is close to domain-incremental learning.
+#
+# Every method here was trained with the task id given, so neither row is comparable with the
+# domain- or class-incremental results of methods trained for those scenarios. This is where
+# random-weight contexts are tested hardest: all tasks share the same features, so only the
+# contexts tell them apart.
 
 # %%
 comparison.inference_table(results)
@@ -155,18 +181,33 @@ comparison.inference_table(results)
 
 # %%
 dense_bytes = 4 * demo.dense_parameters()  # a dense network of the same shape, 4 bytes per parameter
-verdicts = comparison.continual_verdicts(results, dense_bytes, zero_forgetting)
+verdicts = comparison.continual_verdicts(results, zero_forgetting)
 comparison.continual_answer(results, dense_bytes, zero_forgetting)
 
 # %% [markdown]
-# **Reading the result.** Zero forgetting with a known task is a property of the construction
-# and holds exactly. The other claims depend on scale: on 8×8 digits the random expansion is small
-# ($H = 10 \times 64 = 640$), so a context has far fewer units to choose from than on MNIST
-# ($H = 7840$), and the storage ratio against a dense network is far smaller than on MNIST
-# (≈ 75× here, ≈ 800× there). Rotated digits are the default because the dense baselines do forget
-# on them; on permuted or split digits, with one output head per task, they barely forget at this
-# width. The `paper` profile runs Permuted MNIST (and Rotated / Split MNIST with
-# `benchmark=`) through `torchvision.datasets.MNIST`.
+# **Reading the result** (numbers of the committed run: seed 0, quick profile, ten rotated-digit
+# tasks). Zero forgetting with a known task is a property of the construction and holds exactly
+# (supermasks too: each task keeps its own mask).
+#
+# - *Accuracy within 5 points of the best continual dense baseline*: **supported here, on one
+#   seed**. With every method's hyperparameter chosen on validation data, EWC (λ = 1000) reaches
+#   95.4 % and SI (c = 50) 94.8 %, forgetting 0.5 and 1.2 points; random weights reach 93.5 %,
+#   1.8 points behind EWC, forgetting nothing. Untuned (this notebook's earlier version: λ = 100,
+#   c = 0.5, every default learning rate), random weights (90.8 %) were *ahead* of EWC (89.6 %) and
+#   SI (87.7 %, exactly fine-tuning's): the defaults, not the methods, made that ranking. Whether the
+#   1.8 points hold across seeds is for the report's gate (`python -m neuromod_lib run 06 -p seed=1`, …).
+# - *At least 100× less storage per task*: **not supported as the field counts storage**. One more
+#   task adds 2 564 bytes to random weights and 25 640 bytes (a head) to a dense continual baseline:
+#   10× — about the number of classes, since a head holds C values per hidden unit and a context one
+#   — on digits and on MNIST alike. The paper's ≈ 100× compares with storing a whole dense network
+#   per task (75× here, ≈ 800× on MNIST), which no continual baseline does; the baselines' fixed
+#   cost (the trunk, plus EWC's Fisher and anchor) is in the table's last column.
+# - *Task inferred, not given*: per test batch (SupSup's protocol), supermasks find the task of
+#   every batch and keep their accuracy; random-weight contexts on rotated digits find it for 40 %
+#   of the batches only, and lose half their accuracy.
+#
+# The `paper` profile runs Permuted MNIST (and Rotated / Split MNIST with `benchmark=`) through
+# `torchvision.datasets.MNIST`.
 #
 # ## Try it
 #
@@ -185,8 +226,9 @@ widgets.continual_widget(compute, comparison.embedded_benchmarks(), method_list,
 
 # %%
 metrics = comparison.continual_metrics(results)
+metrics.update(selection.selection_metrics(selections))
 metrics.update(verdicts)
 trained = comparison.reference_check(results, sequence.n_classes)
-path = nm.results.record(cfg, metrics, device=dev, timings=timing, samples=comparison.continual_samples(results, dense_bytes),
+path = nm.results.record(cfg, metrics, device=dev, timings=timing, samples=comparison.continual_samples(results),
                          trained=trained, per_task=comparison.continual_per_task(results))  # timings: recorded apart, not printed
 print(nm.results.format_metrics(metrics))

@@ -11,7 +11,7 @@
 # | family | what the context changes | from |
 # |---|---|---|
 # | deterministic gain | $h = \mathrm{relu}(Wx+b)\odot e^{cG}$ | Boeshertz et al. (notebook 01) |
-# | stochastic gain | $h = \mathrm{relu}(Wx+b)\odot e^{g m - \sigma_m^2 g^2/2}$, $g = cG$, read out by the modulator-guided readout | Boeshertz et al. (notebook 02) |
+# | stochastic gain | $h = \mathrm{relu}(Wx+b)\odot e^{g m - \sigma_m^2 g^2/2}$, $g = c\,w^2$ ($w$ starts at 1), $m = 1 + \sigma_m\xi$, read out by the modulator-guided readout | Boeshertz et al. (notebook 02) |
 # | excitability | $h = \mathrm{relu}((1 + cG)\odot(Wx+b) + cB)$: gain and bias of every unit's input | Vedovati & Ching (notebooks 04–05) |
 # | synaptic | $h = \mathrm{relu}((W + \sum_k c_k U_k V_k^\top)x + b)$: a rank-$r$ change of the weights | Vedovati & Ching (notebooks 04–05) |
 # | random weights | fixed sparse random $M$ and readout; $\text{logits} = W_R\,(\sum_k c_k s_k c^{(k)}) \odot h$ | Hong & Pavlic (notebook 06) |
@@ -19,8 +19,10 @@
 #
 # **The protocol (our design; no paper compares families).** Tasks arrive one after another. The
 # shared layer $W, b$ (as wide as the random-weight network) and **one shared readout** learn the
-# first task together with its modulation, then freeze; every later task learns only its
-# modulation. So after the first task the context alone tells the network which task it is doing —
+# first task together with its modulation, then freeze — the same pretrained-then-frozen trunk
+# protocol for every modulated MLP; random weights keep their own fixed sparse random trunk, which
+# is their method. Every later task learns only its modulation, for the same epochs in every
+# family, with the family's own learning rate chosen on validation data. So after the first task the context alone tells the network which task it is doing —
 # as in the RNNs and the random-weight network. (`readout="per_task"` gives each task its own head
 # instead, the protocol of notebooks 01–03, where the head carries part of the task.) The RNN
 # families learn the cognitive tasks of notebooks 04–05 jointly, as there.
@@ -90,6 +92,24 @@ if "digits" in plan.task_sets:
 comparison.task_set_table(sequences_, plan)
 
 # %% [markdown]
+# ## Learning rates, chosen on validation data
+#
+# Every family learns its per-task modulation with its own learning rate, chosen by the same
+# search as in notebook 06 (`neuromod_lib.selection`): four rates per family (the finetune
+# reference: its dense learning rate; random weights: their contexts' RMSprop rate), each trained
+# on the first three tasks of the task set with 80 % of their training sets and scored on the other
+# 20 % — never on the test sets. The same epochs per task for every family. The RNN families of
+# the cognitive task set search their learning rate too (four rates, the same training budget),
+# scored on the final evaluation of training — fresh trials, apart from the test trials that
+# their accuracy and robustness are measured on.
+
+# %%
+plan = fam.with_search(plan, sequences_, device=dev)
+from neuromod_lib import selection
+
+selection.search_tables(plan.selections)
+
+# %% [markdown]
 # ## One run per family and task set
 #
 # Every feedforward family goes through the same runner as notebook 06 (accuracy matrix after each
@@ -104,6 +124,20 @@ comparison.family_table(rows, plan)
 # NBVAL_IGNORE_OUTPUT
 timing = comparison.family_timings(rows)  # recorded apart from the metrics: they depend on the machine
 comparison.family_timing_table(rows)
+
+# %% [markdown]
+# ## The other readout protocol
+#
+# With one shared readout frozen after the first task, the context alone must tell the tasks
+# apart; with a head per task (notebooks 01–03's protocol), the head carries part of each task.
+# The same families, task sets and epochs under the other protocol, each family with learning
+# rates searched again on validation:
+
+# %%
+other = "per_task" if cfg.readout == "shared" else "shared"
+other_plan = fam.with_search(fam.with_readout(plan, other), sequences_, device=dev)
+other_rows, _ = comparison.run_families(other_plan, sequences_, device=dev)
+comparison.readout_table({cfg.readout: rows, other: other_rows})
 
 # %% [markdown]
 # **The comparison in one figure.** One seed is one draw of initial weights, training order and
@@ -152,15 +186,34 @@ comparison.forgetting_answer(rows, results)
 # (ties share the place; the finetune reference does not compete; training time, which depends on
 # the machine, is in the timing cell). Storage and robustness only matter for a family that works:
 # for those needs only families within 10 accuracy points of the task set's most accurate family
-# compete (a family near chance "keeps" its accuracy under any context).
+# compete (a family near chance "keeps" its accuracy under any context). Robustness is ranked over
+# the three seeds of the figure: at least two families must compete (mean accuracy over the seeds
+# within the margin), and one wins only if the 95 % interval of its paired difference to every
+# other competitor lies above zero; otherwise the table says that no family qualifies.
 
 # %%
-best = fam.needs(rows)
+best = fam.needs(rows, seed_rows=more_seeds)
 comparison.needs_table(best)
 
 # %%
 verdicts = comparison.family_verdicts(rows, best, plan.families)
 comparison.family_answer(rows, best, plan.families)
+
+# %% [markdown]
+# **Reading the result** (numbers of the committed run: seed 0, quick profile).
+#
+# - *Which family is most accurate* depends on the protocol more than on the family. With one
+#   shared readout frozen after the first task, random weights lead on the digits (92.3 %, against
+#   60.5–82.7 % for the modulated MLPs); with a head per task every modulated family reaches
+#   93.5–96.8 % there, ahead of random weights. On the attributes every family lies between 69.8 and
+#   80.1 % under either protocol.
+# - *Robustness*: over seeds 0–2, one ranking separates the families that work — on the digits,
+#   of the families within 10 points of the most accurate, synaptic modulation keeps the most under
+#   an ambiguous context. Everywhere else no family qualifies: the differences in the table are
+#   within what another seed changes. Even that one ranking is not stable: over seeds 1–3 and 2–4
+#   no family qualifies for ambiguity on the digits, and over seeds 1–3 excitability does for noise
+#   (`tests/seed_spread.json`). Read no robustness ranking here as a finding.
+# - Forgetting is zero for every family by construction (checked above); fine-tuning forgets.
 
 # %% [markdown]
 # ## Explore
@@ -180,12 +233,17 @@ widgets.families_widget(rows + more_seeds, list(dict.fromkeys(r.task_set for r i
 # ## Caveats
 #
 # These are small, CPU-sized runs (`quick` profile) under one protocol of our own — tasks in
-# sequence, the shared layer and readout learned on the first task and then frozen. Under another
-# protocol the ranking can change: with a head per task (`readout="per_task"`), the heads carry part
-# of the task, and the context has less to do — rerun with that parameter to measure it. The numbers above are what this run measured, no more;
-# the `paper` profile repeats the comparison on CelebA, rotated MNIST and Yang et al.'s timing.
+# sequence, the shared layer (and, by default, the readout) learned on the first task and then
+# frozen, every family's learning rate chosen on validation data (the first three tasks of a
+# feedforward set; fresh trials for the RNNs). The readout table above shows how much the protocol
+# matters. Rankings of robustness rest on three seeds and say "no family
+# qualifies" whenever those cannot separate the families that work. The numbers above are what this
+# run measured, no more; the `paper` profile repeats the comparison on CelebA, rotated MNIST and
+# Yang et al.'s timing.
 
 # %%
 metrics = comparison.family_metrics(rows, best, {**forgetting, **verdicts})
+metrics.update(selection.selection_metrics_by_set(plan.selections))
+metrics.update({f"{r.task_set}__{r.family}__accuracy_{other}_readout": round(r.accuracy, 2) for r in other_rows})
 path = nm.results.record(cfg, metrics, device=dev, timings=timing, per_task=comparison.family_per_task(rows))  # timings: apart, not printed
 print(nm.results.format_metrics(metrics))

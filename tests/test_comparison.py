@@ -3,13 +3,14 @@
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from types import SimpleNamespace
 
 import pytest
 import torch
 
-from neuromod_lib import comparison, continual, profiles
+from neuromod_lib import comparison, continual, profiles, selection
 from neuromod_lib import families as fam
 from neuromod_lib.continual import ContinualResult
 from neuromod_lib.families import Row
@@ -18,20 +19,23 @@ pytestmark = pytest.mark.usefixtures("one_thread")
 NAN = math.nan
 
 
-def _result(method: str, accuracy, *, params=100, stored=400, inferred=(0.5, 0.25), seconds=(1.0, 3.0)):
+def _result(
+    method: str, accuracy, *, params=100, stored=400, fixed=8, inferred=(0.5, 0.25), seconds=(1.0, 3.0)
+):
     acc = torch.tensor(accuracy, dtype=torch.float64)
     return ContinualResult(
-        method, "b", [f"t{j}" for j in range(len(acc))], acc, list(seconds), params, stored, *inferred
-    )
+        method, "b", [f"t{j}" for j in range(len(acc))], acc, list(seconds), params, stored, *inferred,
+        fixed_bytes=fixed,
+    )  # fmt: skip
 
 
 def _results() -> dict[str, ContinualResult]:
     return {
         "random_weights": _result("random_weights", [[0.9, NAN], [0.9, 0.8]], params=641, stored=2564),
         "finetune": _result(
-            "finetune", [[0.95, NAN], [0.75, 0.9]], params=48010, stored=192040, seconds=(4, 4)
+            "finetune", [[0.95, NAN], [0.75, 0.9]], params=48010, stored=25640, fixed=166400, seconds=(4, 4)
         ),
-        "ewc": _result("ewc", [[0.95, NAN], [0.85, 0.93]], params=48010, stored=192040),
+        "ewc": _result("ewc", [[0.95, NAN], [0.85, 0.93]], params=48010, stored=25640, fixed=3 * 166400),
         "joint": _result("joint", [[NAN, NAN], [0.97, 0.96]], inferred=(None, None)),
     }
 
@@ -72,12 +76,12 @@ def test_best_dense_and_the_reference_run():
 def test_continual_verdicts_answer_and_samples():
     results = _results()
     dense_bytes = 192040
-    verdicts = comparison.continual_verdicts(results, dense_bytes, True)
+    verdicts = comparison.continual_verdicts(results, True)
     assert verdicts == {
         "zero_forgetting_random_weights": True,
         "random_weights_within_5_points_of_best_dense": True,  # ewc 89.0 vs 85.0: 4 points
         "random_weights_forget_less_than_finetune": True,  # 0 < 20
-        "storage_ratio_at_least_100": False,  # 192040 / 2564 = 74.9
+        "storage_ratio_at_least_100": False,  # what one more task adds: 25640 / 2564 = 10
     }
     text = comparison.continual_answer(results, dense_bytes, True).data
     assert (
@@ -85,36 +89,50 @@ def test_continual_verdicts_answer_and_samples():
         in text
     )
     assert "they forget 0.0 points, ewc 10.0." in text
-    assert "2,564 bytes, 75x less than a dense network's 192,040" in text
+    assert "2,564 bytes for random weights, 10.0x less than ewc's 25,640 (a head)" in text
+    assert "stored once: 8 bytes (the seed) against 499,200" in text
+    assert "(192,040 bytes) would be 75x, but no continual baseline here stores one" in text
     assert "| `storage_ratio_at_least_100` | no |" in text
-    samples = comparison.continual_samples(results, dense_bytes)
+    samples = comparison.continual_samples(results)
     assert samples["random_weights_forgetting"] == [0.0]
     assert samples["best_dense_minus_random_weights_accuracy"] == pytest.approx([4.0])
-    assert samples["storage_ratio"] == pytest.approx([192040 / 2564])
+    assert samples["storage_ratio"] == pytest.approx([10.0])
     alone = {"random_weights": results["random_weights"]}
-    assert comparison.continual_verdicts(alone, dense_bytes, True) == {"zero_forgetting_random_weights": True}
-    assert comparison.continual_samples(alone, dense_bytes) == {"random_weights_forgetting": [0.0]}
-    assert comparison.continual_samples({"ewc": results["ewc"]}, dense_bytes) == {}
+    assert comparison.continual_verdicts(alone, True) == {"zero_forgetting_random_weights": True}
+    assert comparison.continual_samples(alone) == {"random_weights_forgetting": [0.0]}
+    assert comparison.continual_samples({"ewc": results["ewc"]}) == {}
 
 
 def test_continual_tables():
     results = _results()
     t = comparison.continual_table(results)
-    assert t.rows[0] == ("random_weights", "85.0", "0.0", "0.0", "641", "2,564")
+    assert t.rows[0] == ("random_weights", "85.0", "0.0", "0.0", "641", "2,564", "8")
+    assert t.rows[2][5:] == ("25,640", "499,200")  # ewc: a head per task; trunk, Fisher and anchor once
     assert t.rows[1][:4] == ("finetune", "82.5", "20.0", "-20.0")
     assert t.rows[3][2:4] == ("—", "—")  # joint: nothing to forget
     t = comparison.inference_table(results)
     assert t.column("method") == ["random_weights", "finetune", "ewc"]  # joint infers nothing
-    assert t.rows[0] == ("random_weights", "25.0", "50.0")
+    assert t.rows[0] == (
+        "random_weights", "per sample", "25.0", "50.0", "close to domain-incremental: each sample on its own"
+    )  # fmt: skip
+    results["random_weights"].batch_inferred_accuracy = 0.875
+    results["random_weights"].batch_task_inference_accuracy = 1.0
+    t = comparison.inference_table(results)
+    scenario = "task-incremental, task id inferred per batch (SupSup)"
+    assert t.rows[0] == ("random_weights", "per test batch", "100.0", "87.5", scenario)
+    assert t.column("task inferred")[:2] == ["per test batch", "per sample"]
+    assert "trained with the task id" in t.caption
+    assert comparison.continual_metrics(results)["random_weights_batch_inferred_accuracy"] == 87.5
     t = comparison.continual_timing_table(results)
-    assert t.column("seconds per task") == ["2.00", "4.00", "2.00", "2.00"]
-    assert "Random weights train faster than fine-tuning the dense network here: ratio 0.5." in t.caption
+    # the median over the tasks after the first (1.0 s, the warm-up, is left out)
+    assert t.column("seconds per task") == ["3.00", "4.00", "3.00", "3.00"]
+    assert "Random weights train faster than fine-tuning the dense network here: ratio 0.75." in t.caption
     assert comparison.continual_timings(results) == {
-        "random_weights_seconds_per_task": 2.0,
+        "random_weights_seconds_per_task": 3.0,
         "finetune_seconds_per_task": 4.0,
-        "ewc_seconds_per_task": 2.0,
-        "joint_seconds_per_task": 2.0,
-        "random_weights_over_finetune_time": 0.5,
+        "ewc_seconds_per_task": 3.0,
+        "joint_seconds_per_task": 3.0,
+        "random_weights_over_finetune_time": 0.75,
     }
 
 
@@ -127,20 +145,24 @@ def test_continual_metrics_and_rows_are_those_the_notebook_recorded():
         ("random_weights_forgetting", 0.0),
         ("random_weights_params_per_task", 641),
         ("random_weights_bytes_per_task", 2564),
+        ("random_weights_fixed_bytes", 8),
         ("random_weights_inferred_accuracy", 50.0),
         ("finetune_accuracy", 82.5),
         ("finetune_forgetting", 20.0),
         ("finetune_params_per_task", 48010),
-        ("finetune_bytes_per_task", 192040),
+        ("finetune_bytes_per_task", 25640),
+        ("finetune_fixed_bytes", 166400),
         ("finetune_inferred_accuracy", 50.0),
         ("ewc_accuracy", 89.0),
         ("ewc_forgetting", 10.0),
         ("ewc_params_per_task", 48010),
-        ("ewc_bytes_per_task", 192040),
+        ("ewc_bytes_per_task", 25640),
+        ("ewc_fixed_bytes", 499200),
         ("ewc_inferred_accuracy", 50.0),
         ("joint_accuracy", 96.5),
         ("joint_params_per_task", 100),
         ("joint_bytes_per_task", 400),
+        ("joint_fixed_bytes", 8),
     ]
     assert "joint_forgetting" not in metrics and "joint_inferred_accuracy" not in metrics
     rows = comparison.continual_per_task(results)
@@ -176,7 +198,7 @@ def _rows() -> list[Row]:
         Row("attributes", "deterministic_gain", 60.0, 512, 2048, 0.1, 0.0, 0.96, 0.96),
         Row("attributes", "synaptic", 79.0, 768, 3072, 0.2, 0.0, 0.91, 0.80),
         Row("attributes", "random_weights", 77.0, 513, 2052, 0.05, 0.0, 0.90, 0.82),
-        Row("attributes", "finetune", 80.0, 132610, 530440, 0.1, 5.5),
+        Row("attributes", "finetune", 80.0, 132610, 2570, 0.1, 5.5, fixed_bytes=528000),
         Row("digits", "deterministic_gain", 50.0, 640, 2560, 0.1, 0.0, 1.00, 0.89),
         Row("digits", "synaptic", 72.0, 1408, 5632, 0.1, 0.0, 0.96, 0.69),
         Row("digits", "random_weights", 88.0, 641, 2564, 0.02, 0.0, 0.95, 0.53),
@@ -204,8 +226,8 @@ def test_family_table_shows_every_row_and_dashes_what_does_not_apply():
     plan = SimpleNamespace(ambiguity_at=0.4, sigmas=(0.0, 0.5))
     t = comparison.family_table(_rows(), plan)
     assert t.header[:3] == ("task set", "family", "accuracy %") and len(t.rows) == 9
-    assert t.rows[3] == ("attributes", "finetune", "80.0", "132,610", "530,440", "5.5", "—", "—")
-    assert t.rows[-1][5:] == ("—", "0.96", "0.61")
+    assert t.rows[3] == ("attributes", "finetune", "80.0", "132,610", "2,570", "528,000", "5.5", "—", "—")
+    assert t.rows[-1][5:] == ("—", "—", "0.96", "0.61")
     assert "λ = 0.4 / σ = 0.5" in t.caption
 
 
@@ -306,10 +328,13 @@ def _old_notebook_07(rows, results, families):
         random_weights_smallest_storage=smallest,
         **{f"most_accurate_{s}": r.family for s, r in accuracy_by_set.items()},
         **{
-            f"most_robust_ambiguity_{s}": ",".join(f)
+            f"most_robust_ambiguity_{s}": ",".join(f) or "none"
             for s, f in best["robust to an ambiguous context"].items()
         },
-        **{f"most_robust_noise_{s}": ",".join(f) for s, f in best["robust to a noisy context"].items()},
+        **{
+            f"most_robust_noise_{s}": ",".join(f) or "none"
+            for s, f in best["robust to a noisy context"].items()
+        },
     )
     return metrics
 
@@ -345,9 +370,13 @@ def test_family_verdicts_and_answer():
     assert "- One family is the most accurate on every task set: **no**." in text
     assert "- smallest storage per task: **random_weights** wins on every task set it ran on" in text
     assert "- accuracy: no family wins everywhere" in text
+    # one seed: robustness is not ranked, and the answer and the table say so
+    assert "- robust to an ambiguous context: **no family qualifies** on any task set" in text
     t = comparison.needs_table(best)
     assert t.header == ("need", "attributes", "digits", "cognitive")
     assert t.rows[0] == ("accuracy", "synaptic", "random_weights", "synaptic")
+    robust = dict((r[0], r) for r in t.rows)["robust to an ambiguous context"]
+    assert robust[1:] == ("no family qualifies",) * 3 and "at least 3 seeds" in t.caption
 
 
 # --- seeds for the figure of notebook 07 -------------------------------------------------------
@@ -388,3 +417,40 @@ def test_seed_rows_repeat_the_runs_with_the_next_seeds(digits_plan, monkeypatch)
     assert comparison.seed_rows(plan, seqs, 7, n_seeds=1) == []
     with pytest.raises(ValueError, match="n_seeds=0"):
         comparison.seed_rows(plan, seqs, 7, n_seeds=0)
+
+
+def test_the_search_chooses_each_familys_rate_and_every_seed_reuses_it(digits_plan, monkeypatch):
+    plan, seqs = digits_plan
+    searched = fam.with_search(plan, seqs)
+    assert set(searched.selections["digits"]) == {"deterministic_gain", "finetune"}
+    chosen = searched.selections["digits"]["deterministic_gain"]
+    assert chosen.field == "modulation_lr" and chosen.chosen in chosen.grid
+    assert fam.tuned(plan.configs["digits"], chosen).lr == chosen.chosen
+    assert (
+        fam.tuned(plan.configs["digits"], searched.selections["digits"]["finetune"]).dense_lr
+        in (selection.SEARCH["finetune"][1])
+    )
+    assert fam.with_search(dataclasses.replace(plan, search=False), seqs).selections == {}
+    used = []
+    real = fam.measure_family
+    monkeypatch.setattr(fam, "measure_family", lambda f, s, c, **k: used.append((f, c)) or real(f, s, c, **k))
+    comparison.seed_rows(searched, seqs, 0, n_seeds=2)
+    assert used[0][1].lr == chosen.chosen and used[0][1].seed == 1  # another seed, the same choice
+    table = selection.search_tables(searched.selections)
+    assert table.header[:2] == ("task set", "method") and len(table.rows) == 2
+    metrics = selection.selection_metrics_by_set(searched.selections)
+    assert metrics["hyperparameters_selected_on"] == "validation"
+    assert metrics["digits__deterministic_gain__modulation_lr"] == chosen.chosen
+
+
+def test_the_other_readout_keeps_the_feedforward_sets_and_reports_both(digits_plan):
+    plan, seqs = digits_plan
+    other = fam.with_readout(dataclasses.replace(plan, task_sets=("digits", "cognitive")), "per_task")
+    assert other.task_sets == ("digits",) and other.configs["digits"].readout == "per_task"
+    assert other.selections == {}
+    rows, _ = comparison.run_families(plan, seqs)
+    per_task, _ = comparison.run_families(other, seqs)
+    t = comparison.readout_table({"shared": rows, "per_task": per_task})
+    assert t.header == ("task set", "family", "shared readout %", "per_task readout %")
+    assert t.rows[0][:2] == ("digits", "deterministic_gain")
+    assert t.rows[0][2] == f"{rows[0].accuracy:.1f}" and t.rows[0][3] == f"{per_task[0].accuracy:.1f}"

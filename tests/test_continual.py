@@ -183,13 +183,15 @@ def test_metrics_on_a_hand_made_matrix():
 def test_sizes_per_task(split3):
     d, c, h = 64, 2, 128
     sizes = {}
-    for method in ("random_weights", "finetune", "supermask"):
+    for method in ("random_weights", "finetune", "ewc", "si", "supermask"):
         r = learn_sequence(method, split3, TINY, progress=False)
-        sizes[method] = (r.learned_params_per_task, r.bytes_per_task)
-    assert sizes["random_weights"] == (h + 1, 4 * (h + 1))
-    dense = d * h + h + h * c + c
-    assert sizes["finetune"] == (dense, 4 * dense)
-    assert sizes["supermask"] == (d * h + h * c, math.ceil((d * h + h * c) / 8))
+        sizes[method] = (r.learned_params_per_task, r.bytes_per_task, r.fixed_bytes)
+    # learned per task; added to storage per task; stored once
+    assert sizes["random_weights"] == (h + 1, 4 * (h + 1), 8)  # fixed weights: their seed
+    dense, trunk, head = d * h + h + h * c + c, d * h + h, h * c + c
+    assert sizes["finetune"] == (dense, 4 * head, 4 * trunk)  # each task retrains the one trunk
+    assert sizes["ewc"] == sizes["si"] == (dense, 4 * head, 3 * 4 * trunk)  # + Fisher/importance, anchor
+    assert sizes["supermask"] == (d * h + h * c, math.ceil((d * h + h * c) / 8), 8)
     wide = learn_sequence("finetune", split3, ContinualConfig(epochs=1, hidden=10), progress=False)
     assert wide.learned_params_per_task == d * 10 + 10 + 10 * c + c
 
@@ -219,12 +221,25 @@ def test_inference_scores_classes_not_labels():
     assert continual._inferred(FixedLogits(logits), tests, shared) == (1.0, 0.5)
 
 
+def test_per_batch_inference_gives_a_whole_batch_one_task():
+    # task 0 is confident on samples 0 and 1, task 1 (more) on sample 2; all three come from task 0
+    confident, unsure = [5.0, 0.0], [0.1, 0.0]
+    logits = torch.tensor([[confident, confident, unsure], [unsure, unsure, [9.0, 0.0]]])
+    tests = [(torch.tensor([[0.0], [1.0], [2.0]]), torch.tensor([0, 0, 0]))]
+    one = torch.tensor([[0, 1], [0, 1]])  # the two tasks share their classes
+    # per sample, sample 2 goes to task 1; per batch of 3, the mean entropy picks task 0 for all
+    assert continual._inferred(FixedLogits(logits), tests, one) == pytest.approx((1.0, 2 / 3))
+    assert continual._inferred(FixedLogits(logits), tests, one, batch=3) == (1.0, 1.0)
+    # batches of 2: (0, 1) -> task 0, (2) alone -> task 1
+    assert continual._inferred(FixedLogits(logits), tests, one, batch=2) == pytest.approx((1.0, 2 / 3))
+
+
 def test_one_task_is_always_inferred(split3):
     one = TaskSequence("one", split3.tasks[:1], 64, 2, None)
     for method in ("random_weights", "ewc"):
         result = learn_sequence(method, one, TINY, progress=False)
-        assert result.task_inference_accuracy == 1.0
-        assert result.inferred_accuracy == result.accuracy[0, 0].item()
+        assert result.task_inference_accuracy == result.batch_task_inference_accuracy == 1.0
+        assert result.inferred_accuracy == result.batch_inferred_accuracy == result.accuracy[0, 0].item()
 
 
 # --- checks before any work, and determinism ----------------------------------------------------

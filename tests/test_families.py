@@ -3,7 +3,7 @@
 import pytest
 import torch
 
-from neuromod_lib import families, multitask, profiles
+from neuromod_lib import families, multitask, profiles, selection
 from neuromod_lib.continual import run_learner
 from neuromod_lib.data.sequences import TaskSequence, make_sequence
 from neuromod_lib.families import ContextMLP, FamilyConfig, Row
@@ -107,11 +107,16 @@ def test_modulation_families_forget_nothing(runs, family):
     assert row.accuracy == pytest.approx(100 * result.average_accuracy)
 
 
-def test_the_reference_forgets_and_stores_a_network_per_task(runs):
+def test_the_reference_forgets_and_storage_counts_what_a_task_adds_and_what_is_kept_once(runs):
     row, _ = runs["finetune"]
     assert row.forgetting > 0
     assert row.ambiguity is None and row.noise is None  # no context to corrupt
-    assert row.bytes_per_task > 10 * max(runs[f][0].bytes_per_task for f in families.FAMILIES)
+    d, h, c = 64, 128, 10  # digits, expansion 2
+    assert row.bytes_per_task == 4 * (h * c + c) and row.fixed_bytes == 4 * (d * h + h)  # a head; the trunk
+    assert runs["random_weights"][0].fixed_bytes == 8  # the seed of the fixed weights
+    assert runs["random_weights"][0].bytes_per_task == 4 * (h + 1)
+    for f in families.MODULATION_FAMILIES:  # the shared layer and the shared readout, once
+        assert runs[f][0].fixed_bytes == 4 * (d * h + h + h * c + c)
 
 
 def test_shared_layer_and_readout_freeze_after_the_first_task(rotated3):
@@ -171,9 +176,31 @@ def test_needs_rank_only_families_that_work():
     ]
     best = families.needs(rows)
     assert best["accuracy"] == {"a": ["synaptic"], "b": ["synaptic", "random_weights"]}
-    assert best["robust to an ambiguous context"]["a"] == ["random_weights"]
+    assert best["robust to an ambiguous context"]["a"] == []  # one seed: no robustness ranking
     assert best["smallest storage per task"]["a"] == ["random_weights"]
     assert "fastest training" not in best and "fastest training" in families.needs(rows, include_time=True)
+
+
+def _seeds(task_set, family, accuracies, robustness):
+    return [_row(task_set, family, a, 400, r) for a, r in zip(accuracies, robustness, strict=True)]
+
+
+def test_robustness_is_ranked_only_with_an_interval_over_seeds_among_families_that_work():
+    clear = [
+        *_seeds("a", "synaptic", [90, 91, 89], [0.60, 0.65, 0.62]),
+        *_seeds("a", "random_weights", [88, 87, 89], [0.80, 0.84, 0.83]),  # +0.20 on every seed
+        *_seeds("a", "stochastic_gain", [30, 31, 29], [0.99, 0.99, 0.99]),  # near chance: no competitor
+    ]
+    assert families.robustness_winner(clear, "a", "ambiguity", 10.0) == ["random_weights"]
+    noisy = clear[:3] + _seeds("a", "random_weights", [88, 87, 89], [0.90, 0.55, 0.70])  # +0.10 +- wide
+    assert families.robustness_winner(noisy, "a", "ambiguity", 10.0) == []
+    alone = clear[3:]  # random weights and a family at chance: nothing to be more robust than
+    assert families.robustness_winner(alone, "a", "ambiguity", 10.0) == []
+    assert families.robustness_winner(clear[:2] + clear[3:5], "a", "ambiguity", 10.0) == []  # 2 seeds
+    rows, more = clear[::3], [r for i, r in enumerate(clear) if i % 3]
+    best = families.needs(rows, seed_rows=more)
+    assert best["robust to an ambiguous context"] == {"a": ["random_weights"]}
+    assert best["robust to a noisy context"] == {"a": ["random_weights"]}
 
 
 # --- bad input -----------------------------------------------------------------------------
@@ -228,3 +255,50 @@ def test_cognitive_rows_cover_only_families_with_an_rnn_form():
         assert r.forgetting is None and 0.0 <= r.accuracy <= 100.0
         assert len(r.curves["ambiguity"]) == len(plan.lambdas)
     assert len(plan.rnn_tasks) == k
+
+
+def test_stochastic_gains_couple_every_unit_from_the_start_so_new_tasks_get_real_statistics(rotated3):
+    """As notebook 02 runs it: c = w**2 with w = 1 at start and m = 1 + sigma_m xi, so that
+    cov(h_k, m) ~ sigma_m**2 E[h_k] > 0 for every active unit of every task, new ones included."""
+    net = ContextMLP("stochastic_gain", 64, 32, 10, 3, torch.Generator().manual_seed(0), sigma_m=0.5)
+    assert torch.equal(net.modulation.w.detach(), torch.ones(3, 32))
+    run_learner("stochastic_gain", net, rotated3, FamilyConfig(epochs=1).continual(), progress=False)
+    cov = net.modulation.guide.covariance
+    for task in range(3):
+        active = cov[task].abs() > 0
+        assert int(active.sum()) > 16
+        assert float((cov[task][active] > 0).double().mean()) > 0.9, f"task {task}: statistics are noise"
+    net.eval()
+    x = rotated3.tasks[0].x_test[:5]
+    again = net.logits(x, torch.zeros(5, dtype=torch.long))
+    torch.testing.assert_close(net.logits(x, torch.zeros(5, dtype=torch.long)), again)  # m at its mean
+
+
+def test_rnn_families_get_their_learning_rate_from_validation_and_train_at_it(monkeypatch):
+    cfg = profiles.resolve(
+        "07_modulation_families_compared", "smoke", rnn_steps=10, rnn_neurons=8, task_sets="cognitive",
+        families="excitability,synaptic,random_weights",
+    )  # fmt: skip
+    plan = families.plan(cfg)
+    torch.manual_seed(0)
+    chosen = families.rnn_search(plan)
+    assert set(chosen) == {"excitability", "synaptic"}  # the families with an RNN form
+    for s in chosen.values():
+        assert s.grid == families.RNN_RATES and len(s.scores) == 4 and s.chosen in s.grid
+        assert s.chosen == s.grid[selection.best_index(s.scores)]
+    rates = []
+    real = families._train_rnns
+    monkeypatch.setattr(
+        families, "_train_rnns", lambda names, *a, **k: rates.append((tuple(names), a[1].train_config.lr)) or
+        real(names, *a, **k),
+    )  # fmt: skip
+    rows = families.cognitive_rows(
+        ["synaptic", "excitability"], plan.rnn_tasks, plan.rnn_setup, n_neurons=8, replicates=1,
+        lrs={"excitability": 0.1, "synaptic": 0.003},
+    )  # fmt: skip
+    assert [r.family for r in rows] == ["synaptic", "excitability"]  # in the order asked
+    assert sorted(rates) == [(("excitability",), 0.1), (("synaptic",), 0.003)]  # one stack per rate
+    rates.clear()
+    families.cognitive_rows(["excitability", "synaptic"], plan.rnn_tasks, plan.rnn_setup, n_neurons=8,
+                            replicates=1, lrs={"excitability": 0.01, "synaptic": 0.01})  # fmt: skip
+    assert rates == [(("excitability", "synaptic"), 0.01)]  # one rate: one stack

@@ -334,6 +334,16 @@ def test_infer_task_picks_the_most_confident_task() -> None:
         infer_task(torch.zeros(4, C))
 
 
+def test_infer_task_per_group_uses_the_mean_entropy() -> None:
+    sure, unsure = [4.0, 0.0], [0.0, 0.0]
+    logits = torch.tensor([[sure, unsure, unsure], [unsure, sure, sure]])  # (T=2, B=3, C=2)
+    assert infer_task(logits).tolist() == [0, 1, 1]
+    assert infer_task(logits, torch.tensor([0, 0, 0])).tolist() == [1, 1, 1]
+    assert infer_task(logits, torch.tensor([0, 1, 1])).tolist() == [0, 1, 1]
+    with pytest.raises(ValueError, match="groups must be"):
+        infer_task(logits, torch.tensor([0, 0]))
+
+
 def test_infer_task_on_a_net_prefers_the_strong_task() -> None:
     net = make(2)
     with torch.no_grad():

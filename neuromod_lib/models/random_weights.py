@@ -15,9 +15,12 @@ elementwise: a neuromodulator-like gain) and a scalar strength ``s_t``: ``H + 1`
 Once a task is learned its context is frozen, so later tasks cannot change it: there is no
 forgetting by construction, and a saved model is its seed plus its contexts.
 
-Initialisation (as in the reference code): ``W_R`` is PyTorch's ``nn.Linear`` default, uniform in
-``±1/sqrt(H)``; ``c_t`` is Xavier-normal for a ``(1, H)`` tensor, std ``sqrt(2 / (1 + H))``;
-``s_t = 1``. The paper trains each task with cross-entropy and RMSprop (lr 1e-2, batch 128).
+Initialisation: as in the reference code, ``W_R`` is PyTorch's ``nn.Linear`` default, uniform in
+``±1/sqrt(H)``, and ``c_t`` is Xavier-normal for a ``(1, H)`` tensor, std ``sqrt(2 / (1 + H))``.
+The strength differs: the reference draws ``s_t`` Xavier-normal for a ``(1, 1)`` tensor, i.e.
+from N(0, 1); here ``s_t = 1``, so that every task starts from the same, positive scale (an
+audit of this project found the difference negligible). The paper
+trains each task with cross-entropy and RMSprop (lr 1e-2, batch 128).
 
 Design choices:
 
@@ -346,12 +349,24 @@ def task_entropy(logits_per_task: torch.Tensor) -> torch.Tensor:
     return -(logp.exp() * logp).sum(-1)
 
 
-def infer_task(logits_per_task: torch.Tensor) -> torch.Tensor:
-    """Per sample, the task with the most confident prediction (lowest entropy): ``(T, B, C)`` → ``(B,)``.
+def infer_task(logits_per_task: torch.Tensor, groups: torch.Tensor | None = None) -> torch.Tensor:
+    """The task with the most confident prediction (lowest entropy): ``(T, B, C)`` → ``(B,)``.
 
-    One-shot task inference as in SupSup (Wortsman et al. 2020); ties go to the lowest task id.
+    One-shot task inference as in SupSup (Wortsman et al. 2020). ``groups=None``: per sample;
+    ``groups`` ``(B,)`` long: every sample of a group gets the task of lowest *mean* entropy over
+    the group — SupSup's protocol, where a test batch comes from one task and one task is inferred
+    for the whole batch. Ties go to the lowest task id.
     """
     entropy = task_entropy(logits_per_task)
     if entropy.shape[0] == 0:
         raise ValueError("logits_per_task has no task (T = 0)")
-    return entropy.argmin(dim=0)
+    if groups is None:
+        return entropy.argmin(dim=0)
+    if groups.shape != entropy.shape[1:]:
+        raise ValueError(
+            f"groups must be ({entropy.shape[1]},): one group id per sample; got {list(groups.shape)}"
+        )
+    n = int(groups.max()) + 1 if groups.numel() else 0
+    total = entropy.new_zeros(entropy.shape[0], n).index_add_(1, groups, entropy)
+    count = torch.bincount(groups, minlength=n).clamp(min=1)
+    return (total / count).argmin(dim=0)[groups]
