@@ -21,8 +21,10 @@ import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 from . import notebooks, profiles, report, results, tables
+from . import sweep as sweep_mod
 
 
 class _Parser(argparse.ArgumentParser):
@@ -76,6 +78,7 @@ def _parser() -> argparse.ArgumentParser:
         + ", ".join(f"{k} {v}" for k, v in DEFAULT_TIMEOUT.items())
         + ")",
     )
+    _sweep_parser(sub)
     summary = sub.add_parser("summary", help="print every recorded run, aggregated over seeds")
     summary.add_argument("--results-dir", type=Path, default=Path("results"))
     report_parser = sub.add_parser(
@@ -90,7 +93,64 @@ def _parser() -> argparse.ArgumentParser:
         help="folder of executed notebooks to take the figures from (repeatable; default: "
         "<results-dir>/notebooks and the notebooks/ folder beside <results-dir>)",
     )
+    report_parser.add_argument(
+        "--runs",
+        type=Path,
+        nargs="+",
+        default=None,
+        metavar="DIR",
+        help="merge the run records of these results folders (e.g. of several machines) into one "
+        "report, with a CSV of every run (<results-dir>/runs.csv)",
+    )
     return parser
+
+
+def _sweep_parser(sub: Any) -> None:
+    """``sweep``: one notebook over seeds x parameter values, through Dask (see neuromod_lib.sweep)."""
+    sweep = sub.add_parser("sweep", help="run notebooks over a grid of seeds and parameters, through Dask")
+    sweep.add_argument("names", nargs="+", metavar="NOTEBOOK", help="names, number prefixes, or all")
+    sweep.add_argument("--profile", default=profiles.DEFAULT_PROFILE, help="smoke, quick or paper")
+    sweep.add_argument("--seeds", default="0", help="seeds: '0-9', '0,2,5' or '1-3,7' (default 0)")
+    sweep.add_argument(
+        "-p",
+        "--param",
+        action="append",
+        default=[],
+        metavar="KEY=V1,V2",
+        help="values of one parameter (repeatable; ';' between values that are lists)",
+    )
+    sweep.add_argument("--results-dir", type=Path, default=Path("results"), help="folder for the records")
+    sweep.add_argument(
+        "--output-dir",
+        type=Path,
+        default=Path("results/sweeps"),
+        help="folder for the executed notebooks (default: results/sweeps)",
+    )
+    sweep.add_argument("--retries", type=int, default=1, help="retries of a failed run (default 1)")
+    sweep.add_argument("--timeout", type=int, default=None, help="per-cell time limit in seconds")
+    sweep.add_argument("--no-progress", action="store_true", help="no progress bar")
+    where = sweep.add_mutually_exclusive_group()
+    where.add_argument(
+        "--workers",
+        type=int,
+        default=None,
+        help="local cluster: worker processes (default: one per GPU, else one per two cores)",
+    )
+    where.add_argument("--scheduler", default=None, metavar="tcp://HOST:PORT", help="join this Dask cluster")
+    where.add_argument(
+        "--cluster", choices=sweep_mod.CLUSTERS, default=None, help="start a cluster through dask-jobqueue"
+    )
+    batch = sweep.add_argument_group("--cluster jobs")
+    batch.add_argument("--jobs", type=int, default=1, help="jobs to submit (default 1)")
+    batch.add_argument("--cores", type=int, default=4, help="cores per job (default 4)")
+    batch.add_argument("--memory", default="16GB", help="memory per job (default 16GB)")
+    batch.add_argument("--walltime", default="04:00:00", help="wall time per job (default 04:00:00)")
+    batch.add_argument(
+        "--gpus-per-job", type=int, default=0, help="GPUs per job, one worker each (default 0)"
+    )
+    batch.add_argument("--queue", default=None, help="queue or partition")
+    batch.add_argument("--account", default=None, help="account or project to charge")
+    batch.add_argument("--dry-run", action="store_true", help="print the job script; submit nothing")
 
 
 def _table(rows: list[list[str]], header: list[str]) -> str:
@@ -219,6 +279,50 @@ def _run(args: argparse.Namespace) -> int:
     return 1 if failed else 0
 
 
+def _names(points: Sequence[sweep_mod.Point]) -> str:
+    return ", ".join(dict.fromkeys(p.notebook for p in points))
+
+
+def _sweep(args: argparse.Namespace) -> int:
+    """Check the whole grid, then run it (or, ``--dry-run``, print the job script)."""
+    if args.retries < 0:
+        raise profiles.ParameterError(f"--retries={args.retries} is not allowed; allowed: an integer >= 0")
+    if args.workers is not None and args.workers < 1:
+        raise profiles.ParameterError(f"--workers={args.workers} is not allowed; allowed: an integer >= 1")
+    points = sweep_mod.expand(
+        args.names, args.profile, sweep_mod.parse_seeds(args.seeds), sweep_mod.parse_grid(args.param)
+    )
+    spec = None
+    if args.cluster:
+        spec = sweep_mod.ClusterSpec(
+            args.cluster, jobs=args.jobs, cores=args.cores, memory=args.memory, walltime=args.walltime,
+            queue=args.queue, account=args.account, gpus_per_job=args.gpus_per_job,
+        )  # fmt: skip
+    if args.dry_run:
+        if spec is None:
+            raise profiles.ParameterError(
+                "--dry-run is not allowed without --cluster; allowed: with --cluster"
+            )
+        print(f"{len(points)} runs of {_names(points)} ({args.profile}); one job's script:\n")
+        print(sweep_mod.job_script(spec))
+        return 0
+    for option in ("--results-dir", "--output-dir"):
+        _check_folder(option, getattr(args, option[2:].replace("-", "_")))
+    print(f"{len(points)} runs of {_names(points)} ({args.profile})", flush=True)
+    client = sweep_mod.make_client(scheduler=args.scheduler, cluster=spec, workers=args.workers)
+    try:
+        outcomes = sweep_mod.run_sweep(
+            points, client, results_dir=args.results_dir, output_dir=args.output_dir,
+            retries=args.retries, timeout=args.timeout, progress=not args.no_progress,
+        )  # fmt: skip
+    finally:
+        client.close()
+    rows = [[o.point.label(), o.status, o.error or o.record] for o in outcomes]
+    print("\n" + _table(rows, ["run", "status", "record or error"]))
+    print(f"report: {report.write_report(args.results_dir, [args.output_dir])}")
+    return 1 if any(o.status == "failed" for o in outcomes) else 0
+
+
 def _summary(args: argparse.Namespace) -> int:
     runs = results.load_runs(args.results_dir)
     source = f"every run record under `{args.results_dir / results.RUNS_DIR}`"
@@ -234,9 +338,13 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _list(args.names)
         if args.command == "run":
             return _run(args)
+        if args.command == "sweep":
+            return _sweep(args)
         _check_folder("--results-dir", args.results_dir)
         if args.command == "report":
-            print(f"report: {report.write_report(args.results_dir, args.notebooks_dir)}")
+            for folder in args.runs or ():
+                _check_folder("--runs", folder)
+            print(f"report: {report.write_report(args.results_dir, args.notebooks_dir, args.runs)}")
             return 0
         return _summary(args)
     # ParameterError, records or files that are not what they should be, and folders or files that

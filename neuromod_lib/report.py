@@ -582,15 +582,23 @@ def _newest(runs: Sequence[Mapping[str, Any]], name: str) -> Mapping[str, Any]:
 
 
 def write_report(
-    results_dir: str | os.PathLike, notebooks_dirs: Sequence[str | os.PathLike] | None = None
+    results_dir: str | os.PathLike,
+    notebooks_dirs: Sequence[str | os.PathLike] | None = None,
+    runs_dirs: Sequence[str | os.PathLike] | None = None,
 ) -> Path:
     """Write ``<results_dir>/report.md`` and its figures (atomically) from the run records there;
     return its path.
 
     ``notebooks_dirs``: folders of executed notebooks to take the figures from (default
     :func:`default_notebook_dirs`); figures are those of each notebook's newest run.
+    ``runs_dirs``: merge the records of these results folders instead (:func:`results.merge_runs`:
+    a sweep run on several machines), and write every run to ``<results_dir>/runs.csv`` too.
     """
-    runs = results.load_runs(results_dir)
+    if runs_dirs:
+        runs = results.merge_runs(runs_dirs)
+        write_text(Path(results_dir) / "runs.csv", results.runs_csv(runs))
+    else:
+        runs = results.load_runs(results_dir)
     newest = {name: _newest(runs, name) for name in dict.fromkeys(r["notebook"] for r in runs)}
     figures = write_figures(results_dir, newest, notebooks_dirs)
     return write_text(Path(results_dir) / "report.md", render(runs, figures, results_dir=results_dir))

@@ -207,6 +207,35 @@ def load_runs(results_dir: str | os.PathLike) -> list[dict[str, Any]]:
     return sorted(runs, key=lambda r: (r["notebook"], r["profile"], r["key"], r["seed"]))
 
 
+def merge_runs(results_dirs: Sequence[str | os.PathLike]) -> list[dict[str, Any]]:
+    """Every run record under the ``runs/`` of each folder (several machines' results of one sweep):
+    one record per (notebook, profile, key, seed) — the newest file where two folders hold the same
+    run — sorted as :func:`load_runs` sorts."""
+    newest: dict[tuple[str, str, str, int], dict[str, Any]] = {}
+    for folder in results_dirs:
+        for run in load_runs(folder):
+            where = (run["notebook"], run["profile"], run["key"], run["seed"])
+            kept = newest.get(where)
+            if kept is None or Path(run["path"]).stat().st_mtime > Path(kept["path"]).stat().st_mtime:
+                newest[where] = run
+    return sorted(newest.values(), key=lambda r: (r["notebook"], r["profile"], r["key"], r["seed"]))
+
+
+def runs_csv(runs: Sequence[Mapping[str, Any]]) -> str:
+    """One CSV line per run: where it comes from, its parameters and every metric (blank if absent)."""
+    metric_names = list(dict.fromkeys(k for r in runs for k in r["metrics"]))
+    rows = [
+        {
+            "notebook": r["notebook"], "profile": r["profile"], "key": r["key"], "seed": r["seed"],
+            "device": r.get("device", ""), "path": r.get("path", ""),
+            "parameters": json.dumps(r.get("parameters", {}), sort_keys=True),
+            **{name: r["metrics"].get(name, "") for name in metric_names},
+        }
+        for r in runs
+    ]  # fmt: skip
+    return _csv_text(rows)
+
+
 def load_reference(results_dir: str | os.PathLike) -> dict[str, dict[str, Any]]:
     """The committed reference records (``<results_dir>/reference/<notebook>.json``), by notebook."""
     root = Path(results_dir) / REFERENCE_DIR
