@@ -310,13 +310,18 @@ def _sweep(args: argparse.Namespace) -> int:
         _check_folder(option, getattr(args, option[2:].replace("-", "_")))
     print(f"{len(points)} runs of {_names(points)} ({args.profile})", flush=True)
     client = sweep_mod.make_client(scheduler=args.scheduler, cluster=spec, workers=args.workers)
+    ours = args.scheduler is None  # a cluster made here: its workers have one run slot each
     try:
         outcomes = sweep_mod.run_sweep(
             points, client, results_dir=args.results_dir, output_dir=args.output_dir,
             retries=args.retries, timeout=args.timeout, progress=not args.no_progress,
+            one_at_a_time=True if ours else None,
         )  # fmt: skip
     finally:
+        cluster = client.cluster if ours else None
         client.close()
+        if cluster is not None:
+            cluster.close()  # its batch jobs end with it
     rows = [[o.point.label(), o.status, o.error or o.record] for o in outcomes]
     print("\n" + _table(rows, ["run", "status", "record or error"]))
     print(f"report: {report.write_report(args.results_dir, [args.output_dir])}")

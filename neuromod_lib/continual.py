@@ -278,7 +278,7 @@ class ContinualResult:
             "task_inference_accuracy": r(self.task_inference_accuracy),
             "batch_inferred_accuracy": r(self.batch_inferred_accuracy),
             "batch_task_inference_accuracy": r(self.batch_task_inference_accuracy),
-            "seconds_per_task": r(sum(self.seconds_per_task) / len(self.seconds_per_task), 3),
+            "seconds_per_task": r(self.typical_seconds_per_task, 3),
             "learned_params_per_task": self.learned_params_per_task,
             "bytes_per_task": self.bytes_per_task,
             "fixed_bytes": self.fixed_bytes,

@@ -703,7 +703,7 @@ def _rnn_rows(
         rows[family] = Row(
             "cognitive",
             family,
-            100 * float(amb[0]),
+            100 * float(amb[lambdas.index(0.0)]),
             per_task[i * replicates],
             4 * per_task[i * replicates],
             trained.seconds / model.n_networks / k,
@@ -740,6 +740,8 @@ def rnn_search(p: Plan, device: Any = "cpu") -> dict[str, Any]:
             continue
         for i, f in enumerate(names):
             scores[f].append(float(trained.perf[i * p.rnn_replicates : (i + 1) * p.rnn_replicates].nanmean()))
+    if names and all(math.isnan(v) for v in scores[names[0]]):
+        raise TrainingDiverged(f"RNN families {names}: training diverged at every lr of {list(RNN_RATES)}")
     out = {}
     for f in names:
         out[f] = Selection(f, "lr", RNN_RATES, tuple(scores[f]), RNN_RATES[best_index(scores[f])], None)

@@ -119,7 +119,8 @@ def parse_grid(params: Sequence[str]) -> dict[str, list[str]]:
             raise ParameterError(
                 f"-p {key}= is given twice; allowed: each parameter once, with all its values"
             )
-        grid[key] = [v.strip() for v in text.split(";" if ";" in text else ",")]
+        # ';' separates list values (a trailing ';' sweeps a single list: "tasks=go,anti;")
+        grid[key] = [v.strip() for v in text.split(";" if ";" in text else ",") if v.strip()]
     return grid
 
 
@@ -139,16 +140,19 @@ def expand(
     if not seeds:
         raise ParameterError("--seeds names no seed; allowed: seeds >= 0 as '0-9', '0,2,5' or '1-3,7'")
     keys = list(grid)
-    points, problems = [], []
+    points, problems, seen = [], [], set()
     for nb in chosen:
         for combo in itertools.product(*(grid[k] for k in keys)):
             for seed in seeds:
                 point = Point(nb.name, profile, int(seed), tuple(zip(keys, combo, strict=True)))
                 try:
-                    _config(point)
+                    where = (nb.name, int(seed), results.run_key(_config(point)[1]))
                 except (ParameterError, ValueError) as error:
                     problems.append(f"{point.label()}: {error}")
-                points.append(point)
+                    where = None
+                if where is None or where not in seen:  # "1" and "1.0" are one point
+                    points.append(point)
+                    seen.add(where)
     if problems:
         raise ParameterError(f"{len(problems)} of {len(points)} points refused:\n" + "\n".join(problems))
     return points
@@ -265,7 +269,7 @@ def _jobqueue_cluster(spec: ClusterSpec, **options: Any) -> Any:
     directives = (
         {
             "slurm": [f"--gres=gpu:{gpus}"],
-            "pbs": [f"-l ngpus={gpus}"],
+            "pbs": [],  # PBS Pro: GPUs go into the select statement (below)
             "sge": [f"-l gpu={gpus}"],
             "lsf": [f'-gpu "num={gpus}"'],
         }[spec.kind]
@@ -275,18 +279,36 @@ def _jobqueue_cluster(spec: ClusterSpec, **options: Any) -> Any:
     kwargs: dict[str, Any] = {
         "cores": spec.cores,
         "memory": spec.memory,
-        "walltime": spec.walltime,
+        "walltime": _walltime(spec.kind, spec.walltime),
         "processes": max(gpus, 1),  # one worker per GPU (or one per job)
         "worker_extra_args": ["--resources", f"{RUN}=1"],  # each worker runs one notebook at a time
         "job_extra_directives": directives,
         **spec.extra,
         **options,
     }
+    if spec.kind == "pbs" and gpus:
+        kwargs["resource_spec"] = (
+            f"select=1:ncpus={spec.cores}:ngpus={gpus}:mem={spec.memory.replace(' ', '')}"
+        )
     if spec.queue:
         kwargs["queue"] = spec.queue
     if spec.account:
         kwargs["account" if spec.kind in ("slurm", "pbs") else "project"] = spec.account
     return cls(**kwargs)
+
+
+def _walltime(kind: str, text: str) -> str:
+    """``[D-]HH:MM[:SS]`` as each batch system writes it: SLURM as given, PBS and SGE ``HH:MM:SS``
+    (days folded into hours), LSF ``H:MM`` (``bsub -W``: hours and minutes, rounded up)."""
+    days, _, clock = text.rpartition("-")
+    parts = [int(v) for v in clock.split(":")] + [0]
+    hours, minutes, seconds = parts[0] + 24 * int(days or 0), parts[1], parts[2] if len(parts) > 3 else 0
+    if kind == "slurm":
+        return text
+    if kind == "lsf":
+        minutes += seconds > 0
+        return f"{hours + minutes // 60}:{minutes % 60:02d}"
+    return f"{hours:02d}:{minutes:02d}:{seconds:02d}"
 
 
 def job_script(spec: ClusterSpec) -> str:
@@ -332,21 +354,26 @@ def run_sweep(
     timeout: int | None = None,
     progress: bool = True,
     task: Any = None,
+    one_at_a_time: bool | None = None,
 ) -> list[Outcome]:
     """Run every point on ``client``'s cluster; return one :class:`Outcome` per point, in order.
 
     A run that raises is retried ``retries`` times, then reported failed with its error; the others
-    go on. Dask reschedules the run of a worker that dies (up to its ``allowed-failures``). Workers
-    that have the :data:`RUN` resource (those of the clusters :func:`make_client` starts) run one
-    point at a time. ``task``: what runs a point (default :func:`run_point`; the tests inject faults).
+    go on. Dask reschedules the run of a worker that dies (up to its ``allowed-failures``).
+    ``one_at_a_time``: request the :data:`RUN` resource, which the workers of the clusters
+    :func:`make_client` starts have one of, so that each runs one point at a time (True for those,
+    even before a batch job has started; None: if the connected workers have it). ``task``: what
+    runs a point (default :func:`run_point`; the tests inject faults).
     """
     task = task or run_point
     from distributed import as_completed
     from tqdm.auto import tqdm
 
     results_dir, output_dir = str(Path(results_dir).resolve()), str(Path(output_dir).resolve())
-    workers = client.scheduler_info().get("workers", {}).values()
-    one_each = {RUN: 1} if any(RUN in w.get("resources", {}) for w in workers) else None
+    if one_at_a_time is None:  # a cluster made elsewhere: use the resource if its workers have it
+        workers = client.scheduler_info().get("workers", {}).values()
+        one_at_a_time = any(RUN in w.get("resources", {}) for w in workers)
+    one_each = {RUN: 1} if one_at_a_time else None
     futures = {
         client.submit(
             task, p, results_dir, output_dir, timeout, retries=retries, pure=False, resources=one_each

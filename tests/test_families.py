@@ -302,3 +302,17 @@ def test_rnn_families_get_their_learning_rate_from_validation_and_train_at_it(mo
     families.cognitive_rows(["excitability", "synaptic"], plan.rnn_tasks, plan.rnn_setup, n_neurons=8,
                             replicates=1, lrs={"excitability": 0.01, "synaptic": 0.01})  # fmt: skip
     assert rates == [(("excitability", "synaptic"), 0.01)]  # one rate: one stack
+
+
+def test_an_rnn_search_where_every_rate_diverges_says_so(monkeypatch):
+    from neuromod_lib.training import TrainingDiverged
+
+    cfg = profiles.resolve("07_modulation_families_compared", "smoke", task_sets="cognitive", rnn_steps=10)
+    plan = families.plan(cfg)
+
+    def diverge(*a, **k):
+        raise TrainingDiverged("loss=nan")
+
+    monkeypatch.setattr(families, "_train_rnns", diverge)
+    with pytest.raises(TrainingDiverged, match="training diverged at every lr"):
+        families.rnn_search(plan)

@@ -182,3 +182,21 @@ def test_a_failing_run_is_retried_then_reported_while_the_others_finish(tmp_path
     assert [o.status for o in outcomes] == ["failed", "done", "done"]
     assert len(list(tmp_path.glob("attempt-*"))) == 3  # the first try and two retries
     assert outcomes[0].error == "RuntimeError: attempt 2 failed" and outcomes[0].attempts == 3
+
+
+def test_each_batch_system_gets_the_wall_time_and_gpus_in_its_own_format():
+    assert sweep._walltime("slurm", "1-02:00:00") == "1-02:00:00"
+    assert sweep._walltime("pbs", "1-02:00:00") == "26:00:00"  # days folded into hours
+    assert sweep._walltime("sge", "04:30") == "04:30:00"
+    assert sweep._walltime("lsf", "04:00:00") == "4:00" and sweep._walltime("lsf", "01:30:20") == "1:31"
+    script = sweep.job_script(
+        sweep.ClusterSpec("pbs", cores=8, memory="32GB", walltime="1-02:00:00", gpus_per_job=2)
+    )
+    assert "ngpus=2" in script and "walltime=26:00:00" in script
+    assert "#BSUB -W 4:00" in sweep.job_script(sweep.ClusterSpec("lsf", walltime="04:00:00"))
+
+
+def test_a_single_list_value_and_repeated_points():
+    assert sweep.parse_grid(["rnn_tasks=go,anti;"]) == {"rnn_tasks": ["go,anti"]}  # one list, not two
+    points = sweep.expand("00", "smoke", [0], {"n_neurons": ["8", " 8", "8"]})
+    assert [p.values["n_neurons"] for p in points] == ["8"]  # one point, run once
