@@ -510,8 +510,8 @@ class Row:
     forgetting: float | None = None
     ambiguity: float | None = None
     noise: float | None = None
-    fixed_bytes: int | None = None
     curves: dict[str, list[float]] = field(default_factory=dict, repr=False)
+    fixed_bytes: int | None = None
 
     def metrics(self) -> dict[str, Any]:
         """The row's machine-independent numbers, rounded (seconds are timings, kept apart)."""
