@@ -532,7 +532,9 @@ class FamiliesConfig(NotebookConfig):
         "list of modulation families (and the finetune reference)",
         item={"choices": (*FAMILIES, "finetune")},
     )
-    # images: notebook 01's attribute set-up (same cache key, so a run after 01 reuses its backbone)
+    # images: notebook 01's held-out attribute set-up (on the quick profile the same cache key, so a
+    # run after 01 reuses its backbone; 01's paper profile pretrains on all 40 attributes, this one
+    # on the 20 pretraining attributes of the held-out protocol, so it pretrains its own)
     dataset: str = param("generated", "image data set", choices=("generated", "celeba"))
     data_root: str = param("../data", "folder of the real data sets (paper profile)")
     verify_data: bool = param(True, "check the real data's published MD5 sums")

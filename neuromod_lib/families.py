@@ -630,25 +630,34 @@ def cognitive_rows(
 ) -> list[Row]:
     """Train ``replicates`` RNNs per family (those in :data:`RNN_PATHWAYS`) on ``tasks``; one row each.
 
-    Families that share a learning rate (``lrs``: family -> rate; default the setup's) train as one
-    stack. Accuracy: the fraction of correct trials (%) under each task's own context on test trials
-    (drawn apart from the training trials and from the final evaluation that a learning-rate search
-    reads); robustness as for the feedforward sets, with the trials of notebook 05
-    (:func:`neuromod_lib.multitask.mixture_performance`, :func:`~neuromod_lib.multitask.noise_performance`).
+    Each learning rate chosen (``lrs``: family -> rate; default the setup's) trains one stack of
+    *every* family, as :func:`rnn_search` trained it, and keeps the rows of the families that chose
+    it: the stack stops when all its networks are at criterion and its start depends on its members,
+    so a family is measured exactly as it was selected. Accuracy: the fraction of correct trials (%)
+    under each task's own context on test trials (drawn apart from the training trials and from the
+    final evaluation that a learning-rate search reads); robustness as for the feedforward sets, with
+    the trials of notebook 05 (:func:`neuromod_lib.multitask.mixture_performance`,
+    :func:`~neuromod_lib.multitask.noise_performance`).
     Families without an RNN form are skipped.
     """
     names = [f for f in check_families(families) if f in RNN_PATHWAYS]
+    stack = _rnn_stack(names)
     lrs = lrs or {}
-    groups: dict[float, list[str]] = {}
-    for f in names:
-        groups.setdefault(float(lrs.get(f, setup.train_config.lr)), []).append(f)
+    chosen = {f: float(lrs.get(f, setup.train_config.lr)) for f in names}
     rows: dict[str, Row] = {}
-    for lr, members in groups.items():
+    for lr in dict.fromkeys(chosen.values()):
         tuned_setup = dataclasses.replace(setup, train_config=dataclasses.replace(setup.train_config, lr=lr))
-        model, trained = _train_rnns(members, tasks, tuned_setup, n_neurons, replicates, device, progress)
-        rows.update(_rnn_rows(members, tasks, model, trained, tuned_setup, replicates, lambdas, sigmas,
-                              ambiguity_at))  # fmt: skip
+        model, trained = _train_rnns(stack, tasks, tuned_setup, n_neurons, replicates, device, progress)
+        every = _rnn_rows(stack, tasks, model, trained, tuned_setup, replicates, lambdas, sigmas,
+                          ambiguity_at)  # fmt: skip
+        rows.update({f: every[f] for f in names if chosen[f] == lr})
     return [rows[f] for f in names]
+
+
+def _rnn_stack(families: Sequence[str]) -> list[str]:
+    """The families with an RNN form among ``families``, in :data:`RNN_PATHWAYS`' order: the one stack
+    that the search and the final runs train, whatever order the families were asked in."""
+    return [f for f in RNN_PATHWAYS if f in families]
 
 
 def _train_rnns(
@@ -660,12 +669,17 @@ def _train_rnns(
     device: Any,
     progress: bool | None = None,
 ) -> tuple[ModulatedRNN, multitask.TrainResult]:
-    """``replicates`` RNNs per family of ``names`` on ``tasks`` as one stack (same start at any rate)."""
+    """``replicates`` RNNs per family of ``names`` on ``tasks`` as one stack. Every draw (the start, the
+    trials, the networks' noise) comes from the training seed, torch's global random state is left as
+    it was: the same stack at the same rate trains the same networks in the search and after it."""
     pathways = [RNN_PATHWAYS[f] for f in names for _ in range(replicates)]
-    gen = torch.Generator().manual_seed(setup.train_config.seed)
-    model = ModulatedRNN(setup.network(n_neurons, len(tasks)), pathways, gen).to(device)
-    trained = multitask.train_networks(model, [tuple(tasks)] * len(pathways), setup.task_config,
-                                       setup.train_config, progress=progress)  # fmt: skip
+    seed = setup.train_config.seed
+    with torch.random.fork_rng(devices=range(torch.cuda.device_count())):
+        torch.manual_seed(seed)
+        start = torch.Generator().manual_seed(seed)
+        model = ModulatedRNN(setup.network(n_neurons, len(tasks)), pathways, start).to(device)
+        trained = multitask.train_networks(model, [tuple(tasks)] * len(pathways), setup.task_config,
+                                           setup.train_config, progress=progress)  # fmt: skip
     model.eval()
     return model, trained
 
@@ -726,7 +740,7 @@ def rnn_search(p: Plan, device: Any = "cpu") -> dict[str, Any]:
     final evaluation trials (fresh trials, never the test trials of :func:`cognitive_rows`)."""
     from .selection import Selection, best_index
 
-    names = [f for f in p.families if f in RNN_PATHWAYS]
+    names = _rnn_stack(p.families)
     scores: dict[str, list[float]] = {f: [] for f in names}
     for lr in RNN_RATES:
         setup = dataclasses.replace(

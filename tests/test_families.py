@@ -1,5 +1,7 @@
 """Every modulation family behind one context interface (notebook 07's comparison)."""
 
+import dataclasses
+
 import pytest
 import torch
 
@@ -297,11 +299,17 @@ def test_rnn_families_get_their_learning_rate_from_validation_and_train_at_it(mo
         lrs={"excitability": 0.1, "synaptic": 0.003},
     )  # fmt: skip
     assert [r.family for r in rows] == ["synaptic", "excitability"]  # in the order asked
-    assert sorted(rates) == [(("excitability",), 0.1), (("synaptic",), 0.003)]  # one stack per rate
+    both = ("excitability", "synaptic")  # every rate chosen trains the search's whole stack
+    assert sorted(rates) == [(both, 0.003), (both, 0.1)]
     rates.clear()
-    families.cognitive_rows(["excitability", "synaptic"], plan.rnn_tasks, plan.rnn_setup, n_neurons=8,
-                            replicates=1, lrs={"excitability": 0.01, "synaptic": 0.01})  # fmt: skip
-    assert rates == [(("excitability", "synaptic"), 0.01)]  # one rate: one stack
+    state = torch.get_rng_state()
+    same = families.cognitive_rows(["excitability", "synaptic"], plan.rnn_tasks, plan.rnn_setup, n_neurons=8,
+                                   replicates=1, lrs={"excitability": 0.1, "synaptic": 0.1})  # fmt: skip
+    assert rates == [(both, 0.1)]  # one rate: one stack
+    assert torch.equal(torch.get_rng_state(), state)  # every draw from the seed, none from the global state
+    # a family is measured as it was selected, whatever rate the others chose
+    measured = [{**dataclasses.asdict(r), "seconds_per_task": None} for r in (same[0], rows[1])]
+    assert measured[0] == measured[1]
 
 
 def test_an_rnn_search_where_every_rate_diverges_says_so(monkeypatch):
