@@ -256,7 +256,7 @@ def _run(args: argparse.Namespace) -> int:
         except Exception as error:  # noqa: BLE001 - report, go on with the others
             failed.append(nb.name)
             message = _failure(error).replace("\n", "\n  ")
-            partial = results_dir / "failed" / nb.path.name
+            partial = notebooks.failed_path(results_dir, nb.name)
             kept = f"partial notebook: {partial}" if partial.is_file() else "no partial notebook was saved"
             print(f"  FAILED: {message}\n  {kept}")
             rows.append([nb.name, "FAILED", "-", "-"])

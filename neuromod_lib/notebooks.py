@@ -193,13 +193,22 @@ class _KnownParameters(logging.Filter):
         return record.getMessage() not in self.messages
 
 
+def failed_path(results_dir: Path, name: str) -> Path:
+    """Where the partial notebook of a failed run named ``name`` is kept:
+    ``<results_dir>/failed/<name>.ipynb``. ``name`` is the notebook's for ``run``,
+    ``<notebook>/<profile>/seed-<s>-<key>`` for a sweep's point, so that the failures of one sweep
+    never overwrite each other."""
+    return Path(results_dir) / "failed" / f"{name}.ipynb"
+
+
 def execute(notebook: Notebook, output: Path, *, profile: str = DEFAULT_PROFILE,
             overrides: Mapping[str, Any] | None = None, results_dir: Path | None = None,
-            progress: bool = False, timeout: int | None = None) -> float:
+            progress: bool = False, timeout: int | None = None, failed_as: str | None = None) -> float:
     """Run ``notebook`` with papermill into ``output``; return the wall time in seconds.
 
     Parameters are validated first (nothing runs on bad input). On failure the partial
-    notebook is kept as ``<results_dir>/failed/<name>.ipynb`` and the error re-raised.
+    notebook is kept at :func:`failed_path` (named ``failed_as``, default the notebook's name)
+    and the error re-raised.
     """
     import papermill as pm
 
@@ -224,7 +233,7 @@ def execute(notebook: Notebook, output: Path, *, profile: str = DEFAULT_PROFILE,
                     request_save_on_cell_execute=False, execution_timeout=timeout,
                 )
             except BaseException:
-                failed = results_dir / "failed" / f"{notebook.name}.ipynb"
+                failed = failed_path(results_dir, failed_as or notebook.name)
                 failed.unlink(missing_ok=True)  # a partial notebook of an earlier run would mislead
                 if tmp_nb.exists():
                     failed.parent.mkdir(parents=True, exist_ok=True)

@@ -324,7 +324,10 @@ def _figures_of(
     how to report it, and its images (none, with a note saying why, when there is no such notebook)."""
     matching: list[tuple[Path, nbformat.NotebookNode]] = []
     rejected: list[str] = []
-    for path in (folder / f"{name}.ipynb" for folder in dirs):
+    candidates = [folder / f"{name}.ipynb" for folder in dirs]  # run's outputs (and --in-place)
+    if {"profile", "seed", "key"} <= record.keys():  # a sweep's output of this very run
+        candidates += [results.sweep_notebook_path(folder, {**record, "notebook": name}) for folder in dirs]
+    for path in candidates:
         if not path.is_file():
             continue
         try:

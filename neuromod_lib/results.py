@@ -92,6 +92,14 @@ def record_path(results_dir: str | os.PathLike, notebook: str, profile: str, see
     return Path(results_dir) / RUNS_DIR / notebook / profile / f"seed-{seed}-{key}.json"
 
 
+def sweep_notebook_path(output_dir: str | os.PathLike, record: Mapping[str, Any]) -> Path:
+    """Where a sweep writes the executed notebook of the run whose record is ``record`` (a record, or
+    a resolved config with its ``key``): ``<output_dir>/<notebook>/<profile>/seed-<seed>-<key>.ipynb``,
+    named as the record is, so that no two runs share a file and a report finds each run's figures."""
+    name = f"seed-{record['seed']}-{record['key']}.ipynb"
+    return Path(output_dir) / record["notebook"] / record["profile"] / name
+
+
 def run_path(results_dir: str | os.PathLike, cfg: Mapping[str, Any]) -> Path:
     """Where the record of the run configured by ``cfg`` (a resolved :class:`Config`) is written."""
     key = run_key(cfg)

@@ -165,9 +165,17 @@ def _config(point: Point) -> tuple[dict[str, Any], profiles.Config]:
     return overrides, profiles.resolve(point.notebook, point.profile, **overrides)
 
 
+#: set in the workers of the clusters :func:`make_client` starts: they pin a GPU each
+PIN_GPU = "NEUROMOD_PIN_GPU"
+
+
 def _worker_device(overrides: Mapping[str, Any]) -> dict[str, Any]:
-    """Pin the worker's GPU (``cuda:<i>``, ``i`` its place on the machine) unless a device was asked."""
-    if "device" in overrides:
+    """Pin the worker's GPU (``cuda:<i>``, ``i`` its place on the machine) unless a device was asked.
+
+    Only in workers that this module started (:data:`PIN_GPU` set; named ``0, 1, ...`` locally and
+    ``<job>-<i>`` by dask-jobqueue): an existing cluster places its workers itself (dask-cuda, for
+    one, gives each worker its own ``CUDA_VISIBLE_DEVICES``, so ``cuda`` is already its GPU)."""
+    if "device" in overrides or os.environ.get(PIN_GPU) != "1":
         return {}
     import torch
 
@@ -195,11 +203,12 @@ def run_point(point: Point, results_dir: str, output_dir: str, timeout: int | No
     if _recorded(record, cfg):
         return Outcome(point, "skipped", record=str(record))
     nb = notebooks.select([point.notebook])[0]
-    output = Path(output_dir) / point.notebook / point.profile / f"{record.stem}.ipynb"
+    output = results.sweep_notebook_path(output_dir, {**cfg, "key": results.run_key(cfg)})
     output.parent.mkdir(parents=True, exist_ok=True)
     notebooks.execute(
         nb, output, profile=point.profile, overrides={**overrides, **_worker_device(overrides)},
         results_dir=Path(results_dir), timeout=timeout,
+        failed_as=f"{point.notebook}/{point.profile}/{record.stem}",  # one file per point
     )  # fmt: skip
     if not record.is_file():
         raise RuntimeError(f"{point.label()}: the notebook ran but wrote no record at {record}")
@@ -282,6 +291,7 @@ def _jobqueue_cluster(spec: ClusterSpec, **options: Any) -> Any:
         "walltime": _walltime(spec.kind, spec.walltime),
         "processes": max(gpus, 1),  # one worker per GPU (or one per job)
         "worker_extra_args": ["--resources", f"{RUN}=1"],  # each worker runs one notebook at a time
+        "job_script_prologue": [f"export {PIN_GPU}=1"],  # and pins its own GPU
         "job_extra_directives": directives,
         **spec.extra,
         **options,
@@ -339,8 +349,9 @@ def make_client(
         gpus = torch.cuda.device_count() if torch.cuda.is_available() else 0
         workers = gpus or max(1, (os.cpu_count() or 2) // 2)
     local = LocalCluster(
-        n_workers=workers, threads_per_worker=1, processes=True, dashboard_address=None, resources={RUN: 1}
-    )
+        n_workers=workers, threads_per_worker=1, processes=True, dashboard_address=None, resources={RUN: 1},
+        env={PIN_GPU: "1"},
+    )  # fmt: skip
     return Client(local)
 
 

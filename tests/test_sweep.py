@@ -72,6 +72,9 @@ def test_a_sweep_records_every_point_reports_them_and_skips_them_when_run_again(
     assert len(list((tmp_path / "notebooks").rglob("*.ipynb"))) == 4
     report = (tmp_path / "results" / "report.md").read_text()
     assert "00_overview" in report
+    # the report's figures come from the sweep's notebook of the run it shows
+    assert list((tmp_path / "results" / "figures" / "00_overview").glob("fig-*.png"))
+    assert "No figures" not in report and "Figures left out" not in report
     capsys.readouterr()
     assert cli.main(["sweep", *args, *where]) == 0
     out = capsys.readouterr().out
@@ -139,6 +142,7 @@ def test_a_slurm_dry_run_prints_the_job_script_with_what_was_asked(capsys):
         assert line in script
     assert "#SBATCH --mem=30G" in script  # dask-jobqueue writes 32 GB as 30 GiB
     assert "--nworkers 2" in script and f"--resources {sweep.RUN}=1" in script  # a worker per GPU
+    assert f"export {sweep.PIN_GPU}=1" in script  # each pins its own
     for bad, words in [
         (["--memory", "lots"], "--memory='lots'"),
         (["--walltime", "2h"], "--walltime='2h'"),
@@ -157,6 +161,9 @@ def test_a_gpu_run_pins_its_workers_gpu_unless_a_device_was_asked(monkeypatch):
     monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
     monkeypatch.setattr(torch.cuda, "device_count", lambda: 2)
     monkeypatch.setattr(distributed, "get_worker", lambda: type("W", (), {"name": "SLURMCluster-3-1"})())
+    monkeypatch.delenv(sweep.PIN_GPU, raising=False)
+    assert sweep._worker_device({}) == {}  # a cluster made elsewhere places its workers itself
+    monkeypatch.setenv(sweep.PIN_GPU, "1")  # a cluster made by the sweep
     assert sweep._worker_device({}) == {"device": "cuda:1"}  # the job's second worker: its second GPU
     assert sweep._worker_device({"device": "cpu"}) == {}
     monkeypatch.setattr(torch.cuda, "device_count", lambda: 1)
@@ -200,3 +207,15 @@ def test_a_single_list_value_and_repeated_points():
     assert sweep.parse_grid(["rnn_tasks=go,anti;"]) == {"rnn_tasks": ["go,anti"]}  # one list, not two
     points = sweep.expand("00", "smoke", [0], {"n_neurons": ["8", " 8", "8"]})
     assert [p.values["n_neurons"] for p in points] == ["8"]  # one point, run once
+
+
+def test_failed_points_of_one_sweep_keep_one_partial_notebook_each(tmp_path, stand_in_overview):
+    stand_in_overview("raise RuntimeError('boom')")
+    for point in sweep.expand("00", "smoke", [0, 1], {}):
+        with pytest.raises(Exception, match="boom"):
+            sweep.run_point(point, str(tmp_path / "results"), str(tmp_path / "out"))
+    failed = tmp_path / "results" / "failed"
+    kept = sorted(p.relative_to(failed) for p in (tmp_path / "results").rglob("*.ipynb"))
+    assert [p.parts[:2] for p in kept] == [("00_overview", "smoke")] * 2  # as the records would be named
+    assert [p.name.split("-")[1] for p in kept] == ["0", "1"]
+    assert not list((tmp_path / "out").rglob("*.ipynb"))  # no executed notebook for a failed run
