@@ -88,7 +88,8 @@ WORK: dict[str, dict[str, float]] = {
         PRETRAIN: 1.08 * 15 * 22_500,
         GAINS: 1.08 * 3 * (3 * 5 * 10 * 32 * 3000),  # 3 placements (early/all backpropagate further)
         STOCHASTIC: 1.08 * 3 * (3 * 5 * 10 * 32 * 3000),
-        INFERENCE: 0.58 * (3 * 5 * 10 * 32 * 3000),  # ResNet-50's head only: its features are not cached
+        INFERENCE: 0.58 * (3 * 5 * 10 * 32 * 3000)  # ResNet-50's head only: its features are not cached
+        + 0.36 * 6e6,  # evaluations: ~1 M forward passes per group, 2 groups per backbone
     },
     "04_rnn_task_packing": {  # 700 networks padded to N = 256, 65 trials each per step, the whole budget
         RNN: 700 * 65 * 20_000 + 98e6 / 3,  # + evaluations (forward only: ~1/3 of a training step)
@@ -260,7 +261,8 @@ def run_hours(rates: dict[str, float]) -> dict[str, float]:
 
 def recipe_hours(hours: dict[str, float], seeds: int, devices: int) -> float:
     """Wall time of ``sweep all --seeds`` (``seeds`` runs of every notebook) on ``devices`` workers of
-    one device each: the runs' total shared out, but never less than the longest run."""
+    one device each: the runs' total shared out, but never less than the longest run (a lower bound:
+    runs do not split, so the last ones may leave devices idle)."""
     runs = [h for h in hours.values() for _ in range(seeds)]
     return max(sum(runs) / devices, max(runs))
 
@@ -273,7 +275,7 @@ def estimate_table(rows: list[tuple[str, float, str]], seeds: int = 5) -> str:
     lines = ["| paper run (one seed) | estimated hours |", "|---|---:|"]
     lines += [f"| {nb} | {h:,.1f} |" for nb, h in hours.items()]
     whole = f"whole reproduction (`sweep all --profile paper --seeds 0-{seeds - 1}`)"
-    lines += ["", f"| {whole} | days |", "|---|---:|"]
+    lines += ["", f"| {whole} | days, at least |", "|---|---:|"]
     for devices, recipe in RECIPES:
         lines.append(f"| {recipe} | {recipe_hours(hours, seeds, devices) / 24:,.1f} |")
     return "\n".join(lines)
@@ -291,13 +293,16 @@ def table(device: torch.device, rows: list[tuple[str, float, str]], repeats: int
         "|---|---:|",
         *(f"| {name} | {value:,.0f} {unit} |" for name, value, unit in rows),
         "",
-        "Expected wall time at these rates (`WORK`: the items each paper run trains and evaluates,",
-        "counted from the code; upper bounds where training may stop early, rough where one workload",
-        "stands in for another; 00 takes seconds):",
-        "",
-        estimate_table(rows),
-        "",
     ]
+    if {w for work in WORK.values() for w in work} <= {name for name, _, _ in rows}:
+        lines += [
+            "Expected wall time at these rates (`WORK`: the items each paper run trains and evaluates,",
+            "counted from the code; upper bounds where training may stop early, rough where one workload",
+            "stands in for another; 00 takes seconds):",
+            "",
+            estimate_table(rows),
+            "",
+        ]
     return "\n".join(lines)
 
 
@@ -325,6 +330,8 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.repeats < 1:
         parser.error(f"--repeats={args.repeats} must be >= 1")
+    if args.only and args.write:
+        parser.error("--only and --write do not go together: RESULTS.md keeps a device's whole table")
     device = pick_device(args.device)
     torch.manual_seed(0)
     print(f"measuring on {describe_device(device)}", flush=True)

@@ -91,7 +91,7 @@ def _parser() -> argparse.ArgumentParser:
         action="append",
         default=None,
         help="folder of executed notebooks to take the figures from (repeatable; default: "
-        "<results-dir>/notebooks and the notebooks/ folder beside <results-dir>)",
+        "<results-dir>/notebooks, the notebooks/ folder beside <results-dir> and <results-dir>/sweeps)",
     )
     report_parser.add_argument(
         "--runs",
@@ -324,7 +324,8 @@ def _sweep(args: argparse.Namespace) -> int:
             cluster.close()  # its batch jobs end with it
     rows = [[o.point.label(), o.status, o.error or o.record] for o in outcomes]
     print("\n" + _table(rows, ["run", "status", "record or error"]))
-    print(f"report: {report.write_report(args.results_dir, [args.output_dir])}")
+    figures_from = [args.output_dir, *report.default_notebook_dirs(args.results_dir)]  # and earlier runs'
+    print(f"report: {report.write_report(args.results_dir, figures_from)}")
     return 1 if any(o.status == "failed" for o in outcomes) else 0
 
 

@@ -11,6 +11,8 @@ from __future__ import annotations
 import os
 import random
 import re
+from collections.abc import Iterator
+from contextlib import contextmanager
 
 import numpy as np
 import torch
@@ -78,6 +80,32 @@ def seed_everything(seed: int, deterministic: bool = True) -> torch.Generator:
         torch.backends.cudnn.deterministic = True
         torch.backends.cudnn.benchmark = False
     return torch.Generator().manual_seed(seed)
+
+
+@contextmanager
+def seeded(seed: int, device: str | torch.device = "cpu") -> Iterator[None]:
+    """Draw from ``seed`` inside the block, on the CPU and on ``device``'s own generator only (no
+    other GPU is touched, so a worker pinned to one GPU starts no context on the others), and put
+    both generators back as they were afterwards: torch's global random state is left alone."""
+    d = torch.device(device)
+    index = (d.index if d.index is not None else torch.cuda.current_device()) if d.type == "cuda" else None
+    cpu = torch.get_rng_state()
+    own = torch.cuda.get_rng_state(index) if index is not None else None
+    own = torch.mps.get_rng_state() if d.type == "mps" else own
+    torch.random.default_generator.manual_seed(seed)
+    if index is not None:
+        with torch.cuda.device(index):
+            torch.cuda.manual_seed(seed)
+    elif d.type == "mps":
+        torch.mps.manual_seed(seed)
+    try:
+        yield
+    finally:
+        torch.set_rng_state(cpu)
+        if index is not None:
+            torch.cuda.set_rng_state(own, index)
+        elif d.type == "mps":
+            torch.mps.set_rng_state(own)
 
 
 def prepare(device: str | torch.device | None, seed: int) -> torch.device:

@@ -59,6 +59,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -79,6 +80,7 @@ from .continual import (
     run_learner,
 )
 from .data.sequences import Task, TaskSequence
+from .device import seeded
 from .models.rnn import ModulatedRNN
 from .modulation import (
     apply_gain,
@@ -633,11 +635,13 @@ def cognitive_rows(
     Each learning rate chosen (``lrs``: family -> rate; default the setup's) trains one stack of
     *every* family, as :func:`rnn_search` trained it, and keeps the rows of the families that chose
     it: the stack stops when all its networks are at criterion and its start depends on its members,
-    so a family is measured exactly as it was selected. Accuracy: the fraction of correct trials (%)
-    under each task's own context on test trials (drawn apart from the training trials and from the
-    final evaluation that a learning-rate search reads); robustness as for the feedforward sets, with
-    the trials of notebook 05 (:func:`neuromod_lib.multitask.mixture_performance`,
-    :func:`~neuromod_lib.multitask.noise_performance`).
+    so a family is measured exactly as it was selected (should that stack diverge, on a seed the
+    search did not see, the families that chose the rate train alone, with a warning).
+
+    Accuracy: the fraction of correct trials (%) under each task's own context on test trials (drawn
+    apart from the training trials and from the final evaluation that a learning-rate search reads);
+    robustness as for the feedforward sets, with the trials of notebook 05
+    (:func:`neuromod_lib.multitask.mixture_performance`, :func:`~neuromod_lib.multitask.noise_performance`).
     Families without an RNN form are skipped.
     """
     names = [f for f in check_families(families) if f in RNN_PATHWAYS]
@@ -647,10 +651,20 @@ def cognitive_rows(
     rows: dict[str, Row] = {}
     for lr in dict.fromkeys(chosen.values()):
         tuned_setup = dataclasses.replace(setup, train_config=dataclasses.replace(setup.train_config, lr=lr))
-        model, trained = _train_rnns(stack, tasks, tuned_setup, n_neurons, replicates, device, progress)
-        every = _rnn_rows(stack, tasks, model, trained, tuned_setup, replicates, lambdas, sigmas,
+        members = [f for f in names if chosen[f] == lr]
+        trained_stack = stack
+        try:
+            model, trained = _train_rnns(stack, tasks, tuned_setup, n_neurons, replicates, device, progress)
+        except TrainingDiverged:  # a family that did not choose this rate diverged at it (another seed)
+            warnings.warn(
+                f"RNN families {stack} diverged together at lr={lr}: {members} trained without the others",
+                stacklevel=2,
+            )
+            trained_stack = members
+            model, trained = _train_rnns(members, tasks, tuned_setup, n_neurons, replicates, device, progress)
+        every = _rnn_rows(trained_stack, tasks, model, trained, tuned_setup, replicates, lambdas, sigmas,
                           ambiguity_at)  # fmt: skip
-        rows.update({f: every[f] for f in names if chosen[f] == lr})
+        rows.update({f: every[f] for f in members})
     return [rows[f] for f in names]
 
 
@@ -671,11 +685,11 @@ def _train_rnns(
 ) -> tuple[ModulatedRNN, multitask.TrainResult]:
     """``replicates`` RNNs per family of ``names`` on ``tasks`` as one stack. Every draw (the start, the
     trials, the networks' noise) comes from the training seed, torch's global random state is left as
-    it was: the same stack at the same rate trains the same networks in the search and after it."""
+    it was: the same stack at the same rate trains the same networks in the search and after it
+    (bit for bit where training is deterministic, as on the CPU)."""
     pathways = [RNN_PATHWAYS[f] for f in names for _ in range(replicates)]
     seed = setup.train_config.seed
-    with torch.random.fork_rng(devices=range(torch.cuda.device_count())):
-        torch.manual_seed(seed)
+    with seeded(seed, device):
         start = torch.Generator().manual_seed(seed)
         model = ModulatedRNN(setup.network(n_neurons, len(tasks)), pathways, start).to(device)
         trained = multitask.train_networks(model, [tuple(tasks)] * len(pathways), setup.task_config,

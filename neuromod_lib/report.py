@@ -303,10 +303,11 @@ def parameter_mismatches(params: Mapping[str, Any], record: Mapping[str, Any]) -
 
 
 def default_notebook_dirs(results_dir: str | os.PathLike) -> list[Path]:
-    """Where executed notebooks are looked for: ``<results>/notebooks`` (``run``'s default output)
-    and the ``notebooks/`` folder beside ``<results>`` (``run --in-place``)."""
+    """Where executed notebooks are looked for: ``<results>/notebooks`` (``run``'s default output),
+    the ``notebooks/`` folder beside ``<results>`` (``run --in-place``) and ``<results>/sweeps``
+    (``sweep``'s default output, one notebook per run)."""
     results_path = Path(results_dir).resolve()
-    return [results_path / "notebooks", results_path.parent / "notebooks"]
+    return [results_path / "notebooks", results_path.parent / "notebooks", results_path / "sweeps"]
 
 
 def _shown(path: Path, results_dir: Path) -> str:

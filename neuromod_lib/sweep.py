@@ -285,16 +285,20 @@ def _jobqueue_cluster(spec: ClusterSpec, **options: Any) -> Any:
         if gpus
         else []
     )
+    extra = {**spec.extra, **options}
+    ours = {
+        "worker_extra_args": ["--resources", f"{RUN}=1"],  # each worker runs one notebook at a time
+        "job_script_prologue": [f"export {PIN_GPU}=1"],  # and pins its own GPU
+        "job_extra_directives": directives,
+    }
     kwargs: dict[str, Any] = {
         "cores": spec.cores,
         "memory": spec.memory,
         "walltime": _walltime(spec.kind, spec.walltime),
         "processes": max(gpus, 1),  # one worker per GPU (or one per job)
-        "worker_extra_args": ["--resources", f"{RUN}=1"],  # each worker runs one notebook at a time
-        "job_script_prologue": [f"export {PIN_GPU}=1"],  # and pins its own GPU
-        "job_extra_directives": directives,
-        **spec.extra,
-        **options,
+        **extra,
+        # added to the site's own lines (its jobqueue config, or those given), never replacing them
+        **{key: [*_site_lines(spec.kind, key, extra), *lines] for key, lines in ours.items()},
     }
     if spec.kind == "pbs" and gpus:
         kwargs["resource_spec"] = (
@@ -305,6 +309,17 @@ def _jobqueue_cluster(spec: ClusterSpec, **options: Any) -> Any:
     if spec.account:
         kwargs["account" if spec.kind in ("slurm", "pbs") else "project"] = spec.account
     return cls(**kwargs)
+
+
+def _site_lines(kind: str, key: str, given: dict[str, Any]) -> list[str]:
+    """The lines a site keeps for ``key`` (e.g. ``module load cuda`` in its job-script prologue):
+    those given, else its dask config's ``jobqueue.<kind>.<key>``, which dask-jobqueue would read
+    only if the argument were left out."""
+    if given.get(key) is not None:
+        return list(given[key])
+    import dask
+
+    return list(dask.config.get(f"jobqueue.{kind}.{key.replace('_', '-')}", default=None) or [])
 
 
 def _walltime(kind: str, text: str) -> str:

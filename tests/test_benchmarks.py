@@ -57,3 +57,6 @@ def test_the_wall_time_estimate_counts_every_paper_notebook_at_the_measured_rate
     assert bench.recipe_hours(runs, seeds=2, devices=4) == 10.0  # never less than the longest run
     table = bench.estimate_table([(w, 2.0, "items/s") for w in timed])
     assert "| 04_rnn_task_packing |" in table and "SLURM recipe" in table
+    cpu = torch.device("cpu")
+    assert "| 04_rnn_task_packing |" in bench.table(cpu, [(w, 2.0, "items/s") for w in timed], 1)
+    assert "04_rnn" not in bench.table(cpu, [(bench.RNN, 2.0, "trials/s")], 1)  # no estimate from a part

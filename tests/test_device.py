@@ -67,3 +67,18 @@ def test_prepare_picks_the_device_and_seeds_every_draw():
     assert torch.equal(torch.rand(3), first)
     with pytest.raises(ValueError, match="seed=-1"):
         prepare("cpu", -1)
+
+
+def test_seeded_draws_from_the_seed_and_leaves_the_global_state_as_it_was():
+    from neuromod_lib.device import seeded
+
+    torch.manual_seed(5)
+    state = torch.get_rng_state()
+    with seeded(3, "cpu"):
+        first = torch.rand(4)
+    assert torch.equal(torch.get_rng_state(), state)
+    torch.rand(1)  # another global state: the block draws the same
+    with seeded(3, "cpu"):
+        assert torch.equal(torch.rand(4), first)
+    torch.manual_seed(5)
+    assert not torch.equal(torch.rand(4), first)  # the seed, not the global state, drew them

@@ -282,18 +282,30 @@ def test_rnn_families_get_their_learning_rate_from_validation_and_train_at_it(mo
         families="excitability,synaptic,random_weights",
     )  # fmt: skip
     plan = families.plan(cfg)
+    rates, perf = [], {}
+    real = families._train_rnns
+
+    def recorded(names, *a, **k):
+        rates.append((tuple(names), a[1].train_config.lr))
+        model, trained = real(names, *a, **k)
+        perf.setdefault(rates[-1], []).append(trained.perf)
+        return model, trained
+
+    monkeypatch.setattr(families, "_train_rnns", recorded)
     torch.manual_seed(0)
     chosen = families.rnn_search(plan)
     assert set(chosen) == {"excitability", "synaptic"}  # the families with an RNN form
     for s in chosen.values():
         assert s.grid == families.RNN_RATES and len(s.scores) == 4 and s.chosen in s.grid
         assert s.chosen == s.grid[selection.best_index(s.scores)]
-    rates = []
-    real = families._train_rnns
-    monkeypatch.setattr(
-        families, "_train_rnns", lambda names, *a, **k: rates.append((tuple(names), a[1].train_config.lr)) or
-        real(names, *a, **k),
-    )  # fmt: skip
+    lrs = {f: s.chosen for f, s in chosen.items()}
+    torch.manual_seed(1)  # another global state: the final run must not depend on it
+    families.cognitive_rows(["excitability", "synaptic"], plan.rnn_tasks, plan.rnn_setup, n_neurons=8,
+                            replicates=1, lrs=lrs)  # fmt: skip
+    for lr in set(lrs.values()):  # the final run trained the very networks the search scored
+        search, final = perf[(("excitability", "synaptic"), lr)]
+        torch.testing.assert_close(final, search, rtol=0, atol=0, equal_nan=True)
+    rates.clear()
     rows = families.cognitive_rows(
         ["synaptic", "excitability"], plan.rnn_tasks, plan.rnn_setup, n_neurons=8, replicates=1,
         lrs={"excitability": 0.1, "synaptic": 0.003},

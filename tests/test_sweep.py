@@ -60,7 +60,8 @@ def test_seeds_and_grids_parse_and_bad_ones_are_refused():
 
 def test_a_sweep_records_every_point_reports_them_and_skips_them_when_run_again(tmp_path, capsys):
     args = [*GRID, "--workers", "2", "--no-progress"]
-    where = ["--results-dir", str(tmp_path / "results"), "--output-dir", str(tmp_path / "notebooks")]
+    sweeps = tmp_path / "results" / "sweeps"  # where sweep puts its notebooks by default
+    where = ["--results-dir", str(tmp_path / "results"), "--output-dir", str(sweeps)]
     assert cli.main(["sweep", *args, *where]) == 0
     runs = results.load_runs(tmp_path / "results")
     assert sorted((r["seed"], r["parameters"]["n_neurons"]) for r in runs) == [
@@ -69,12 +70,15 @@ def test_a_sweep_records_every_point_reports_them_and_skips_them_when_run_again(
         (1, 8),
         (1, 16),
     ]
-    assert len(list((tmp_path / "notebooks").rglob("*.ipynb"))) == 4
+    assert len(list(sweeps.rglob("*.ipynb"))) == 4
     report = (tmp_path / "results" / "report.md").read_text()
     assert "00_overview" in report
     # the report's figures come from the sweep's notebook of the run it shows
     assert list((tmp_path / "results" / "figures" / "00_overview").glob("fig-*.png"))
     assert "No figures" not in report and "Figures left out" not in report
+    assert cli.main(["report", "--results-dir", str(tmp_path / "results")]) == 0  # later, on its own
+    assert list((tmp_path / "results" / "figures" / "00_overview").glob("fig-*.png"))
+    assert "No figures" not in (tmp_path / "results" / "report.md").read_text()
     capsys.readouterr()
     assert cli.main(["sweep", *args, *where]) == 0
     out = capsys.readouterr().out
@@ -219,3 +223,19 @@ def test_failed_points_of_one_sweep_keep_one_partial_notebook_each(tmp_path, sta
     assert [p.parts[:2] for p in kept] == [("00_overview", "smoke")] * 2  # as the records would be named
     assert [p.name.split("-")[1] for p in kept] == ["0", "1"]
     assert not list((tmp_path / "out").rglob("*.ipynb"))  # no executed notebook for a failed run
+
+
+def test_a_sites_own_job_script_lines_are_kept_beside_the_sweeps():
+    import dask
+
+    site = {
+        "jobqueue.slurm.job-script-prologue": ["module load cuda"],
+        "jobqueue.slurm.job-extra-directives": ["--constraint=a100"],
+        "jobqueue.slurm.worker-extra-args": ["--lifetime", "23h"],
+    }
+    with dask.config.set(site):
+        script = sweep.job_script(sweep.ClusterSpec("slurm", gpus_per_job=2))
+    site_lines = ["module load cuda", "#SBATCH --constraint=a100", "--lifetime 23h"]
+    ours = [f"export {sweep.PIN_GPU}=1", "#SBATCH --gres=gpu:2", f"--resources {sweep.RUN}=1"]
+    for line in site_lines + ours:
+        assert line in script
