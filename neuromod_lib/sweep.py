@@ -208,7 +208,7 @@ def run_point(point: Point, results_dir: str, output_dir: str, timeout: int | No
     notebooks.execute(
         nb, output, profile=point.profile, overrides={**overrides, **_worker_device(overrides)},
         results_dir=Path(results_dir), timeout=timeout,
-        failed_as=f"{point.notebook}/{point.profile}/{record.stem}",  # one file per point
+        failed_as=output.relative_to(output_dir).with_suffix("").as_posix(),  # named as its notebook
     )  # fmt: skip
     if not record.is_file():
         raise RuntimeError(f"{point.label()}: the notebook ran but wrote no record at {record}")
